@@ -1,0 +1,12 @@
+//! The mlmodel-operator library: API types, plugin runtime, downloader and controller.
+//!
+//! Reading order: `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
+//! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events).
+pub mod api;
+pub mod controller;
+pub mod crd;
+pub mod fetch;
+pub mod names;
+pub mod plugins;
+pub mod render;
+pub mod telemetry;

@@ -1,0 +1,39 @@
+//! `mlmodel-operator`: the operator, its plugin tools and the model downloader in one binary.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use mlmodel_operator::{controller, crd, fetch, plugins, render, telemetry};
+
+#[derive(Parser)]
+#[command(name = "mlmodel-operator", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: telemetry::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the current kubeconfig.
+    Run(controller::RunArgs),
+    /// Print what each step of a model would apply, with no cluster.
+    Render(render::RenderArgs),
+    /// Download a model into a directory (what the default download Job runs).
+    Fetch(fetch::FetchArgs),
+    /// Print the MLModel CustomResourceDefinition as YAML.
+    Crd,
+    /// List the plugins found (built in and in plugin directories).
+    Plugins(plugins::cli::PluginsArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log)?;
+    match cli.command {
+        Command::Run(args) => controller::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Fetch(args) => std::process::exit(fetch::run(args)),
+        Command::Crd => crd::print(),
+        Command::Plugins(args) => plugins::cli::run(args),
+    }
+}

@@ -1,0 +1,2 @@
+//! The plugin runtime: engine, registry and output policy.
+pub mod cli;
