@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo cluster-up cluster-down kubeconfig crd bench clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd bench clean
 
 all: build
 
@@ -26,6 +26,10 @@ test: setup ## the whole suite: lint, unit, then integration on the local cluste
 
 demo: setup ## the operator's main job on the local cluster
 	@hack/demo.sh
+
+demo-stop: ## ends the demo's operator and the local cluster
+	@if [ -f $(CACHE)/demo/operator.pid ]; then kill $$(cat $(CACHE)/demo/operator.pid) 2>/dev/null || true; rm -f $(CACHE)/demo/operator.pid; fi
+	@hack/cluster.sh down
 
 cluster-up: tools
 	@hack/cluster.sh up

@@ -10,3 +10,6 @@ pub mod names;
 pub mod plugins;
 pub mod render;
 pub mod telemetry;
+pub mod apply;
+pub mod plan;
+pub mod status;

@@ -1,0 +1,137 @@
+//! Applying what plugins rendered (server-side apply, one field manager) and deleting what the
+//! plan no longer holds.
+use crate::api::{LABEL_MODEL, LABEL_REVISION, LABEL_STEP, MANAGER};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::Job,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::{Client, Resource};
+use sha2::{Digest, Sha256};
+
+/// Annotation holding a hash of what the host last applied, so an unchanged object costs no
+/// API call.
+pub const ANNOTATION_APPLIED_HASH: &str = "mlmodel.dev/applied-hash";
+/// Annotation on pod templates naming the model (label values are too short for long names).
+pub const ANNOTATION_MODEL_NAME: &str = "mlmodel.dev/model-name";
+
+/// The kinds the host may apply (the union of every step's allow-list) and their API resources.
+pub fn api_resource(kind: &str) -> Option<ApiResource> {
+    Some(match kind {
+        "PersistentVolumeClaim" => ApiResource::erase::<PersistentVolumeClaim>(&()),
+        "Job" => ApiResource::erase::<Job>(&()),
+        "ConfigMap" => ApiResource::erase::<ConfigMap>(&()),
+        "Deployment" => ApiResource::erase::<Deployment>(&()),
+        "Pod" => ApiResource::erase::<Pod>(&()),
+        "Service" => ApiResource::erase::<Service>(&()),
+        _ => return None,
+    })
+}
+
+/// Kinds whose spec cannot change once created (a Job's template, a claim's volume): they are
+/// created when missing and left alone otherwise. A new revision gets new ones.
+pub fn create_only(kind: &str) -> bool {
+    matches!(kind, "Job" | "PersistentVolumeClaim" | "Pod")
+}
+
+pub fn kind_of(obj: &DynamicObject) -> &str {
+    obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or_default()
+}
+
+/// Labels the pods of a workload so the controller can find them and map them to their model.
+pub fn decorate_pod_template(obj: &mut DynamicObject, model_name: &str, model_label: &str, step: &str, revision: &str) {
+    if !matches!(kind_of(obj), "Deployment" | "Job") {
+        return;
+    }
+    let Some(template) = obj.data.pointer_mut("/spec/template").and_then(|t| t.as_object_mut()) else {
+        return;
+    };
+    let meta = template
+        .entry("metadata")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut();
+    let Some(meta) = meta else { return };
+    let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(LABEL_MODEL.into(), model_label.into());
+        labels.insert(LABEL_STEP.into(), step.into());
+        labels.insert(LABEL_REVISION.into(), revision.into());
+    }
+    let annotations = meta.entry("annotations").or_insert_with(|| serde_json::json!({}));
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(ANNOTATION_MODEL_NAME.into(), model_name.into());
+    }
+}
+
+/// Stamps the object with the hash of its content and returns it.
+pub fn stamp_hash(obj: &mut DynamicObject) -> String {
+    obj.annotations_mut().remove(ANNOTATION_APPLIED_HASH);
+    let json = serde_json::to_vec(&obj).expect("objects serialise");
+    let hash = hex::encode(&Sha256::digest(&json)[..12]);
+    obj.annotations_mut()
+        .insert(ANNOTATION_APPLIED_HASH.into(), hash.clone());
+    hash
+}
+
+trait AnnotationsMut {
+    fn annotations_mut(&mut self) -> &mut std::collections::BTreeMap<String, String>;
+}
+impl AnnotationsMut for DynamicObject {
+    fn annotations_mut(&mut self) -> &mut std::collections::BTreeMap<String, String> {
+        self.meta_mut().annotations.get_or_insert_with(Default::default)
+    }
+}
+
+/// Server-side apply of one object in its namespace.
+pub async fn apply(client: &Client, ns: &str, obj: &DynamicObject) -> Result<(), kube::Error> {
+    let kind = kind_of(obj).to_string();
+    let ar = api_resource(&kind).expect("the output policy only lets known kinds through");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
+        .await?;
+    Ok(())
+}
+
+/// Deletes one object; its dependents (a Job's pods) go too. Already gone is fine.
+pub async fn delete(client: &Client, ns: &str, kind: &str, name: &str) -> Result<(), kube::Error> {
+    let Some(ar) = api_resource(kind) else { return Ok(()) };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_templates_are_labelled_for_the_controller() {
+        let mut obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        decorate_pod_template(&mut obj, "my.model", "my-model-1234", "serve", "abc");
+        let meta = &obj.data["spec"]["template"]["metadata"];
+        assert_eq!(meta["labels"][LABEL_REVISION], "abc");
+        assert_eq!(meta["labels"][LABEL_STEP], "serve");
+        assert_eq!(meta["annotations"][ANNOTATION_MODEL_NAME], "my.model");
+    }
+
+    #[test]
+    fn hash_changes_with_content_only() {
+        let make = |image: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"image": image}})).unwrap()
+        };
+        let (mut a, mut b, mut c) = (make("x"), make("x"), make("y"));
+        let h = stamp_hash(&mut a);
+        assert_eq!(h, stamp_hash(&mut b));
+        assert_eq!(h, stamp_hash(&mut a), "restamping is stable");
+        assert_ne!(h, stamp_hash(&mut c));
+    }
+}

@@ -1,0 +1,339 @@
+//! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
+//! change deserves. Pure, so every phase rule is unit-tested.
+use crate::api::{DownloadStatus, MLModel, MLModelStatus, Phase};
+use crate::plan::{DownloadState, ServingState};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
+
+/// Everything the reconcile learnt, in the terms status is written in.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// A failure before anything could be read (plugin selection, render, invalid output, apply):
+    /// (reason, message).
+    pub blocking_error: Option<(String, String)>,
+    pub wanted_revision: String,
+    pub storage_exists: bool,
+    pub download: DownloadState,
+    /// The revision the serve step renders (None while nothing is downloaded yet).
+    pub serve_revision: Option<String>,
+    pub serving: ServingState,
+    /// None when `spec.expose` is false; Some(endpoint) once the Service exists.
+    pub expose: Option<Option<Endpoint>>,
+    /// Plugins used, by step, as `name@version`.
+    pub plugins: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub endpoint: String,
+    pub url: String,
+}
+
+/// What to tell the user through an Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventNote {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+fn cond(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+    }
+}
+
+/// The status the model should have now. `previous` keeps transition times of conditions whose
+/// status did not change.
+pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStatus>) -> MLModelStatus {
+    let generation = model.metadata.generation;
+    let url = &model.spec.model_url;
+    let rev = &obs.wanted_revision;
+
+    let downloaded = match &obs.download {
+        DownloadState::Succeeded { report, .. } => {
+            let detail = report
+                .as_ref()
+                .and_then(|r| Some(format!(": {} bytes, sha256 {}", r.bytes?, r.sha256.clone()?)))
+                .unwrap_or_default();
+            cond("Downloaded", true, "Downloaded", format!("revision {rev} downloaded{detail}"), generation)
+        }
+        DownloadState::Running { attempts, .. } => cond(
+            "Downloaded",
+            false,
+            "Downloading",
+            format!("downloading {url} (revision {rev}, attempt {attempts})"),
+            generation,
+        ),
+        DownloadState::NotStarted => cond("Downloaded", false, "Pending", format!("download of revision {rev} not started"), generation),
+        DownloadState::Failed { reason, message, .. } => cond("Downloaded", false, reason, message.clone(), generation),
+    };
+
+    let served = obs.serve_revision.as_deref().unwrap_or("-");
+    let serving = match &obs.serving {
+        ServingState::Available { ready, wanted } => cond(
+            "Serving",
+            true,
+            "Available",
+            format!("{ready}/{wanted} replicas ready, serving revision {served}"),
+            generation,
+        ),
+        ServingState::Progressing { message, .. } => cond("Serving", false, "RollingOut", format!("{message} (revision {served})"), generation),
+        ServingState::Missing => cond("Serving", false, "NotDeployed", "waiting for the download before deploying the server".into(), generation),
+        ServingState::Failed { reason, message, .. } => cond("Serving", false, reason, message.clone(), generation),
+    };
+    let serving_ok = serving.status == "True";
+
+    let exposed = obs.expose.as_ref().map(|e| match e {
+        Some(ep) => cond("Exposed", true, "ServiceReady", format!("reachable at {}", ep.url), generation),
+        None => cond("Exposed", false, "ServicePending", "the Service is not created yet".into(), generation),
+    });
+    let exposed_ok = exposed.as_ref().is_none_or(|c| c.status == "True");
+
+    // The phase tells what is happening now; Ready tells whether a model is served.
+    let (phase, reason, message) = if let Some((reason, message)) = &obs.blocking_error {
+        (Phase::Failed, reason.clone(), message.clone())
+    } else if let DownloadState::Failed { reason, message, .. } = &obs.download {
+        (
+            Phase::Failed,
+            "DownloadFailed".to_string(),
+            format!("download of {url} failed ({reason}): {message}"),
+        )
+    } else if let ServingState::Failed { reason, message, .. } = &obs.serving {
+        (Phase::Failed, reason.clone(), message.clone())
+    } else if !matches!(obs.download, DownloadState::Succeeded { .. }) {
+        if !obs.storage_exists {
+            (Phase::CreatingStorage, "CreatingStorage".into(), format!("creating the volume for revision {rev}"))
+        } else {
+            (Phase::Downloading, "Downloading".into(), downloaded.message.clone())
+        }
+    } else if obs.serve_revision.as_deref() == Some(rev.as_str()) && serving_ok && exposed_ok {
+        let ep = obs.expose.as_ref().and_then(|e| e.as_ref()).map(|e| format!(" at {}", e.url)).unwrap_or_default();
+        (Phase::Ready, "Ready".into(), format!("serving revision {rev}{ep}"))
+    } else if serving_ok {
+        (Phase::Deploying, "Exposing".into(), "creating the Service".into())
+    } else {
+        (Phase::Deploying, "Deploying".into(), serving.message.clone())
+    };
+
+    let ready_ok = serving_ok && exposed_ok;
+    let ready = if ready_ok {
+        cond("Ready", true, "Ready", format!("serving revision {served}"), generation)
+    } else {
+        cond("Ready", false, &reason, message.clone(), generation)
+    };
+
+    let mut conditions = vec![downloaded, serving];
+    conditions.extend(exposed);
+    conditions.push(ready);
+    // Keep the transition time of a condition whose status did not change.
+    if let Some(prev) = previous {
+        for c in &mut conditions {
+            if let Some(old) = prev.condition(&c.type_).filter(|old| old.status == c.status) {
+                c.last_transition_time = old.last_transition_time.clone();
+            }
+        }
+    }
+
+    let (replicas, ready_replicas) = match &obs.serving {
+        ServingState::Available { ready, wanted }
+        | ServingState::Progressing { ready, wanted, .. }
+        | ServingState::Failed { ready, wanted, .. } => (Some(*wanted), Some(*ready)),
+        ServingState::Missing => (None, None),
+    };
+    let download = Some(download_status(rev, &obs.download, previous));
+    let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
+
+    MLModelStatus {
+        phase: Some(phase),
+        reason: Some(reason),
+        message: Some(message),
+        conditions,
+        observed_generation: generation,
+        service_endpoint: endpoint.as_ref().map(|e| e.endpoint.clone()),
+        url: endpoint.map(|e| e.url),
+        revision: obs.serve_revision.clone().filter(|_| serving_ok),
+        download,
+        plugins: obs.plugins.clone(),
+        replicas,
+        ready_replicas,
+    }
+}
+
+fn download_status(rev: &str, state: &DownloadState, previous: Option<&MLModelStatus>) -> DownloadStatus {
+    let mut d = DownloadStatus { revision: rev.to_string(), ..Default::default() };
+    match state {
+        DownloadState::NotStarted => {}
+        DownloadState::Running { attempts, started } => {
+            d.attempts = Some(*attempts);
+            d.started_at = started.clone();
+        }
+        DownloadState::Succeeded { report, started, finished, attempts } => {
+            d.attempts = Some(*attempts);
+            d.started_at = started.clone();
+            d.finished_at = finished.clone();
+            if let Some(r) = report {
+                d.bytes = r.bytes;
+                d.sha256 = r.sha256.clone();
+            }
+        }
+        DownloadState::Failed { attempts, .. } => d.attempts = Some(*attempts),
+    }
+    // The Job of a served revision may be pruned later; keep what was learnt about it.
+    if let Some(prev) = previous.and_then(|p| p.download.as_ref()).filter(|p| p.revision == rev) {
+        d.bytes = d.bytes.or(prev.bytes);
+        d.sha256 = d.sha256.clone().or(prev.sha256.clone());
+        d.started_at = d.started_at.clone().or(prev.started_at.clone());
+        d.finished_at = d.finished_at.clone().or(prev.finished_at.clone());
+    }
+    d
+}
+
+/// Whether two statuses differ in anything but condition timestamps (so an unchanged status is
+/// never patched).
+pub fn changed(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
+    let Some(old) = old else { return true };
+    let strip = |s: &MLModelStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(old) != strip(new)
+}
+
+/// The Event a status change deserves: one per phase change and per new failure reason.
+pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNote> {
+    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
+    if same {
+        return None;
+    }
+    let phase = new.phase.unwrap_or_default();
+    Some(EventNote {
+        warning: phase == Phase::Failed,
+        reason: new.reason.clone().unwrap_or_else(|| phase.to_string()),
+        message: format!("{phase}: {}", new.message.clone().unwrap_or_default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::FetchReport;
+
+    fn model() -> MLModel {
+        let mut m: MLModel = serde_yaml::from_str(
+            "apiVersion: mlmodel.dev/v1alpha1\nkind: MLModel\nmetadata: {name: m, generation: 3}\nspec: {modelURL: 'https://x/m', expose: true}",
+        )
+        .unwrap();
+        m.metadata.generation = Some(3);
+        m
+    }
+
+    fn obs() -> Observation {
+        Observation {
+            blocking_error: None,
+            wanted_revision: "r2".into(),
+            storage_exists: true,
+            download: DownloadState::NotStarted,
+            serve_revision: None,
+            serving: ServingState::Missing,
+            expose: Some(None),
+            plugins: BTreeMap::new(),
+        }
+    }
+
+    fn succeeded() -> DownloadState {
+        DownloadState::Succeeded {
+            report: Some(FetchReport { bytes: Some(10), sha256: Some("ab".into()), ..Default::default() }),
+            started: None,
+            finished: None,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn phases_follow_the_flow() {
+        let m = model();
+        let mut o = obs();
+        o.storage_exists = false;
+        assert_eq!(compute(&m, &o, None).phase, Some(Phase::CreatingStorage));
+        o.storage_exists = true;
+        o.download = DownloadState::Running { attempts: 1, started: None };
+        assert_eq!(compute(&m, &o, None).phase, Some(Phase::Downloading));
+        o.download = succeeded();
+        o.serve_revision = Some("r2".into());
+        o.serving = ServingState::Progressing { ready: 0, wanted: 1, message: "0/1".into() };
+        assert_eq!(compute(&m, &o, None).phase, Some(Phase::Deploying));
+        o.serving = ServingState::Available { ready: 1, wanted: 1 };
+        let s = compute(&m, &o, None);
+        assert_eq!(s.phase, Some(Phase::Deploying), "waits for the Service");
+        o.expose = Some(Some(Endpoint { endpoint: "m.ns.svc.cluster.local:80".into(), url: "http://m.ns.svc.cluster.local:80".into() }));
+        let s = compute(&m, &o, None);
+        assert_eq!(s.phase, Some(Phase::Ready));
+        assert_eq!(s.condition("Ready").unwrap().status, "True");
+        assert_eq!(s.condition("Ready").unwrap().observed_generation, Some(3));
+        assert_eq!(s.service_endpoint.as_deref(), Some("m.ns.svc.cluster.local:80"));
+        assert_eq!(s.revision.as_deref(), Some("r2"));
+        assert_eq!(s.download.as_ref().unwrap().bytes, Some(10));
+    }
+
+    #[test]
+    fn old_revision_keeps_ready_true_while_new_downloads() {
+        let mut o = obs();
+        o.download = DownloadState::Running { attempts: 1, started: None };
+        o.serve_revision = Some("r1".into());
+        o.serving = ServingState::Available { ready: 2, wanted: 2 };
+        o.expose = None;
+        let s = compute(&model(), &o, None);
+        assert_eq!(s.phase, Some(Phase::Downloading));
+        assert_eq!(s.condition("Ready").unwrap().status, "True");
+        assert_eq!(s.revision.as_deref(), Some("r1"));
+        assert!(s.condition("Exposed").is_none());
+    }
+
+    #[test]
+    fn failures_carry_reason_and_message() {
+        let mut o = obs();
+        o.download = DownloadState::Failed { reason: "NotFound".into(), message: "HTTP 404".into(), attempts: 3 };
+        let s = compute(&model(), &o, None);
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(s.reason.as_deref(), Some("DownloadFailed"));
+        assert!(s.message.as_deref().unwrap().contains("HTTP 404"));
+        assert_eq!(s.condition("Downloaded").unwrap().reason, "NotFound");
+
+        let mut o = obs();
+        o.download = succeeded();
+        o.serve_revision = Some("r2".into());
+        o.serving = ServingState::Failed { reason: "ImagePullBackOff".into(), message: "cannot pull".into(), ready: 0, wanted: 1 };
+        let s = compute(&model(), &o, None);
+        assert_eq!((s.phase, s.reason.as_deref()), (Some(Phase::Failed), Some("ImagePullBackOff")));
+        assert_eq!(s.condition("Ready").unwrap().reason, "ImagePullBackOff");
+
+        let mut o = obs();
+        o.blocking_error = Some(("PluginNotFound".into(), "no plugin named x".into()));
+        assert_eq!(compute(&model(), &o, None).reason.as_deref(), Some("PluginNotFound"));
+    }
+
+    #[test]
+    fn unchanged_status_is_not_patched_and_times_are_kept() {
+        let mut o = obs();
+        o.download = DownloadState::Running { attempts: 1, started: None };
+        let first = compute(&model(), &o, None);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = compute(&model(), &o, Some(&first));
+        assert!(!changed(Some(&first), &second));
+        assert_eq!(first.conditions, second.conditions);
+        assert!(event(Some(&first), &second).is_none());
+        o.download = succeeded();
+        let third = compute(&model(), &o, Some(&second));
+        assert!(changed(Some(&second), &third));
+        assert!(event(Some(&second), &third).is_some());
+    }
+}
