@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it:
+#   1. setup      hack/setup.sh (toolchain pieces)
+#   2. lint       cargo fmt --check, cargo clippy -D warnings
+#   3. unit       cargo test --workspace (tests that need no cluster)
+#   4. cluster    the local control plane (hack/cluster.sh), then the tests marked
+#                 #[ignore = "needs the local cluster: make test"], run with --ignored
+# Stages after setup all run even when one fails, so one run reports everything; the script
+# exits non-zero if any failed and names them. A cluster this script started is stopped on exit,
+# also on failure or Ctrl-C; one that was already up (make cluster-up) is left running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MLMODEL_CACHE=${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}
+
+failed=()
+started_cluster=0
+
+say() { printf '\n==> test.sh: %s\n' "$*" >&2; }
+
+cleanup() {
+  if [ "$started_cluster" = 1 ]; then
+    say "stopping the cluster this run started"
+    hack/cluster.sh down || true
+  fi
+}
+trap cleanup EXIT
+# Let Ctrl-C or a TERM from CI run the EXIT trap instead of leaving the cluster behind.
+trap 'exit 130' INT TERM
+
+# stage NAME COMMAND...: runs COMMAND, records NAME as failed if it fails, and carries on.
+stage() {
+  local name=$1 t0=$SECONDS rc=0; shift
+  say "stage $name: $*"
+  "$@" || rc=$?
+  if [ "$rc" = 0 ]; then
+    say "stage $name passed ($((SECONDS - t0))s)"
+  else
+    say "stage $name FAILED (exit $rc, $((SECONDS - t0))s)"
+    failed+=("$name")
+  fi
+}
+
+cluster_tests() {
+  if hack/cluster.sh status >/dev/null 2>&1; then
+    say "using the local cluster that is already up (left running afterwards)"
+  else
+    started_cluster=1
+    hack/cluster.sh up || return 1
+  fi
+  export KUBECONFIG=$MLMODEL_CACHE/cluster/kubeconfig
+  cargo test --workspace -- --ignored
+}
+
+# Without the toolchain nothing else can work: stop at once.
+stage setup hack/setup.sh
+[ ${#failed[@]} = 0 ] || { say "FAILED: setup"; exit 1; }
+
+stage fmt cargo fmt --all -- --check
+stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage unit cargo test --workspace
+stage cluster cluster_tests
+
+if [ ${#failed[@]} -gt 0 ]; then
+  say "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+say "all stages passed"
