@@ -1,0 +1,167 @@
+//! Small builders for the parts every plugin repeats: restricted security contexts, labels, and
+//! the pod settings every default plugin takes from its config.
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use crate::{Config, Context, Model};
+
+/// Name of the pod volume that holds the model's PersistentVolumeClaim.
+pub const MODEL_VOLUME: &str = "model";
+/// Where a download pod mounts the model volume; the files go to `<this>/<revision>`.
+pub const MODEL_VOLUME_ROOT: &str = "/models";
+
+/// Pod-level part of the `restricted` Pod Security Standard; uid/gid 1000 because several
+/// images we run (tensorflow/serving among them) default to root.
+pub fn restricted_pod_security_context() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// Container-level part of the `restricted` Pod Security Standard.
+pub fn restricted_container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true,
+    })
+}
+
+/// `base` with `extra` on top (extra wins on equal keys).
+pub fn merge_labels(
+    base: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = base.clone();
+    out.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+/// `metadata` of a top-level object: its name and the host's labels.
+pub fn object_meta(name: &str, ctx: &Context) -> Value {
+    json!({"name": name, "labels": ctx.labels})
+}
+
+/// Pod settings every default plugin accepts from its config, so that tests and users can
+/// steer the pod without a new plugin: `image`, `podLabels`, `podAnnotations`, `nodeSelector`,
+/// `env` (a map of name -> value, or a list of Kubernetes EnvVar objects) and `resources`.
+#[derive(Debug, Clone, Default)]
+pub struct PodSettings {
+    pub image: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub node_selector: BTreeMap<String, String>,
+    pub env: Vec<Value>,
+    pub resources: Option<Value>,
+}
+
+impl PodSettings {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let env = match config.value("env") {
+            None => Vec::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok(json!({"name": k, "value": s})),
+                    _ => Err("plugin config key `env` must map names to strings".to_string()),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => config.object_list("env")?,
+        };
+        let resources = match config.value("resources") {
+            None => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => return Err("plugin config key `resources` must be an object".into()),
+        };
+        Ok(PodSettings {
+            image: config.str("image")?.map(str::to_string),
+            labels: config.string_map("podLabels")?,
+            annotations: config.string_map("podAnnotations")?,
+            node_selector: config.string_map("nodeSelector")?,
+            env,
+            resources,
+        })
+    }
+
+    /// The image to run: the config's, or `default`.
+    pub fn image_or(&self, default: &str) -> String {
+        self.image.clone().unwrap_or_else(|| default.to_string())
+    }
+
+    /// Pod template metadata: the host's labels, then `podLabels`; `annotations` then
+    /// `podAnnotations`.
+    pub fn template_meta(&self, ctx: &Context, annotations: &BTreeMap<String, String>) -> Value {
+        let labels = merge_labels(&ctx.labels, &self.labels);
+        let annotations = merge_labels(annotations, &self.annotations);
+        let mut meta = Map::new();
+        meta.insert("labels".into(), json!(labels));
+        if !annotations.is_empty() {
+            meta.insert("annotations".into(), json!(annotations));
+        }
+        Value::Object(meta)
+    }
+
+    /// Adds `nodeSelector` to a pod spec when set.
+    pub fn apply_to_pod(&self, pod_spec: &mut Value) {
+        if !self.node_selector.is_empty() {
+            pod_spec["nodeSelector"] = json!(self.node_selector);
+        }
+    }
+}
+
+/// The volume entry pointing at the model's PersistentVolumeClaim.
+pub fn model_volume(ctx: &Context, read_only: bool) -> Value {
+    json!({
+        "name": MODEL_VOLUME,
+        "persistentVolumeClaim": {"claimName": ctx.names.volume, "readOnly": read_only},
+    })
+}
+
+/// A read-only mount of this revision's files (the `<revision>` directory of the volume) at
+/// `mount_path`.
+pub fn model_files_mount(ctx: &Context, mount_path: &str) -> Value {
+    json!({
+        "name": MODEL_VOLUME,
+        "mountPath": mount_path,
+        "subPath": ctx.revision,
+        "readOnly": true,
+    })
+}
+
+/// A Deployment of one `container` with the model volume, the shape both default serve plugins
+/// share: selector = the host's selector labels; pod labels = selector + host labels +
+/// `podLabels`; the `mlmodel.dev/revision` pod annotation so that a new revision rolls the pods.
+pub fn serve_deployment(model: &Model, ctx: &Context, pod: &PodSettings, container: Value) -> Value {
+    let mut pod_spec = json!({
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": restricted_pod_security_context(),
+        "containers": [container],
+        "volumes": [model_volume(ctx, true)],
+    });
+    pod.apply_to_pod(&mut pod_spec);
+    let mut template_meta = pod.template_meta(
+        ctx,
+        &BTreeMap::from([("mlmodel.dev/revision".to_string(), ctx.revision.clone())]),
+    );
+    template_meta["labels"] = json!(merge_labels(
+        &merge_labels(&ctx.selector_labels, &ctx.labels),
+        &pod.labels
+    ));
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(&ctx.names.workload, ctx),
+        "spec": {
+            "replicas": model.spec.replicas,
+            "selector": {"matchLabels": ctx.selector_labels},
+            // Never below the wanted count during a revision change.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    })
+}
