@@ -1,0 +1,305 @@
+//! Support for controller tests: a namespace with its own in-process controller, and waits on
+//! the models in it.
+#![allow(dead_code)]
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use mlmodel_operator::api::{MLModel, Phase};
+use mlmodel_operator::apply::api_resource;
+use mlmodel_operator::controller;
+use mlmodel_operator::plugins::{Runtime, RuntimeOptions};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+
+static CRD: OnceCell<()> = OnceCell::const_new();
+
+/// Installs the MLModel CRD once per test binary and waits until it is served.
+pub async fn ensure_crd(client: &Client) {
+    CRD.get_or_init(|| async {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch("mlmodels.mlmodel.dev", &PatchParams::apply("mlmodel-tests").force(), &Patch::Apply(MLModel::crd()))
+            .await
+            .expect("apply the CRD");
+        let models: Api<MLModel> = Api::all(client.clone());
+        for _ in 0..100 {
+            if models.list(&ListParams::default().limit(1)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the MLModel CRD was not served in time");
+    })
+    .await;
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A sample from `deploy/samples/`.
+pub fn sample_model(file: &str) -> MLModel {
+    let text = std::fs::read_to_string(repo_root().join("deploy/samples").join(file)).expect("sample");
+    serde_yaml::from_str(&text).expect("sample parses")
+}
+
+/// Sets `spec.plugins.config`.
+pub fn set_config(model: &mut MLModel, config: serde_json::Value) {
+    model.spec.plugins = Some(mlmodel_operator::api::PluginsSpec { config: Some(config) });
+}
+
+/// The phases seen first to last must follow the flow's order.
+pub fn assert_flow_order(seen: &[Phase]) {
+    let order = [Phase::Pending, Phase::CreatingStorage, Phase::Downloading, Phase::Deploying, Phase::Ready];
+    let idx: Vec<usize> = seen
+        .iter()
+        .map(|p| order.iter().position(|o| o == p).unwrap_or_else(|| panic!("unexpected phase {p} in {seen:?}")))
+        .collect();
+    assert!(idx.windows(2).all(|w| w[0] <= w[1]), "phases out of order: {seen:?}");
+    assert!(seen.contains(&Phase::Deploying) && seen.last() == Some(&Phase::Ready), "{seen:?}");
+    assert!(
+        seen.contains(&Phase::Downloading) || seen.contains(&Phase::CreatingStorage),
+        "no storage/download phase seen: {seen:?}"
+    );
+}
+
+pub struct Env {
+    pub client: Client,
+    pub ns: String,
+    controller: Option<JoinHandle<()>>,
+}
+
+pub struct PhaseRecorder {
+    handle: JoinHandle<Vec<Phase>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PhaseRecorder {
+    pub async fn stop(self) -> Vec<Phase> {
+        let _ = self.stop.send(());
+        self.handle.await.expect("recorder")
+    }
+}
+
+impl Env {
+    /// A fresh namespace (with `labels`) and a controller watching only it.
+    pub async fn start(prefix: &str, labels: &[(&str, &str)]) -> Env {
+        let client = Client::try_default().await.expect("KUBECONFIG points at the local cluster (make test)");
+        ensure_crd(&client).await;
+        let suffix: u32 = rand_suffix();
+        let ns = format!("t-{prefix}-{suffix:06x}");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut meta = ObjectMeta { name: Some(ns.clone()), ..Default::default() };
+        meta.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        namespaces
+            .create(&PostParams::default(), &Namespace { metadata: meta, ..Default::default() })
+            .await
+            .expect("create namespace");
+        let mut env = Env { client, ns, controller: None };
+        env.start_controller();
+        env
+    }
+
+    pub fn start_controller(&mut self) {
+        let (client, ns) = (self.client.clone(), self.ns.clone());
+        let opts = RuntimeOptions {
+            cache_dir: Some(std::env::temp_dir().join("mlmodel-test-wasm-cache")),
+            ..RuntimeOptions::default()
+        };
+        let runtime = Runtime::new(opts).expect("plugin runtime");
+        self.controller = Some(tokio::spawn(async move {
+            if let Err(e) = controller::run_with(client, runtime, vec![ns]).await {
+                panic!("controller stopped: {e:#}");
+            }
+        }));
+    }
+
+    pub fn stop_controller(&mut self) {
+        if let Some(h) = self.controller.take() {
+            h.abort();
+        }
+    }
+
+    pub fn models(&self) -> Api<MLModel> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create(&self, mut model: MLModel) {
+        model.metadata.namespace = Some(self.ns.clone());
+        self.models().create(&PostParams::default(), &model).await.expect("create model");
+    }
+
+    pub async fn get(&self, name: &str) -> MLModel {
+        self.models().get(name).await.expect("get model")
+    }
+
+    pub async fn merge_spec(&self, name: &str, spec: serde_json::Value) {
+        self.models()
+            .patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": spec })))
+            .await
+            .expect("patch spec");
+    }
+
+    /// Records every phase the model's status goes through, as a watch sees it.
+    pub fn record_phases(&self, name: &str) -> PhaseRecorder {
+        let api = self.models();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let mut seen: Vec<Phase> = Vec::new();
+            let mut stream = watcher(api, cfg).applied_objects().boxed();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return seen,
+                    ev = stream.next() => match ev {
+                        Some(Ok(m)) => {
+                            if let Some(p) = m.status.and_then(|s| s.phase) {
+                                if seen.last() != Some(&p) { seen.push(p) }
+                            }
+                        }
+                        Some(Err(_)) => continue,
+                        None => return seen,
+                    }
+                }
+            }
+        });
+        PhaseRecorder { handle, stop }
+    }
+
+    /// Polls `f` until it yields, or panics naming `what` and the namespace's models.
+    pub async fn wait_until<T, F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let models = self.models().list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+                let states: Vec<String> = models
+                    .iter()
+                    .map(|m| {
+                        let st = m.status.clone().unwrap_or_default();
+                        format!("{}: {:?} {:?} {:?}", m.name_any(), st.phase, st.reason, st.message)
+                    })
+                    .collect();
+                panic!("timed out waiting for {what} in {}; models: {states:#?}", self.ns);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_phase(&self, name: &str, phase: Phase, timeout: Duration) -> MLModel {
+        self.wait_until(&format!("{name} to be {phase}"), timeout, || async {
+            let m = self.models().get(name).await.ok()?;
+            let st = m.status.as_ref()?;
+            (st.phase == Some(phase) && st.observed_generation == m.metadata.generation).then_some(m)
+        })
+        .await
+    }
+
+    pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> MLModel {
+        self.wait_until(&format!("{name} to report {reason}"), timeout, || async {
+            let m = self.models().get(name).await.ok()?;
+            (m.status.as_ref()?.reason.as_deref() == Some(reason)).then_some(m)
+        })
+        .await
+    }
+
+    /// Every object of the kinds the host applies that the model owns, as (kind, metadata).
+    pub async fn owned_objects(&self, model: &MLModel) -> Vec<(String, ObjectMeta)> {
+        let uid = model.uid().unwrap();
+        self.all_objects()
+            .await
+            .into_iter()
+            .filter(|(_, m)| m.owner_references.iter().flatten().any(|o| o.uid == uid))
+            .collect()
+    }
+
+    /// Every object labelled as the model's, owned or not (to find orphans).
+    pub async fn labelled_objects(&self, name: &str) -> Vec<(String, ObjectMeta)> {
+        self.all_objects()
+            .await
+            .into_iter()
+            .filter(|(_, m)| m.labels.as_ref().and_then(|l| l.get("mlmodel.dev/model")).map(String::as_str) == Some(name))
+            .collect()
+    }
+
+    async fn all_objects(&self) -> Vec<(String, ObjectMeta)> {
+        let mut out = Vec::new();
+        for kind in ["PersistentVolumeClaim", "Job", "Deployment", "Service", "ConfigMap", "Pod"] {
+            let ar = api_resource(kind).unwrap();
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+            for o in api.list(&ListParams::default()).await.expect("list").items {
+                if o.metadata.deletion_timestamp.is_none() || kind != "Pod" {
+                    out.push((kind.to_string(), o.metadata));
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
+        events.list(&lp).await.expect("events").items.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// `kubectl wait --for=condition=Ready` returns for the model.
+    pub async fn kubectl_wait_ready(&self, name: &str) {
+        let kubectl = kubectl_path();
+        let out = tokio::process::Command::new(&kubectl)
+            .args(["wait", "--for=condition=Ready", &format!("mlmodel/{name}"), "-n", &self.ns, "--timeout=60s"])
+            .output()
+            .await
+            .expect("run kubectl");
+        assert!(out.status.success(), "kubectl wait failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_controller();
+        // Leave nothing behind: the namespace, and everything in it, goes. The test's runtime is
+        // ending, so the delete runs on a runtime of its own.
+        let (client, ns) = (self.client.clone(), self.ns.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async move {
+                let namespaces: Api<Namespace> = Api::all(client);
+                namespaces.delete(&ns, &DeleteParams::background()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The kubectl built with the control plane (same version as the apiserver), else PATH's.
+pub fn kubectl_path() -> PathBuf {
+    let out = std::process::Command::new(repo_root().join("hack/build-tools.sh")).output();
+    if let Ok(out) = out {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let p = PathBuf::from(dir).join("kubectl");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("kubectl")
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    (h.finish() & 0xff_ffff) as u32
+}
