@@ -82,6 +82,7 @@ pub struct MLModelSpec {
     pub credentials_secret_ref: Option<SecretRef>,
 
     /// Resources of each serving container.
+    #[x_kube(validation = Rule::new("(!has(self.limits) || self.limits.all(k, isQuantity(string(self.limits[k])))) && (!has(self.requests) || self.requests.all(k, isQuantity(string(self.requests[k]))))").message("resources.limits and resources.requests must be quantities such as 500m or 1Gi"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 
