@@ -276,7 +276,7 @@ impl Drop for Env {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async move {
-                let namespaces: Api<Namespace> = Api::all(client);
+                let namespaces: Api<Namespace> = Api::all(Client::try_default().await.ok()?);
                 namespaces.delete(&ns, &DeleteParams::background()).await.ok()
             })
         })
