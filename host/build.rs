@@ -1,1 +1,85 @@
-fn main() {}
+//! Builds the default plugins (`plugins/*`) for `wasm32-wasip2` so the operator can embed them
+//! with `include_bytes!`; their paths reach the crate as `MLMODEL_PLUGIN_WASM_<NAME>`.
+//!
+//! The nested cargo uses its own target directory (`target/wasm-plugins`): the outer build holds
+//! the lock of its own target directory while this script runs, so sharing it would deadlock.
+//! The outer build's environment (flags, wrappers such as clippy-driver, target selection) is
+//! cleared so that it neither breaks nor needlessly rebuilds the wasm build.
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (crate, env var suffix) of each default plugin.
+const PLUGINS: &[(&str, &str)] = &[
+    ("download-job", "DOWNLOAD_JOB"),
+    ("tensorflow-serving", "TENSORFLOW_SERVING"),
+    ("echo-server", "ECHO_SERVER"),
+    ("service", "SERVICE"),
+];
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    for path in ["plugins", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TARGET_DIR");
+
+    let target_dir = env::var_os("MLMODEL_PLUGIN_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target").join("wasm-plugins"));
+    build_plugins(&workspace, &target_dir);
+
+    for (krate, var) in PLUGINS {
+        let wasm = target_dir
+            .join(TARGET)
+            .join("plugin")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
+        assert!(wasm.is_file(), "plugin build left no {}", wasm.display());
+        println!("cargo:rustc-env=MLMODEL_PLUGIN_WASM_{var}={}", wasm.display());
+    }
+}
+
+fn build_plugins(workspace: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--quiet", "--target", TARGET, "--profile", "plugin", "--target-dir"])
+        .arg(target_dir);
+    for (krate, _) in PLUGINS {
+        cmd.args(["-p", krate]);
+    }
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_NET_OFFLINE")
+            || key.starts_with("CARGO_REGISTRIES_")
+            || key.starts_with("CARGO_HTTP_")
+            || key.starts_with("CARGO_NET_");
+        let outer = key.starts_with("CARGO_")
+            || key.starts_with("RUSTC")
+            || key.starts_with("RUSTDOC")
+            || key.starts_with("DEP_")
+            || matches!(
+                key.as_ref(),
+                "RUSTFLAGS" | "TARGET" | "HOST" | "PROFILE" | "OUT_DIR" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+            );
+        if outer && !keep {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
+    if !status.success() {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET))
+            .unwrap_or(true);
+        if !installed {
+            panic!("the Rust target {TARGET} is missing: run `hack/setup.sh` (or `rustup target add {TARGET}`)");
+        }
+        panic!("building the plugins for {TARGET} failed (see the errors above)");
+    }
+}

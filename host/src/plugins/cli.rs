@@ -1,10 +1,56 @@
-//! `mlmodel-operator plugins`.
+//! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load.
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{Runtime, RuntimeOptions};
 
 #[derive(Args, Debug)]
-pub struct PluginsArgs {}
+pub struct PluginsArgs {
+    /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR", env = "MLMODEL_PLUGIN_DIRS", value_delimiter = ',')]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
 
-pub fn run(_args: PluginsArgs) -> Result<()> {
-    anyhow::bail!("not built yet")
+/// Prints a table of plugins and the load errors; fails when any plugin failed to load.
+pub fn run(args: PluginsArgs) -> Result<()> {
+    let mut opts = RuntimeOptions { plugin_dirs: args.plugin_dirs, ..RuntimeOptions::default() };
+    if args.cache_dir.is_some() {
+        opts.cache_dir = args.cache_dir;
+    }
+    let runtime = Runtime::new(opts)?;
+    let mut out = std::io::stdout().lock();
+    let rows: Vec<[String; 5]> = runtime
+        .plugins()
+        .into_iter()
+        .map(|p| {
+            let steps = p.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+            let source = if p.active { p.source } else { format!("{} (replaced)", p.source) };
+            [p.name, p.version, steps, p.sha256[..12].to_string(), source]
+        })
+        .collect();
+    let header = ["NAME", "VERSION", "STEPS", "SHA256", "SOURCE"].map(String::from);
+    let mut widths = [0; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    let errors = runtime.load_errors();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nNot loaded:")?;
+    for (path, error) in &errors {
+        writeln!(out, "  {}: {error}", path.display())?;
+    }
+    anyhow::bail!("{} plugin file(s) could not be loaded", errors.len())
 }

@@ -1,2 +1,378 @@
-//! The plugin runtime: engine, registry and output policy.
+//! The plugin runtime: each step of a model is rendered by a WebAssembly component plugin
+//! (`wit/plugin.wit`) running in a sandbox, and its output is checked before the host uses it.
+//!
+//! - `engine`: wasmtime engine, sandbox, limits, compile cache;
+//! - `registry`: built-in plugins and plugin directories, reload;
+//! - `context`: the render input built from the model;
+//! - `policy`: output checks and what the host adds;
+//! - `cli`: `mlmodel-operator plugins`.
+//!
+//! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
 pub mod cli;
+mod context;
+mod engine;
+pub mod policy;
+mod registry;
+mod stdio;
+
+pub use context::DEFAULT_NAMESPACE;
+pub use engine::{CONTRACT, Limits};
+pub use registry::{BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use crate::api::{
+    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP, MLModel, VERSION,
+};
+use engine::{CallFailure, PluginEngine, wit};
+use registry::{Snapshot, stderr_suffix};
+
+/// A step of a model, rendered by one plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Download,
+    Serve,
+    Expose,
+}
+
+impl Step {
+    pub const ALL: [Step; 3] = [Step::Download, Step::Serve, Step::Expose];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Download => "download",
+            Step::Serve => "serve",
+            Step::Expose => "expose",
+        }
+    }
+
+    /// The annotation that picks this step's plugin for a model.
+    pub fn annotation(self) -> &'static str {
+        match self {
+            Step::Download => ANNOTATION_DOWNLOAD_PLUGIN,
+            Step::Serve => ANNOTATION_SERVE_PLUGIN,
+            Step::Expose => ANNOTATION_EXPOSE_PLUGIN,
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Step::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| format!("unknown step {s:?}: expected download, serve or expose"))
+    }
+}
+
+impl From<wit::Step> for Step {
+    fn from(s: wit::Step) -> Self {
+        match s {
+            wit::Step::Download => Step::Download,
+            wit::Step::Serve => Step::Serve,
+            wit::Step::Expose => Step::Expose,
+        }
+    }
+}
+
+/// Why a plugin could not be used. Each message is one line that names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("no plugin named {wanted:?} for step {step} (chosen by {chosen_by}); loaded: {known}")]
+    NotFound { step: Step, wanted: String, chosen_by: String, known: String },
+    #[error("plugin {plugin} has digest sha256:{actual}, but {chosen_by} pins {wanted}")]
+    DigestMismatch { plugin: String, wanted: String, actual: String, chosen_by: String },
+    #[error("plugin {plugin} does not render step {step} (it renders: {steps})")]
+    WrongStep { plugin: String, step: Step, steps: String },
+    #[error("plugin {plugin} crashed: {message}{}", stderr_suffix(stderr))]
+    Trap { plugin: String, message: String, stderr: String },
+    #[error("plugin {plugin} did not finish within {limit:?} and was stopped{}", stderr_suffix(stderr))]
+    Timeout { plugin: String, limit: Duration, stderr: String },
+    #[error("plugin {plugin} needed more than its {} MiB of memory and was stopped{}", limit_bytes >> 20, stderr_suffix(stderr))]
+    OutOfMemory { plugin: String, limit_bytes: usize, stderr: String },
+    #[error("plugin {plugin} failed: {message}{}", stderr_suffix(stderr))]
+    Failed { plugin: String, message: String, stderr: String },
+    #[error("plugin {plugin} returned invalid output: {object}: {message}")]
+    InvalidOutput { plugin: String, object: String, message: String },
+    #[error("plugin {plugin} returned {object}, which is not allowed: {rule}")]
+    Forbidden { plugin: String, object: String, rule: String },
+}
+
+impl PluginError {
+    /// CamelCase reason for the model's status.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PluginError::NotFound { .. } => "PluginNotFound",
+            PluginError::DigestMismatch { .. } => "PluginDigestMismatch",
+            PluginError::WrongStep { .. } => "PluginWrongStep",
+            PluginError::Trap { .. } => "PluginTrapped",
+            PluginError::Timeout { .. } => "PluginTimeout",
+            PluginError::OutOfMemory { .. } => "PluginOutOfMemory",
+            PluginError::Failed { .. } => "PluginFailed",
+            PluginError::InvalidOutput { .. } => "InvalidPluginOutput",
+            PluginError::Forbidden { .. } => "ForbiddenPluginOutput",
+        }
+    }
+
+    fn from_call(plugin: &str, limits: &Limits, failure: CallFailure) -> Self {
+        let plugin = plugin.to_string();
+        match failure {
+            CallFailure::Trap { message, stderr } => PluginError::Trap { plugin, message, stderr },
+            CallFailure::Timeout { stderr } => PluginError::Timeout { plugin, limit: limits.timeout, stderr },
+            CallFailure::OutOfMemory { stderr } => {
+                PluginError::OutOfMemory { plugin, limit_bytes: limits.memory_bytes, stderr }
+            }
+        }
+    }
+}
+
+/// How the runtime is set up (the operator's flags).
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Directories whose `*.wasm` files are loaded after the built-ins (a later plugin replaces
+    /// an earlier one of the same name).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Where compiled plugins are cached; `None`: compile at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin per step when the model's annotation names none (before the framework's default).
+    pub defaults: BTreeMap<Step, String>,
+    /// Image of the operator itself (the download Job runs `mlmodel-operator fetch` from it).
+    pub operator_image: String,
+    pub limits: Limits,
+    /// How often `watch_plugin_dirs` looks for changed files.
+    pub reload_interval: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            plugin_dirs: Vec::new(),
+            cache_dir: std::env::var_os("MLMODEL_CACHE").map(|d| PathBuf::from(d).join("wasm")),
+            defaults: BTreeMap::new(),
+            operator_image: default_operator_image(),
+            limits: Limits::default(),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `MLMODEL_OPERATOR_IMAGE`, or `mlmodel-operator:<version>`.
+pub fn default_operator_image() -> String {
+    std::env::var("MLMODEL_OPERATOR_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("mlmodel-operator:{}", env!("CARGO_PKG_VERSION")))
+}
+
+/// The loaded plugins and the engine that runs them. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: PluginEngine,
+    opts: RuntimeOptions,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+}
+
+impl Runtime {
+    /// Compiles (or loads from the cache) the built-in plugins and those of the plugin
+    /// directories. A plugin file that fails to load is reported by `load_errors`, not here.
+    pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
+        let (fingerprint, dir_errors) = registry::scan(&opts.plugin_dirs);
+        let snapshot = registry::load(&engine, fingerprint, dir_errors, None);
+        for (path, error) in &snapshot.errors {
+            tracing::warn!(path = %path.display(), %error, "plugin not loaded");
+        }
+        let inner = Inner { engine, opts, snapshot: RwLock::new(Arc::new(snapshot)), reloading: Mutex::new(()) };
+        Ok(Runtime { inner: Arc::new(inner) })
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Looks at the plugin directories again and loads what changed (added, replaced or removed
+    /// files). Returns whether anything changed. Renders in flight keep the plugin they started
+    /// with.
+    pub fn reload(&self) -> bool {
+        let _one = self.inner.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot();
+        let (fingerprint, dir_errors) = registry::scan(&self.inner.opts.plugin_dirs);
+        let dirs_unchanged = dir_errors.iter().all(|e| current.errors.contains(e));
+        if fingerprint == current.fingerprint && dirs_unchanged {
+            return false;
+        }
+        let next = registry::load(&self.inner.engine, fingerprint, dir_errors, Some(&current));
+        tracing::info!(
+            plugins = next.active.len(),
+            errors = next.errors.len(),
+            "plugin directories changed; plugins reloaded"
+        );
+        *self.inner.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        true
+    }
+
+    /// Starts a background thread that calls [`Runtime::reload`] every `reload_interval`; it
+    /// stops when the last clone of the runtime is dropped. Does nothing without plugin
+    /// directories.
+    pub fn watch_plugin_dirs(&self) -> anyhow::Result<()> {
+        if self.inner.opts.plugin_dirs.is_empty() {
+            return Ok(());
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.inner.opts.reload_interval;
+        std::thread::Builder::new().name("plugin-reload".into()).spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(inner) = weak.upgrade() else { return };
+                Runtime { inner }.reload();
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The plugin for `step` of `model`: the step's annotation (`name` or
+    /// `name@sha256:<hex>`), else the operator's default for the step, else the framework's
+    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, any other framework ->
+    /// the plugin of that name; `download-job` and `service` for the other steps).
+    pub fn select(&self, step: Step, model: &MLModel) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let annotation = model.metadata.annotations.as_ref().and_then(|a| a.get(step.annotation()));
+        let (wanted, chosen_by) = if let Some(a) = annotation.map(|a| a.trim()).filter(|a| !a.is_empty()) {
+            (a.to_string(), format!("annotation {}", step.annotation()))
+        } else if let Some(d) = self.inner.opts.defaults.get(&step) {
+            (d.clone(), format!("the operator's default for step {step}"))
+        } else {
+            (framework_default(step, &model.spec.framework), format!("framework {:?}", model.spec.framework))
+        };
+        let (name, pin) = match wanted.split_once('@') {
+            Some((name, pin)) => (name, Some(pin)),
+            None => (wanted.as_str(), None),
+        };
+        let snapshot = self.snapshot();
+        let Some(plugin) = snapshot.active.get(name) else {
+            return Err(PluginError::NotFound {
+                step,
+                wanted: name.to_string(),
+                chosen_by,
+                known: snapshot.active.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        if let Some(pin) = pin {
+            let hex = pin.strip_prefix("sha256:").unwrap_or("");
+            if !hex.eq_ignore_ascii_case(&plugin.sha256) {
+                return Err(PluginError::DigestMismatch {
+                    plugin: plugin.name.clone(),
+                    wanted: pin.to_string(),
+                    actual: plugin.sha256.clone(),
+                    chosen_by,
+                });
+            }
+        }
+        check_step(plugin, step)?;
+        Ok(plugin.clone())
+    }
+
+    /// Renders `step` of `model` at `revision` with `plugin`, checks the output against the
+    /// policy and returns the objects with the namespace, the owner reference (when the model
+    /// has a uid) and the `mlmodel.dev/{model,step,revision}` and managed-by labels set.
+    pub fn render(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+    ) -> Result<Vec<DynamicObject>, PluginError> {
+        check_step(plugin, step)?;
+        let input = wit::RenderInput {
+            model: context::model_json(model),
+            context: context::context_json(model, step, revision, &self.inner.opts.operator_image),
+        };
+        let engine = &self.inner.engine;
+        let (result, stderr) = engine
+            .call(&plugin.pre, |store, instance| instance.mlmodel_plugin_renderer().call_render(store, &input))
+            .map_err(|f| PluginError::from_call(&plugin.name, engine.limits(), f))?;
+        let manifests = result.map_err(|e| PluginError::Failed {
+            plugin: plugin.name.clone(),
+            message: e.message.lines().next().unwrap_or_default().to_string(),
+            stderr,
+        })?;
+        let labels = context::labels(model, step, revision);
+        let host = policy::HostAdditions {
+            namespace: context::namespace(model),
+            labels: &labels,
+            owner: owner_reference(model),
+        };
+        policy::check(&plugin.name, step, &manifests, engine.limits().output_bytes, &host)
+    }
+
+    /// The active plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.snapshot().active.get(name).cloned()
+    }
+
+    /// Every loaded plugin, in load order (built-ins first).
+    pub fn plugins(&self) -> Vec<PluginSummary> {
+        self.snapshot().summaries()
+    }
+
+    /// Files (or directories) that could not be loaded, with why.
+    pub fn load_errors(&self) -> Vec<(PathBuf, String)> {
+        self.snapshot().errors.clone()
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.opts
+    }
+}
+
+fn framework_default(step: Step, framework: &str) -> String {
+    match (step, framework) {
+        (Step::Download, _) => "download-job".into(),
+        (Step::Expose, _) => "service".into(),
+        (Step::Serve, "tensorflow") => "tensorflow-serving".into(),
+        (Step::Serve, "echo") => "echo-server".into(),
+        (Step::Serve, other) => other.into(),
+    }
+}
+
+fn check_step(plugin: &LoadedPlugin, step: Step) -> Result<(), PluginError> {
+    if plugin.steps.contains(&step) {
+        return Ok(());
+    }
+    Err(PluginError::WrongStep {
+        plugin: plugin.name.clone(),
+        step,
+        steps: plugin.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn owner_reference(model: &MLModel) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: "MLModel".into(),
+        name: model.metadata.name.clone()?,
+        uid: model.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}

@@ -1,0 +1,298 @@
+//! The wasmtime side: one shared `Engine` (pooling allocator, epoch interruption), the linker
+//! with WASI (no preopens, network, environment or arguments), the on-disk cache of compiled
+//! components, and the sandboxed call: a fresh `Store` per call with a memory bound, a wall-clock
+//! deadline and a bounded stderr.
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::stdio::BoundedPipe;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
+}
+pub(crate) use bindings::PluginPre;
+pub(crate) use bindings::exports::mlmodel::plugin::renderer as wit;
+
+/// The export every plugin must have; matched semver-compatibly (any `0.1.x`).
+pub const CONTRACT: &str = "mlmodel:plugin/renderer@0.1.0";
+
+/// Bounds of one plugin call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time of one call (instantiation included).
+    pub timeout: Duration,
+    /// Linear memory of one instance.
+    pub memory_bytes: usize,
+    /// Stderr kept for the error message.
+    pub stderr_bytes: usize,
+    /// Total size of the manifests one render may return.
+    pub output_bytes: usize,
+    /// Instances alive at once (the pooling allocator's slots): renders in parallel.
+    pub max_concurrent: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+            stderr_bytes: 8 << 10,
+            output_bytes: 4 << 20,
+            max_concurrent: 32,
+        }
+    }
+}
+
+/// How often the epoch advances; the deadline is a number of ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Memories and core instances of one plugin component (main module, WASI adapter, shims).
+const CORE_INSTANCES_PER_PLUGIN: u32 = 16;
+const MEMORIES_PER_PLUGIN: u32 = 2;
+
+/// Store data: WASI state (nothing granted) and the memory limiter.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Refuses growth past the limit with an error (a trap), and remembers it so that the call's
+/// failure is classified as out-of-memory whatever the guest did with the failed allocation.
+struct MemoryLimiter {
+    max: usize,
+    exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} MiB reached", self.max >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Why a call did not return.
+#[derive(Debug)]
+pub(crate) enum CallFailure {
+    Trap { message: String, stderr: String },
+    Timeout { stderr: String },
+    OutOfMemory { stderr: String },
+}
+
+/// Stops the epoch ticker thread when the engine goes away.
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct PluginEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    /// Version and settings of the engine, part of every cache key.
+    engine_key: String,
+    limits: Limits,
+    _ticker: Ticker,
+}
+
+impl PluginEngine {
+    pub(crate) fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(limits.max_concurrent)
+            .total_core_instances(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
+            .total_memories(limits.max_concurrent * MEMORIES_PER_PLUGIN)
+            .total_tables(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
+            .max_memories_per_component(MEMORIES_PER_PLUGIN)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            // A trap's message is enough for a status; backtraces cost time and clutter it.
+            .wasm_backtrace(false)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(wasm_err).context("configuring wasmtime")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("wasmtime{}-{:016x}", wasmtime_version(), hasher.finish());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop.clone())?;
+        Ok(PluginEngine { engine, linker, cache_dir, engine_key, limits, _ticker: Ticker(stop) })
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles `bytes` (whose sha256 is `sha256`), or loads the artifact a previous run left in
+    /// the cache directory. Returns whether the cache answered.
+    pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool)> {
+        let cached = self.cache_dir.as_ref().map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key)));
+        if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // settings (the key says so) into the operator's own cache directory; wasmtime also
+            // checks the header and refuses an artifact from another configuration.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin artifact"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(wasm_err).context("not a valid WebAssembly component")?;
+        if let Some(path) = cached {
+            if let Err(e) = write_cache(&component, &path) {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot cache compiled plugin");
+            }
+        }
+        Ok((component, false))
+    }
+
+    /// Links the component and checks it exports the contract with the right types.
+    pub(crate) fn prepare(&self, component: &Component) -> Result<PluginPre<HostState>> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(wasm_err)
+            .context("it needs imports the sandbox does not provide (only WASI without files, network or environment is)")?;
+        PluginPre::new(pre).map_err(|e| {
+            anyhow::anyhow!(
+                "it does not export `{CONTRACT}` with the expected types (was it built against another version of wit/plugin.wit?): {}",
+                root_message(&e)
+            )
+        })
+    }
+
+    /// Runs `f` on a fresh instance in a fresh sandboxed store; returns its result and what the
+    /// plugin wrote to stderr.
+    pub(crate) fn call<R>(
+        &self,
+        pre: &PluginPre<HostState>,
+        f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R> + Send,
+    ) -> Result<(R, String), CallFailure>
+    where
+        R: Send,
+    {
+        outside_async_context(|| self.call_here(pre, f))
+    }
+
+    fn call_here<R>(
+        &self,
+        pre: &PluginPre<HostState>,
+        f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R>,
+    ) -> Result<(R, String), CallFailure> {
+        let stderr = BoundedPipe::new(self.limits.stderr_bytes);
+        // Nothing is granted: no preopened directory, no environment, no arguments, stdin
+        // closed, stdout discarded; sockets exist but every address is denied.
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max: self.limits.memory_bytes, exceeded: false },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (self.limits.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let result = pre.instantiate(&mut store).and_then(|plugin| f(&mut store, &plugin));
+        result.map(|r| (r, stderr.one_line())).map_err(|e| {
+            let stderr = stderr.one_line();
+            if store.data().limiter.exceeded {
+                CallFailure::OutOfMemory { stderr }
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt | Trap::OutOfFuel)) {
+                CallFailure::Timeout { stderr }
+            } else {
+                CallFailure::Trap { message: root_message(&e), stderr }
+            }
+        })
+    }
+
+    pub(crate) fn info(&self, pre: &PluginPre<HostState>) -> Result<wit::PluginInfo, CallFailure> {
+        self.call(pre, |store, plugin| plugin.mlmodel_plugin_renderer().call_info(store)).map(|(info, _)| info)
+    }
+}
+
+/// The last line of an error chain: what went wrong, without the layers of context.
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
+    let root = e.root_cause().to_string();
+    let message = if root.trim().is_empty() { e.to_string() } else { root };
+    message.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+fn wasmtime_version() -> &'static str {
+    // Bumped with the pinned dependency; the engine hash covers settings and target.
+    "48.0.8"
+}
+
+fn write_cache(component: &Component, path: &Path) -> Result<()> {
+    let dir = path.parent().context("cache path has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bytes = component.serialize().map_err(wasm_err)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the plugin deadline thread")?;
+    Ok(())
+}
+
+/// wasmtime-wasi's synchronous host functions (stderr writes among them) block on a Tokio
+/// runtime; called from an async worker thread that would panic. So leave the async context:
+/// `block_in_place` on a multi-thread runtime (a no-op on `spawn_blocking` threads), a scoped
+/// thread on a current-thread runtime.
+fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| s.spawn(f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

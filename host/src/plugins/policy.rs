@@ -1,0 +1,222 @@
+//! The output policy: what a plugin may return for a step, and what the host adds to it.
+//!
+//! Every object must parse as a Kubernetes object, be of a kind allowed for its step, live in
+//! the model's namespace (or name none), and not be cluster-scoped. The host then sets the
+//! namespace, the owner reference and its labels, overriding whatever the plugin put there.
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{PluginError, Step};
+
+/// Objects one render may return.
+const MAX_OBJECTS: usize = 64;
+
+/// (apiVersion, kind) allowed per step.
+pub fn allowed_kinds(step: Step) -> &'static [(&'static str, &'static str)] {
+    match step {
+        Step::Download => &[("v1", "PersistentVolumeClaim"), ("batch/v1", "Job"), ("v1", "ConfigMap")],
+        Step::Serve => &[("apps/v1", "Deployment"), ("v1", "Pod"), ("v1", "ConfigMap")],
+        Step::Expose => &[("v1", "Service")],
+    }
+}
+
+/// Kinds that have no namespace; named so that the rejection says why.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "PriorityClass",
+    "RuntimeClass",
+    "IngressClass",
+    "CSIDriver",
+    "VolumeAttachment",
+    "CertificateSigningRequest",
+];
+
+/// What the host adds to every object of a render.
+pub struct HostAdditions<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// The model as controller owner; `None` when the model has no uid (not from a cluster).
+    pub owner: Option<OwnerReference>,
+}
+
+/// Checks the plugin's `manifests` for `step` and returns them as objects with the host's
+/// additions.
+pub fn check(
+    plugin: &str,
+    step: Step,
+    manifests: &[String],
+    max_bytes: usize,
+    host: &HostAdditions<'_>,
+) -> Result<Vec<DynamicObject>, PluginError> {
+    let invalid = |object: String, message: String| PluginError::InvalidOutput { plugin: plugin.into(), object, message };
+    if manifests.len() > MAX_OBJECTS {
+        return Err(invalid("(all)".into(), format!("{} objects, at most {MAX_OBJECTS} are allowed", manifests.len())));
+    }
+    let total: usize = manifests.iter().map(String::len).sum();
+    if total > max_bytes {
+        return Err(invalid("(all)".into(), format!("{total} bytes of manifests, at most {max_bytes} are allowed")));
+    }
+    let mut seen = BTreeSet::new();
+    let mut objects = Vec::with_capacity(manifests.len());
+    for (i, manifest) in manifests.iter().enumerate() {
+        let position = format!("object #{}", i + 1);
+        let value: Value =
+            serde_json::from_str(manifest).map_err(|e| invalid(position.clone(), format!("not JSON: {e}")))?;
+        let field = |path: &[&str]| {
+            path.iter().try_fold(&value, |v, k| v.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty())
+        };
+        let (Some(api_version), Some(kind)) = (field(&["apiVersion"]), field(&["kind"])) else {
+            return Err(invalid(position, "not a Kubernetes object: `apiVersion` and `kind` are required".into()));
+        };
+        let Some(name) = field(&["metadata", "name"]) else {
+            return Err(invalid(format!("{kind} ({position})"), "`metadata.name` is required".into()));
+        };
+        let object = format!("{kind}/{name}");
+        if !is_dns_subdomain(name) {
+            return Err(invalid(object, "`metadata.name` must be a lowercase DNS name of at most 253 characters".into()));
+        }
+        let forbidden = |rule: String| PluginError::Forbidden { plugin: plugin.into(), object: object.clone(), rule };
+        if CLUSTER_SCOPED.contains(&kind) {
+            return Err(forbidden(format!("{kind} is cluster-scoped; plugins may only create namespaced objects")));
+        }
+        let allowed = allowed_kinds(step);
+        if !allowed.contains(&(api_version, kind)) {
+            let list: Vec<String> = allowed.iter().map(|(v, k)| format!("{k} ({v})")).collect();
+            return Err(forbidden(format!("step {step} may create only {}, not {kind} ({api_version})", list.join(", "))));
+        }
+        if let Some(ns) = value.get("metadata").and_then(|m| m.get("namespace")) {
+            if !ns.is_null() && ns.as_str() != Some(host.namespace) {
+                return Err(forbidden(format!(
+                    "objects must be in the model's namespace {:?}, not {ns}",
+                    host.namespace
+                )));
+            }
+        }
+        if !seen.insert((kind.to_string(), name.to_string())) {
+            return Err(invalid(object, "returned twice".into()));
+        }
+        let mut object: DynamicObject =
+            serde_json::from_value(value).map_err(|e| invalid(object.clone(), format!("malformed object: {e}")))?;
+        decorate(&mut object, host);
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+fn decorate(object: &mut DynamicObject, host: &HostAdditions<'_>) {
+    let meta = &mut object.metadata;
+    meta.namespace = Some(host.namespace.to_string());
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.extend(host.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Only the model owns what the plugin renders: garbage collection and the controller's
+    // watches depend on it.
+    meta.owner_references = host.owner.clone().map(|o| vec![o]);
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(step: Step, objects: &[Value]) -> Result<Vec<DynamicObject>, PluginError> {
+        let labels = BTreeMap::from([("mlmodel.dev/model".to_string(), "m".to_string())]);
+        let owner = OwnerReference {
+            api_version: "mlmodel.dev/v1alpha1".into(),
+            kind: "MLModel".into(),
+            name: "m".into(),
+            uid: "u-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let host = HostAdditions { namespace: "ns", labels: &labels, owner: Some(owner) };
+        let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
+        check("p", step, &manifests, 1 << 20, &host)
+    }
+
+    fn obj(api_version: &str, kind: &str, name: &str) -> Value {
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}})
+    }
+
+    #[test]
+    fn allowed_objects_get_namespace_labels_and_owner() {
+        let mut svc = obj("v1", "Service", "s");
+        svc["metadata"]["labels"] = json!({"mine": "x", "mlmodel.dev/model": "spoofed"});
+        let out = run(Step::Expose, &[svc]).unwrap();
+        let meta = &out[0].metadata;
+        assert_eq!(meta.namespace.as_deref(), Some("ns"));
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["mine"], "x");
+        assert_eq!(labels["mlmodel.dev/model"], "m", "host labels win");
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("u-1", Some(true)));
+    }
+
+    #[test]
+    fn each_step_has_its_kinds() {
+        assert!(run(Step::Download, &[obj("v1", "PersistentVolumeClaim", "v"), obj("batch/v1", "Job", "j")]).is_ok());
+        assert!(run(Step::Serve, &[obj("apps/v1", "Deployment", "d"), obj("v1", "ConfigMap", "c")]).is_ok());
+        let err = run(Step::Serve, &[obj("v1", "Service", "s")]).unwrap_err();
+        assert_eq!(err.reason(), "ForbiddenPluginOutput");
+        let text = err.to_string();
+        assert!(text.contains("Service/s") && text.contains("step serve may create only"), "{text}");
+        // The group matters, not only the kind.
+        assert!(run(Step::Serve, &[obj("example.com/v1", "Deployment", "d")]).is_err());
+    }
+
+    #[test]
+    fn cluster_scoped_and_foreign_namespace_are_forbidden() {
+        let err = run(Step::Serve, &[obj("rbac.authorization.k8s.io/v1", "ClusterRole", "admin")]).unwrap_err();
+        assert!(err.to_string().contains("ClusterRole/admin") && err.to_string().contains("cluster-scoped"), "{err}");
+        let mut cm = obj("v1", "ConfigMap", "c");
+        cm["metadata"]["namespace"] = json!("kube-system");
+        let err = run(Step::Serve, &[cm]).unwrap_err();
+        assert_eq!(err.reason(), "ForbiddenPluginOutput");
+        assert!(err.to_string().contains("kube-system"), "{err}");
+        let mut same = obj("v1", "ConfigMap", "c");
+        same["metadata"]["namespace"] = json!("ns");
+        assert!(run(Step::Serve, &[same]).is_ok());
+    }
+
+    #[test]
+    fn malformed_output_is_invalid() {
+        let labels = BTreeMap::new();
+        let host = HostAdditions { namespace: "ns", labels: &labels, owner: None };
+        let err = check("p", Step::Serve, &["{not json".to_string()], 1 << 20, &host).unwrap_err();
+        assert_eq!(err.reason(), "InvalidPluginOutput");
+        assert!(err.to_string().contains("object #1") && err.to_string().contains("not JSON"), "{err}");
+        for bad in [json!([1]), json!({"kind": "ConfigMap"}), obj("v1", "ConfigMap", "Bad_Name"), obj("v1", "ConfigMap", "")] {
+            assert_eq!(run(Step::Serve, &[bad.clone()]).unwrap_err().reason(), "InvalidPluginOutput", "{bad}");
+        }
+        let twice = [obj("v1", "ConfigMap", "c"), obj("v1", "ConfigMap", "c")];
+        assert!(run(Step::Serve, &twice).unwrap_err().to_string().contains("twice"));
+        let big = vec!["x".repeat(100); 2];
+        assert!(check("p", Step::Serve, &big, 150, &host).is_err());
+        let out = run(Step::Serve, &[obj("v1", "ConfigMap", "c")]).unwrap();
+        assert!(out[0].metadata.owner_references.is_some());
+        let none = check("p", Step::Serve, &[obj("v1", "ConfigMap", "c").to_string()], 1 << 20, &host).unwrap();
+        assert!(none[0].metadata.owner_references.is_none(), "no uid, no owner reference");
+    }
+}

@@ -1,0 +1,241 @@
+//! Where plugins come from: the defaults built into the binary, then every `*.wasm` in the
+//! plugin directories, in order (a later plugin with the same name replaces an earlier one).
+//!
+//! A [`Snapshot`] never changes; a reload builds a new one (reusing what is already compiled,
+//! by sha256) and the runtime swaps it in, so a render in flight finishes on the plugin it
+//! started with.
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::Step;
+use super::engine::{CallFailure, HostState, PluginEngine, PluginPre, sha256_hex};
+
+/// Plugins compiled into the operator (built by `host/build.rs`).
+const BUILTINS: &[(&str, &[u8])] = &[
+    ("download-job", include_bytes!(env!("MLMODEL_PLUGIN_WASM_DOWNLOAD_JOB"))),
+    ("tensorflow-serving", include_bytes!(env!("MLMODEL_PLUGIN_WASM_TENSORFLOW_SERVING"))),
+    ("echo-server", include_bytes!(env!("MLMODEL_PLUGIN_WASM_ECHO_SERVER"))),
+    ("service", include_bytes!(env!("MLMODEL_PLUGIN_WASM_SERVICE"))),
+];
+
+/// Largest plugin file read; a component is a few hundred KB.
+const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+
+/// Source of the built-in plugins.
+pub const BUILTIN_SOURCE: &str = "builtin";
+
+/// A plugin ready to render: checked against the contract and pre-linked.
+pub struct LoadedPlugin {
+    /// From the plugin's `info()`.
+    pub name: String,
+    pub version: String,
+    pub steps: Vec<Step>,
+    pub description: String,
+    /// Lowercase hex sha256 of the component's bytes.
+    pub sha256: String,
+    /// `builtin` or the file it was loaded from.
+    pub source: String,
+    pub(crate) pre: PluginPre<HostState>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("steps", &self.steps)
+            .field("sha256", &self.sha256)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of `mlmodel-operator plugins`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PluginSummary {
+    pub name: String,
+    pub version: String,
+    pub steps: Vec<Step>,
+    pub sha256: String,
+    pub source: String,
+    pub description: String,
+    /// False when a later plugin of the same name replaces it.
+    pub active: bool,
+}
+
+/// What a plugin directory looked like (path, size, mtime of each `*.wasm`), to notice changes
+/// without reading every file.
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+pub(crate) struct Snapshot {
+    /// Selection by name.
+    pub(crate) active: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Everything loaded, in load order.
+    pub(crate) all: Vec<Arc<LoadedPlugin>>,
+    pub(crate) errors: Vec<(PathBuf, String)>,
+    pub(crate) fingerprint: Fingerprint,
+}
+
+impl Snapshot {
+    pub(crate) fn summaries(&self) -> Vec<PluginSummary> {
+        self.all
+            .iter()
+            .map(|p| PluginSummary {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                steps: p.steps.clone(),
+                sha256: p.sha256.clone(),
+                source: p.source.clone(),
+                description: p.description.clone(),
+                active: self.active.get(&p.name).is_some_and(|a| Arc::ptr_eq(a, p)),
+            })
+            .collect()
+    }
+}
+
+/// The `*.wasm` files of `dirs` (following symlinks, as a mounted ConfigMap has them), in
+/// order; unreadable directories become errors.
+pub(crate) fn scan(dirs: &[PathBuf]) -> (Fingerprint, Vec<(PathBuf, String)>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                errors.push((dir.clone(), format!("cannot read plugin directory: {e}")));
+                continue;
+            }
+        };
+        let mut found: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter_map(|p| {
+                let meta = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+                Some((p, meta.len(), meta.modified().ok()))
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    (files, errors)
+}
+
+/// Loads the built-ins and the files of `fingerprint`, reusing `previous`'s compiled plugins.
+pub(crate) fn load(
+    engine: &PluginEngine,
+    fingerprint: Fingerprint,
+    dir_errors: Vec<(PathBuf, String)>,
+    previous: Option<&Snapshot>,
+) -> Snapshot {
+    let reuse: BTreeMap<&str, &Arc<LoadedPlugin>> =
+        previous.into_iter().flat_map(|s| s.all.iter()).map(|p| (p.sha256.as_str(), p)).collect();
+    let mut errors = dir_errors;
+    let mut all = Vec::new();
+
+    for (name, bytes) in BUILTINS {
+        match load_one(engine, bytes, BUILTIN_SOURCE, &reuse) {
+            Ok(p) => all.push(p),
+            Err(e) => errors.push((PathBuf::from(format!("builtin:{name}")), e)),
+        }
+    }
+    for (path, _, _) in &fingerprint {
+        let loaded = read(path).and_then(|bytes| load_one(engine, &bytes, &path.display().to_string(), &reuse));
+        match loaded {
+            Ok(p) => all.push(p),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
+                errors.push((path.clone(), e));
+            }
+        }
+    }
+
+    let mut active = BTreeMap::new();
+    for p in &all {
+        if let Some(old) = active.insert(p.name.clone(), p.clone()) {
+            tracing::info!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
+        }
+    }
+    Snapshot { active, all, errors, fingerprint }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_PLUGIN_BYTES {
+        return Err(format!("{len} bytes; plugins may be at most {MAX_PLUGIN_BYTES}"));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+fn load_one(
+    engine: &PluginEngine,
+    bytes: &[u8],
+    source: &str,
+    reuse: &BTreeMap<&str, &Arc<LoadedPlugin>>,
+) -> Result<Arc<LoadedPlugin>, String> {
+    let sha256 = sha256_hex(bytes);
+    if let Some(p) = reuse.get(sha256.as_str()) {
+        if p.source == source {
+            return Ok(Arc::clone(p));
+        }
+        return Ok(Arc::new(LoadedPlugin { source: source.to_string(), pre: p.pre.clone(), ..clone_meta(p) }));
+    }
+    let started = Instant::now();
+    let (component, cached) = engine.compile(bytes, &sha256).map_err(|e| format!("{e:#}"))?;
+    let pre = engine.prepare(&component).map_err(|e| format!("{e:#}"))?;
+    let info = engine.info(&pre).map_err(|f| match f {
+        CallFailure::Trap { message, stderr } => format!("info() failed: {message}{}", stderr_suffix(&stderr)),
+        CallFailure::Timeout { .. } => "info() did not return in time".to_string(),
+        CallFailure::OutOfMemory { .. } => "info() ran out of memory".to_string(),
+    })?;
+    check_info(&info.name, &info.version, &info.steps)?;
+    let plugin = LoadedPlugin {
+        name: info.name,
+        version: info.version,
+        steps: info.steps.into_iter().map(Step::from).collect(),
+        description: info.description,
+        sha256,
+        source: source.to_string(),
+        pre,
+    };
+    tracing::debug!(plugin = %plugin.name, source, cached, ms = started.elapsed().as_secs_f64() * 1e3, "plugin loaded");
+    Ok(Arc::new(plugin))
+}
+
+fn clone_meta(p: &LoadedPlugin) -> LoadedPlugin {
+    LoadedPlugin {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        steps: p.steps.clone(),
+        description: p.description.clone(),
+        sha256: p.sha256.clone(),
+        source: p.source.clone(),
+        pre: p.pre.clone(),
+    }
+}
+
+fn check_info<S>(name: &str, version: &str, steps: &[S]) -> Result<(), String> {
+    let dns_label = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !dns_label {
+        return Err(format!("info() gave the name {name:?}; a plugin name must be a DNS label (a-z, 0-9, -)"));
+    }
+    if version.trim().is_empty() {
+        return Err(format!("plugin {name}: info() gave no version"));
+    }
+    if steps.is_empty() {
+        return Err(format!("plugin {name}: info() lists no step"));
+    }
+    Ok(())
+}
+
+pub(crate) fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() { String::new() } else { format!(" (stderr: {stderr})") }
+}

@@ -1,0 +1,180 @@
+//! The sandbox: misbehaving plugins (built from `tests/fixtures/`) yield their specific error
+//! within a bounded time, and a healthy plugin in the same runtime still renders afterwards.
+#[path = "fixtures/support.rs"]
+mod support;
+
+use mlmodel_operator::plugins::{PluginError, Runtime, RuntimeOptions, Step};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{model, plugin_dir, tempdir::TempDir};
+
+const FIXTURES: &[&str] = &[
+    "loop",
+    "hog",
+    "panic",
+    "failing",
+    "not-json",
+    "cluster-role",
+    "other-namespace",
+    "wit-compatible",
+    "wit-v2",
+    "wit-changed",
+];
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<(Runtime, TempDir)> = OnceLock::new();
+    &RT.get_or_init(|| {
+        let dir = plugin_dir(FIXTURES);
+        let opts = RuntimeOptions { plugin_dirs: vec![dir.path().to_path_buf()], ..RuntimeOptions::default() };
+        (Runtime::new(opts).expect("runtime"), dir)
+    })
+    .0
+}
+
+/// Renders the serve step with the plugin named `name`, timing it.
+fn render_with(name: &str) -> (Result<usize, PluginError>, Duration) {
+    let rt = runtime();
+    let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", name)]);
+    let plugin = rt.select(Step::Serve, &m).expect("fixture loaded");
+    let started = Instant::now();
+    let result = rt.render(&plugin, &m, Step::Serve, "rev1").map(|objects| objects.len());
+    (result, started.elapsed())
+}
+
+fn assert_healthy_still_renders() {
+    let (result, _) = render_with("echo-server");
+    assert_eq!(result.expect("echo-server renders"), 1);
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let (result, took) = render_with("loop");
+    let err = result.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.reason(), "PluginTimeout");
+    assert!(err.to_string().starts_with("plugin loop did not finish within 1s"), "{err}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn huge_allocation_is_out_of_memory() {
+    let (result, took) = render_with("hog");
+    let err = result.unwrap_err();
+    assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
+    assert_eq!(err.reason(), "PluginOutOfMemory");
+    assert!(err.to_string().contains("plugin hog needed more than its 64 MiB"), "{err}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn panic_is_a_trap_with_the_panic_message() {
+    let (result, took) = render_with("panic");
+    let err = result.unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
+    assert_eq!(err.reason(), "PluginTrapped");
+    let text = err.to_string();
+    assert!(text.starts_with("plugin panic crashed"), "{text}");
+    assert!(text.contains("the fixture panics on purpose for model m"), "stderr attached: {text}");
+    assert!(!text.contains('\n'), "one line: {text}");
+    assert!(!text.contains("wasm backtrace"), "{text}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn plugin_error_is_failed_with_stderr() {
+    let (result, _) = render_with("failing");
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "PluginFailed");
+    assert_eq!(
+        err.to_string(),
+        "plugin failing failed: plugin config key `answer` is required (stderr: debug: looked for config key answer)"
+    );
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn output_that_is_not_json_is_invalid() {
+    let (result, _) = render_with("not-json");
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "InvalidPluginOutput");
+    assert!(err.to_string().starts_with("plugin not-json returned invalid output: object #1: not JSON"), "{err}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn cluster_role_is_forbidden() {
+    let (result, _) = render_with("cluster-role");
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "ForbiddenPluginOutput");
+    let text = err.to_string();
+    assert!(text.contains("plugin cluster-role returned ClusterRole/take-over"), "{text}");
+    assert!(text.contains("cluster-scoped"), "{text}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn object_in_another_namespace_is_forbidden() {
+    let (result, _) = render_with("other-namespace");
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "ForbiddenPluginOutput");
+    let text = err.to_string();
+    assert!(text.contains("ConfigMap/m-config") && text.contains("\"ns\"") && text.contains("kube-system"), "{text}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn plugin_built_against_a_compatible_contract_loads() {
+    let (result, _) = render_with("wit-compatible");
+    assert_eq!(result.expect("0.1.3 is compatible with 0.1.0"), 1);
+    let summary = runtime().plugins().into_iter().find(|p| p.name == "wit-compatible").unwrap();
+    assert_eq!(summary.version, "0.1.3");
+}
+
+#[test]
+fn plugins_with_an_incompatible_contract_are_refused_clearly() {
+    let errors = runtime().load_errors();
+    for (file, words) in [
+        ("wit-v2.wasm", "does not export `mlmodel:plugin/renderer@0.1.0`"),
+        ("wit-changed.wasm", "does not export `mlmodel:plugin/renderer@0.1.0` with the expected types"),
+    ] {
+        let (_, message) = errors
+            .iter()
+            .find(|(path, _)| path.ends_with(file))
+            .unwrap_or_else(|| panic!("{file} should be refused; errors: {errors:?}"));
+        assert!(message.contains(words), "{file}: {message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let names: Vec<String> = runtime().plugins().into_iter().map(|p| p.name).collect();
+    assert!(!names.iter().any(|n| n.starts_with("wit-v2") || n == "wit-changed"), "{names:?}");
+    assert_healthy_still_renders();
+}
+
+#[test]
+fn trapping_plugin_inside_async_runtimes_does_not_panic_the_host() {
+    // The panic fixture writes to stderr, whose WASI host functions use Tokio internally.
+    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = current.block_on(async { render_with("panic").0.unwrap_err() });
+    assert_eq!(err.reason(), "PluginTrapped");
+    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let err = multi.block_on(async { tokio::spawn(async { render_with("panic").0.unwrap_err() }).await.unwrap() });
+    assert_eq!(err.reason(), "PluginTrapped");
+    let ok = multi.block_on(async { tokio::task::spawn_blocking(|| render_with("echo-server").0).await.unwrap() });
+    assert_eq!(ok.unwrap(), 1);
+}
+
+#[test]
+fn renders_run_in_parallel_from_many_threads() {
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    assert_eq!(render_with("echo-server").0.unwrap(), 1);
+                }
+            });
+        }
+    });
+}
