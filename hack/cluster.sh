@@ -114,12 +114,13 @@ start() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# sign NAME SUBJECT EXTENSIONS: an EC P-256 key and a cert for it signed by the cluster CA.
+# sign NAME SUBJECT EXTENSIONS: an EC P-256 key and a cert for it signed by the CA named by $ca
+# (default: the cluster CA).
 sign() {
-  local name=$1 subj=$2 ext=$3
+  local name=$1 subj=$2 ext=$3 ca=${ca:-ca}
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
   openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
     -set_serial "0x$(openssl rand -hex 15)" -days 3650 -sha256 -out "$pki/$name.crt" \
     -extfile <(printf '%s\n' "$ext" "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
   rm -f "$pki/$name.csr"
@@ -143,6 +144,14 @@ subjectAltName=IP:127.0.0.1,IP:${service_cidr%.0/*}.1,DNS:localhost,DNS:kubernet
   sign kube-scheduler "/CN=system:kube-scheduler" "$client"
   # kwok acts as the kubelet of every fake node (status of nodes and pods, leases, deletions).
   sign kwok "/O=system:masters/CN=kwok-controller" "$client"
+  # The front proxy (requestheader) CA and client, as in kubeadm clusters: the apiserver publishes
+  # this CA for the components that delegate authentication to it (controller-manager,
+  # scheduler, aggregated API servers), which otherwise log errors about the missing bundle.
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/front-proxy-ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$pki/front-proxy-ca.key" -subj "/CN=mlmodel-local-front-proxy-ca" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$pki/front-proxy-ca.crt"
+  ca=front-proxy-ca sign front-proxy-client "/CN=front-proxy-client" "$client"
   # The service-account token signing key (ES256), shared by apiserver and controller-manager.
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
@@ -256,6 +265,10 @@ up() {
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$apiserver_port" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" --cert-dir="$dir/certs/kube-apiserver" \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$service_cidr" \
