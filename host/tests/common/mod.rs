@@ -14,6 +14,9 @@
 //! ```
 #![allow(dead_code)] // each test binary uses its own subset
 
+/// The controller tests' own support (an in-process controller per namespace).
+pub mod flow;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
