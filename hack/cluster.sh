@@ -300,7 +300,7 @@ up() {
     --config="$here/cluster/stages/pod-fail.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip=127.0.0.1 --node-port="$kwok_port" --server-address="127.0.0.1:$kwok_port" \
-    --cidr=10.244.0.0/16
+    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
 
   node_manifests | kubectl apply -f - >/dev/null
   wait_for kube-controller-manager "kube-controller-manager health" 60 probe kube-controller-manager
