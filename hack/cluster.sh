@@ -219,7 +219,10 @@ kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 up() {
   local t0=$SECONDS
-  command -v openssl >/dev/null || die "openssl is missing (hack/setup.sh installs it)"
+  local tool
+  for tool in openssl curl setsid; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install ${tool/setsid/util-linux}"
+  done
   bin=$("$here/build-tools.sh")
   if healthy; then
     log "already up and healthy (apiserver https://127.0.0.1:$apiserver_port)"
