@@ -51,7 +51,7 @@ pid_of() {
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   exe=${exe% (deleted)} # the binary may have been rebuilt while it runs
   [ "${exe##*/}" = "$name" ] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/" || return 1
+  { tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$dir/" || return 1
   echo "$pid"
 }
 
