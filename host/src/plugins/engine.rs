@@ -132,7 +132,7 @@ impl PluginEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             // A trap's message is enough for a status; backtraces cost time and clutter it.
-            .wasm_backtrace(false)
+            .wasm_backtrace_max_frames(None)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(wasm_err).context("configuring wasmtime")?;

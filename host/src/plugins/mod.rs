@@ -218,8 +218,7 @@ impl Runtime {
         let _one = self.inner.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let (fingerprint, dir_errors) = registry::scan(&self.inner.opts.plugin_dirs);
-        let dirs_unchanged = dir_errors.iter().all(|e| current.errors.contains(e));
-        if fingerprint == current.fingerprint && dirs_unchanged {
+        if fingerprint == current.fingerprint && dir_errors == current.dir_errors {
             return false;
         }
         let next = registry::load(&self.inner.engine, fingerprint, dir_errors, Some(&current));
@@ -316,13 +315,28 @@ impl Runtime {
             message: e.message.lines().next().unwrap_or_default().to_string(),
             stderr,
         })?;
-        let labels = context::labels(model, step, revision);
-        let host = policy::HostAdditions {
-            namespace: context::namespace(model),
-            labels: &labels,
-            owner: owner_reference(model),
-        };
-        policy::check(&plugin.name, step, &manifests, engine.limits().output_bytes, &host)
+        check_output(&plugin.name, model, step, revision, &manifests, engine.limits())
+    }
+
+    /// The same render path with a native function in place of the plugin: same input, same
+    /// output policy and host additions. The benchmark's baseline, and a way to test a plugin's
+    /// logic natively.
+    pub fn render_native(
+        &self,
+        name: &str,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+        render: impl FnOnce(&str, &str) -> Result<Vec<String>, String>,
+    ) -> Result<Vec<DynamicObject>, PluginError> {
+        let model_json = context::model_json(model);
+        let context_json = context::context_json(model, step, revision, &self.inner.opts.operator_image);
+        let manifests = render(&model_json, &context_json).map_err(|message| PluginError::Failed {
+            plugin: name.to_string(),
+            message,
+            stderr: String::new(),
+        })?;
+        check_output(name, model, step, revision, &manifests, self.inner.engine.limits())
     }
 
     /// The active plugin called `name`.
@@ -343,6 +357,19 @@ impl Runtime {
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.opts
     }
+}
+
+fn check_output(
+    plugin: &str,
+    model: &MLModel,
+    step: Step,
+    revision: &str,
+    manifests: &[String],
+    limits: &Limits,
+) -> Result<Vec<DynamicObject>, PluginError> {
+    let labels = context::labels(model, step, revision);
+    let host = policy::HostAdditions { namespace: context::namespace(model), labels: &labels, owner: owner_reference(model) };
+    policy::check(plugin, step, manifests, limits.output_bytes, &host)
 }
 
 fn framework_default(step: Step, framework: &str) -> String {

@@ -77,7 +77,9 @@ pub(crate) struct Snapshot {
     /// Everything loaded, in load order.
     pub(crate) all: Vec<Arc<LoadedPlugin>>,
     pub(crate) errors: Vec<(PathBuf, String)>,
+    /// What the last scan saw: the files, and the directories it could not read.
     pub(crate) fingerprint: Fingerprint,
+    pub(crate) dir_errors: Vec<(PathBuf, String)>,
 }
 
 impl Snapshot {
@@ -134,7 +136,7 @@ pub(crate) fn load(
 ) -> Snapshot {
     let reuse: BTreeMap<&str, &Arc<LoadedPlugin>> =
         previous.into_iter().flat_map(|s| s.all.iter()).map(|p| (p.sha256.as_str(), p)).collect();
-    let mut errors = dir_errors;
+    let mut errors = dir_errors.clone();
     let mut all = Vec::new();
 
     for (name, bytes) in BUILTINS {
@@ -160,7 +162,7 @@ pub(crate) fn load(
             tracing::info!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
         }
     }
-    Snapshot { active, all, errors, fingerprint }
+    Snapshot { active, all, errors, fingerprint, dir_errors }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
