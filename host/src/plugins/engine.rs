@@ -182,12 +182,19 @@ impl PluginEngine {
             .instantiate_pre(component)
             .map_err(wasm_err)
             .context("it needs imports the sandbox does not provide (only WASI without files, network or environment is)")?;
-        PluginPre::new(pre).map_err(|e| {
+        let contract_error = |detail: String| {
             anyhow::anyhow!(
-                "it does not export `{CONTRACT}` with the expected types (was it built against another version of wit/plugin.wit?): {}",
-                root_message(&e)
+                "it does not export `{CONTRACT}` with the expected types (was it built against another version of wit/plugin.wit?): {detail}"
             )
-        })
+        };
+        let pre = PluginPre::new(pre).map_err(|e| contract_error(root_message(&e)))?;
+        // Function signatures are only checked when an instance is made: make one now, so a
+        // changed signature is a load error rather than a failure of every render.
+        match self.call(&pre, |_, _| Ok(())) {
+            Ok(((), _)) => Ok(pre),
+            Err(CallFailure::Trap { message, .. }) => Err(contract_error(message)),
+            Err(other) => anyhow::bail!("instantiating it failed: {other:?}"),
+        }
     }
 
     /// Runs `f` on a fresh instance in a fresh sandboxed store; returns its result and what the
