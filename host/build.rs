@@ -20,7 +20,10 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     for path in ["plugins", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
@@ -37,7 +40,10 @@ fn main() {
             .join("plugin")
             .join(format!("{}.wasm", krate.replace('-', "_")));
         assert!(wasm.is_file(), "plugin build left no {}", wasm.display());
-        println!("cargo:rustc-env=MLMODEL_PLUGIN_WASM_{var}={}", wasm.display());
+        println!(
+            "cargo:rustc-env=MLMODEL_PLUGIN_WASM_{var}={}",
+            wasm.display()
+        );
     }
 }
 
@@ -45,7 +51,15 @@ fn build_plugins(workspace: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--quiet", "--target", TARGET, "--profile", "plugin", "--target-dir"])
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            TARGET,
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
         .arg(target_dir);
     for (krate, _) in PLUGINS {
         cmd.args(["-p", krate]);
@@ -62,7 +76,14 @@ fn build_plugins(workspace: &Path, target_dir: &Path) {
             || key.starts_with("DEP_")
             || matches!(
                 key.as_ref(),
-                "RUSTFLAGS" | "TARGET" | "HOST" | "PROFILE" | "OUT_DIR" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+                "RUSTFLAGS"
+                    | "TARGET"
+                    | "HOST"
+                    | "PROFILE"
+                    | "OUT_DIR"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "NUM_JOBS"
             );
         if outer && !keep {
             cmd.env_remove(key.as_ref());
@@ -75,10 +96,16 @@ fn build_plugins(workspace: &Path, target_dir: &Path) {
         let installed = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET))
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == TARGET)
+            })
             .unwrap_or(true);
         if !installed {
-            panic!("the Rust target {TARGET} is missing: run `hack/setup.sh` (or `rustup target add {TARGET}`)");
+            panic!(
+                "the Rust target {TARGET} is missing: run `hack/setup.sh` (or `rustup target add {TARGET}`)"
+            );
         }
         panic!("building the plugins for {TARGET} failed (see the errors above)");
     }

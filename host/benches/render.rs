@@ -14,14 +14,27 @@ use std::time::{Duration, Instant};
 type Native = fn(&str, &str) -> Result<Vec<String>, String>;
 
 const PLUGINS: &[(&str, Step, Native)] = &[
-    ("download-job", Step::Download, render_json::<download_job::DownloadJob>),
-    ("tensorflow-serving", Step::Serve, render_json::<tensorflow_serving::TensorflowServing>),
-    ("echo-server", Step::Serve, render_json::<echo_server::EchoServer>),
+    (
+        "download-job",
+        Step::Download,
+        render_json::<download_job::DownloadJob>,
+    ),
+    (
+        "tensorflow-serving",
+        Step::Serve,
+        render_json::<tensorflow_serving::TensorflowServing>,
+    ),
+    (
+        "echo-server",
+        Step::Serve,
+        render_json::<echo_server::EchoServer>,
+    ),
     ("service", Step::Expose, render_json::<service::Service>),
 ];
 
 fn model() -> MLModel {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples/tensorflow-model.yaml");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples/tensorflow-model.yaml");
     let mut model: MLModel = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     model.metadata.namespace = Some("models".into());
     model.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
@@ -29,7 +42,11 @@ fn model() -> MLModel {
 }
 
 fn runtime(cache: Option<PathBuf>) -> Runtime {
-    Runtime::new(RuntimeOptions { cache_dir: cache, ..RuntimeOptions::default() }).unwrap()
+    Runtime::new(RuntimeOptions {
+        cache_dir: cache,
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion, rt: &Runtime, model: &MLModel, revision: &str) {
@@ -37,13 +54,26 @@ fn bench(c: &mut Criterion, rt: &Runtime, model: &MLModel, revision: &str) {
         let plugin = rt.get(name).unwrap();
         // Same output both ways, or the comparison means nothing.
         let wasm_out = rt.render(&plugin, model, *step, revision).unwrap();
-        let native_out = rt.render_native(name, model, *step, revision, native).unwrap();
-        assert_eq!(serde_json::to_value(&wasm_out).unwrap(), serde_json::to_value(&native_out).unwrap(), "{name}");
+        let native_out = rt
+            .render_native(name, model, *step, revision, native)
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&wasm_out).unwrap(),
+            serde_json::to_value(&native_out).unwrap(),
+            "{name}"
+        );
 
         let mut group = c.benchmark_group(*name);
-        group.bench_function("wasm", |b| b.iter(|| black_box(rt.render(&plugin, model, *step, revision).unwrap())));
+        group.bench_function("wasm", |b| {
+            b.iter(|| black_box(rt.render(&plugin, model, *step, revision).unwrap()))
+        });
         group.bench_function("native", |b| {
-            b.iter(|| black_box(rt.render_native(name, model, *step, revision, native).unwrap()))
+            b.iter(|| {
+                black_box(
+                    rt.render_native(name, model, *step, revision, native)
+                        .unwrap(),
+                )
+            })
         });
         group.finish();
     }
@@ -66,17 +96,28 @@ fn p50(mut f: impl FnMut()) -> Duration {
 
 fn summary(rt: &Runtime, model: &MLModel, revision: &str) {
     println!("\nplugin render p50 (3000 calls each)");
-    println!("{:<20} {:>10} {:>10} {:>7}", "plugin", "wasm", "native", "ratio");
+    println!(
+        "{:<20} {:>10} {:>10} {:>7}",
+        "plugin", "wasm", "native", "ratio"
+    );
     for (name, step, native) in PLUGINS {
         let plugin = rt.get(name).unwrap();
         let wasm = p50(|| {
             black_box(rt.render(&plugin, model, *step, revision).unwrap());
         });
         let base = p50(|| {
-            black_box(rt.render_native(name, model, *step, revision, native).unwrap());
+            black_box(
+                rt.render_native(name, model, *step, revision, native)
+                    .unwrap(),
+            );
         });
         let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
-        println!("{name:<20} {:>10} {:>10} {:>6.2}x", us(wasm), us(base), wasm.as_secs_f64() / base.as_secs_f64());
+        println!(
+            "{name:<20} {:>10} {:>10} {:>6.2}x",
+            us(wasm),
+            us(base),
+            wasm.as_secs_f64() / base.as_secs_f64()
+        );
     }
 
     let cache = std::env::temp_dir().join(format!("mlmodel-bench-cache-{}", std::process::id()));

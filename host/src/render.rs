@@ -37,14 +37,21 @@ pub struct RenderArgs {
 pub fn run(args: RenderArgs) -> Result<()> {
     let text = if args.file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         s
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
     };
-    let models = parse_models(&text).with_context(|| format!("reading MLModels from {}", args.file.display()))?;
+    let models = parse_models(&text)
+        .with_context(|| format!("reading MLModels from {}", args.file.display()))?;
 
-    let mut opts = RuntimeOptions { plugin_dirs: args.plugin_dirs.clone(), ..RuntimeOptions::default() };
+    let mut opts = RuntimeOptions {
+        plugin_dirs: args.plugin_dirs.clone(),
+        ..RuntimeOptions::default()
+    };
     if let Some(image) = args.operator_image.clone() {
         opts.operator_image = image;
     }
@@ -77,9 +84,14 @@ pub fn render_model(
     revision: Option<&str>,
 ) -> Result<Vec<String>> {
     let download = runtime.select(Step::Download, model)?;
-    let revision = revision.map(str::to_string).unwrap_or_else(|| names::revision(model, &download.name));
+    let revision = revision
+        .map(str::to_string)
+        .unwrap_or_else(|| names::revision(model, &download.name));
     let steps: Vec<Step> = if steps.is_empty() {
-        Step::ALL.into_iter().filter(|s| *s != Step::Expose || model.spec.expose).collect()
+        Step::ALL
+            .into_iter()
+            .filter(|s| *s != Step::Expose || model.spec.expose)
+            .collect()
     } else {
         steps.to_vec()
     };
@@ -88,7 +100,10 @@ pub fn render_model(
         let plugin = runtime.select(step, model)?;
         for object in runtime.render(&plugin, model, step, &revision)? {
             let yaml = serde_yaml::to_string(&object).context("printing YAML")?;
-            docs.push(format!("# step: {step}, plugin: {}@{}\n{yaml}", plugin.name, plugin.version));
+            docs.push(format!(
+                "# step: {step}, plugin: {}@{}\n{yaml}",
+                plugin.name, plugin.version
+            ));
         }
     }
     Ok(docs)
@@ -101,7 +116,10 @@ fn parse_models(text: &str) -> Result<Vec<MLModel>> {
         if value.is_null() {
             continue;
         }
-        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
         if kind != "MLModel" {
             anyhow::bail!("expected kind MLModel, found {kind:?}");
         }

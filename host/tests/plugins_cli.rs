@@ -9,7 +9,10 @@ fn run(args: &[&str]) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"))
         .args(args)
         .current_dir(workspace())
-        .env("MLMODEL_CACHE", workspace().join("target").join("plugin-test-cache-cli"))
+        .env(
+            "MLMODEL_CACHE",
+            workspace().join("target").join("plugin-test-cache-cli"),
+        )
         .env_remove("MLMODEL_OPERATOR_IMAGE")
         .output()
         .unwrap();
@@ -19,18 +22,36 @@ fn run(args: &[&str]) -> (Output, String, String) {
 }
 
 fn kinds(yaml: &str) -> Vec<String> {
-    yaml.lines().filter_map(|l| l.strip_prefix("kind: ")).map(str::to_string).collect()
+    yaml.lines()
+        .filter_map(|l| l.strip_prefix("kind: "))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn render_prints_every_step_of_each_sample() {
     let (out, stdout, stderr) = run(&["render", "-f", "deploy/samples/echo-model.yaml"]);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(kinds(&stdout), ["PersistentVolumeClaim", "Job", "Deployment", "Service"]);
-    assert!(stdout.contains("image: hashicorp/http-echo:1.0"), "{stdout}");
-    assert!(stdout.contains("mlmodel.dev/step: serve") && stdout.contains("namespace: default"), "{stdout}");
+    assert_eq!(
+        kinds(&stdout),
+        ["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+    );
+    assert!(
+        stdout.contains("image: hashicorp/http-echo:1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mlmodel.dev/step: serve") && stdout.contains("namespace: default"),
+        "{stdout}"
+    );
 
-    let (out, stdout, stderr) = run(&["render", "-f", "deploy/samples/tensorflow-model.yaml", "--step", "serve"]);
+    let (out, stdout, stderr) = run(&[
+        "render",
+        "-f",
+        "deploy/samples/tensorflow-model.yaml",
+        "--step",
+        "serve",
+    ]);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(kinds(&stdout), ["Deployment"]);
     assert!(stdout.contains("tensorflow/serving:"), "{stdout}");
@@ -40,10 +61,20 @@ fn render_prints_every_step_of_each_sample() {
 fn replacement_plugin_in_a_directory_changes_the_output_without_rebuilding() {
     let dir = plugin_dir(&["echo-alt"]);
     let dir_arg = dir.path().to_str().unwrap();
-    let (out, stdout, stderr) =
-        run(&["render", "-f", "deploy/samples/echo-model.yaml", "--plugin-dir", dir_arg, "--step", "serve"]);
+    let (out, stdout, stderr) = run(&[
+        "render",
+        "-f",
+        "deploy/samples/echo-model.yaml",
+        "--plugin-dir",
+        dir_arg,
+        "--step",
+        "serve",
+    ]);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("image: registry.example/alt-echo:2.0"), "{stdout}");
+    assert!(
+        stdout.contains("image: registry.example/alt-echo:2.0"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("hashicorp/http-echo"), "{stdout}");
 }
 
@@ -56,11 +87,19 @@ fn render_fails_with_the_plugins_error() {
         "apiVersion: mlmodel.dev/v1alpha1\nkind: MLModel\nmetadata:\n  name: boom\n  annotations: {mlmodel.dev/serve-plugin: panic}\nspec:\n  modelURL: https://example.com/m\n",
     )
     .unwrap();
-    let (out, _, stderr) =
-        run(&["render", "-f", model.to_str().unwrap(), "--plugin-dir", dir.path().to_str().unwrap()]);
+    let (out, _, stderr) = run(&[
+        "render",
+        "-f",
+        model.to_str().unwrap(),
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(stderr.contains("plugin panic crashed"), "{stderr}");
-    assert!(stderr.contains("the fixture panics on purpose for model boom"), "{stderr}");
+    assert!(
+        stderr.contains("the fixture panics on purpose for model boom"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -69,13 +108,34 @@ fn plugins_lists_builtins_directory_plugins_and_load_errors() {
     let (out, stdout, _) = run(&["plugins", "--plugin-dir", dir.path().to_str().unwrap()]);
     assert!(!out.status.success(), "a load error fails the command");
     let header = stdout.lines().next().unwrap();
-    assert!(header.starts_with("NAME") && header.contains("SHA256") && header.contains("SOURCE"), "{stdout}");
+    assert!(
+        header.starts_with("NAME") && header.contains("SHA256") && header.contains("SOURCE"),
+        "{stdout}"
+    );
     for name in ["download-job", "tensorflow-serving", "service"] {
-        assert!(stdout.lines().any(|l| l.starts_with(name) && l.contains("builtin")), "{name}: {stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("builtin")),
+            "{name}: {stdout}"
+        );
     }
-    assert!(stdout.lines().any(|l| l.starts_with("echo-server") && l.contains("builtin (replaced)")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("echo-server") && l.contains("echo-alt.wasm")), "{stdout}");
-    assert!(stdout.contains("Not loaded:") && stdout.contains("wit-v2.wasm"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("echo-server") && l.contains("builtin (replaced)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("echo-server") && l.contains("echo-alt.wasm")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Not loaded:") && stdout.contains("wit-v2.wasm"),
+        "{stdout}"
+    );
 
     let (out, stdout, stderr) = run(&["plugins"]);
     assert!(out.status.success(), "{stderr}");

@@ -41,8 +41,13 @@ fn default_plugins_render_the_samples_as_committed() {
         let revision = names::revision(&model, "download-job");
         for (plugin, step) in PLUGINS {
             let loaded = rt.get(plugin).unwrap();
-            let objects = rt.render(&loaded, &model, *step, &revision).unwrap_or_else(|e| panic!("{file} {plugin}: {e}"));
-            let got: String = objects.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect();
+            let objects = rt
+                .render(&loaded, &model, *step, &revision)
+                .unwrap_or_else(|e| panic!("{file} {plugin}: {e}"));
+            let got: String = objects
+                .iter()
+                .map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap()))
+                .collect();
             let path = workspace()
                 .join("host/tests/golden")
                 .join(file.trim_end_matches(".yaml"))
@@ -55,5 +60,9 @@ fn default_plugins_render_the_samples_as_committed() {
             }
         }
     }
-    assert!(stale.is_empty(), "renders differ from the snapshots (UPDATE_GOLDEN=1 rewrites them):\n{}", stale.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "renders differ from the snapshots (UPDATE_GOLDEN=1 rewrites them):\n{}",
+        stale.join("\n")
+    );
 }

@@ -20,33 +20,83 @@ fn builtins() -> Runtime {
     Runtime::new(options()).unwrap()
 }
 
-fn selected(rt: &Runtime, step: Step, framework: &str, annotations: &[(&str, &str)]) -> Result<String, String> {
-    rt.select(step, &model("m", framework, annotations)).map(|p| p.name.clone()).map_err(|e| format!("{}: {e}", e.reason()))
+fn selected(
+    rt: &Runtime,
+    step: Step,
+    framework: &str,
+    annotations: &[(&str, &str)],
+) -> Result<String, String> {
+    rt.select(step, &model("m", framework, annotations))
+        .map(|p| p.name.clone())
+        .map_err(|e| format!("{}: {e}", e.reason()))
 }
 
 #[test]
 fn framework_picks_the_default_plugins() {
     let rt = builtins();
-    assert_eq!(selected(&rt, Step::Serve, "tensorflow", &[]).unwrap(), "tensorflow-serving");
-    assert_eq!(selected(&rt, Step::Serve, "echo", &[]).unwrap(), "echo-server");
-    assert_eq!(selected(&rt, Step::Download, "echo", &[]).unwrap(), "download-job");
-    assert_eq!(selected(&rt, Step::Expose, "tensorflow", &[]).unwrap(), "service");
+    assert_eq!(
+        selected(&rt, Step::Serve, "tensorflow", &[]).unwrap(),
+        "tensorflow-serving"
+    );
+    assert_eq!(
+        selected(&rt, Step::Serve, "echo", &[]).unwrap(),
+        "echo-server"
+    );
+    assert_eq!(
+        selected(&rt, Step::Download, "echo", &[]).unwrap(),
+        "download-job"
+    );
+    assert_eq!(
+        selected(&rt, Step::Expose, "tensorflow", &[]).unwrap(),
+        "service"
+    );
     let err = selected(&rt, Step::Serve, "onnx", &[]).unwrap_err();
-    assert!(err.starts_with("PluginNotFound: no plugin named \"onnx\" for step serve (chosen by framework \"onnx\")"), "{err}");
+    assert!(
+        err.starts_with(
+            "PluginNotFound: no plugin named \"onnx\" for step serve (chosen by framework \"onnx\")"
+        ),
+        "{err}"
+    );
     assert!(err.contains("echo-server"), "lists what is loaded: {err}");
 }
 
 #[test]
 fn annotation_beats_operator_default_beats_framework() {
-    let opts = RuntimeOptions { defaults: BTreeMap::from([(Step::Serve, "echo-server".to_string())]), ..options() };
+    let opts = RuntimeOptions {
+        defaults: BTreeMap::from([(Step::Serve, "echo-server".to_string())]),
+        ..options()
+    };
     let rt = Runtime::new(opts).unwrap();
-    assert_eq!(selected(&rt, Step::Serve, "tensorflow", &[]).unwrap(), "echo-server", "flag over framework");
+    assert_eq!(
+        selected(&rt, Step::Serve, "tensorflow", &[]).unwrap(),
+        "echo-server",
+        "flag over framework"
+    );
     let annotated = [("mlmodel.dev/serve-plugin", "tensorflow-serving")];
-    assert_eq!(selected(&rt, Step::Serve, "echo", &annotated).unwrap(), "tensorflow-serving", "annotation over flag");
-    let err = selected(&rt, Step::Serve, "echo", &[("mlmodel.dev/serve-plugin", "nope")]).unwrap_err();
+    assert_eq!(
+        selected(&rt, Step::Serve, "echo", &annotated).unwrap(),
+        "tensorflow-serving",
+        "annotation over flag"
+    );
+    let err = selected(
+        &rt,
+        Step::Serve,
+        "echo",
+        &[("mlmodel.dev/serve-plugin", "nope")],
+    )
+    .unwrap_err();
     assert!(err.contains("no plugin named \"nope\" for step serve (chosen by annotation mlmodel.dev/serve-plugin)"), "{err}");
-    let err = selected(&rt, Step::Download, "echo", &[("mlmodel.dev/download-plugin", "service")]).unwrap_err();
-    assert_eq!(err, "PluginWrongStep: plugin service does not render step download (it renders: expose)");
+    let err = selected(
+        &rt,
+        Step::Download,
+        "echo",
+        &[("mlmodel.dev/download-plugin", "service")],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "PluginWrongStep: plugin service does not render step download (it renders: expose)"
+    );
 }
 
 #[test]
@@ -54,14 +104,52 @@ fn digest_pins_are_checked() {
     let rt = builtins();
     let echo = rt.get("echo-server").unwrap();
     let pin = format!("echo-server@sha256:{}", echo.sha256);
-    assert_eq!(selected(&rt, Step::Serve, "echo", &[("mlmodel.dev/serve-plugin", &pin)]).unwrap(), "echo-server");
+    assert_eq!(
+        selected(
+            &rt,
+            Step::Serve,
+            "echo",
+            &[("mlmodel.dev/serve-plugin", &pin)]
+        )
+        .unwrap(),
+        "echo-server"
+    );
     let upper = format!("echo-server@sha256:{}", echo.sha256.to_uppercase());
-    assert!(selected(&rt, Step::Serve, "echo", &[("mlmodel.dev/serve-plugin", &upper)]).is_ok());
+    assert!(
+        selected(
+            &rt,
+            Step::Serve,
+            "echo",
+            &[("mlmodel.dev/serve-plugin", &upper)]
+        )
+        .is_ok()
+    );
     let wrong = format!("echo-server@sha256:{}", "0".repeat(64));
-    let err = selected(&rt, Step::Serve, "echo", &[("mlmodel.dev/serve-plugin", &wrong)]).unwrap_err();
-    assert!(err.starts_with("PluginDigestMismatch: plugin echo-server has digest sha256:"), "{err}");
-    assert!(err.contains(&format!("annotation mlmodel.dev/serve-plugin pins sha256:{}", "0".repeat(64))), "{err}");
-    let err = selected(&rt, Step::Serve, "echo", &[("mlmodel.dev/serve-plugin", "echo-server@md5:abc")]).unwrap_err();
+    let err = selected(
+        &rt,
+        Step::Serve,
+        "echo",
+        &[("mlmodel.dev/serve-plugin", &wrong)],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("PluginDigestMismatch: plugin echo-server has digest sha256:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "annotation mlmodel.dev/serve-plugin pins sha256:{}",
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
+    let err = selected(
+        &rt,
+        Step::Serve,
+        "echo",
+        &[("mlmodel.dev/serve-plugin", "echo-server@md5:abc")],
+    )
+    .unwrap_err();
     assert!(err.starts_with("PluginDigestMismatch"), "{err}");
 }
 
@@ -70,11 +158,22 @@ fn builtins_are_listed_with_digest_and_source() {
     let rt = builtins();
     let plugins = rt.plugins();
     let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["download-job", "tensorflow-serving", "echo-server", "service"]);
+    assert_eq!(
+        names,
+        [
+            "download-job",
+            "tensorflow-serving",
+            "echo-server",
+            "service"
+        ]
+    );
     for p in &plugins {
         assert_eq!(p.source, BUILTIN_SOURCE);
         assert_eq!(p.sha256.len(), 64);
-        assert!(p.active && !p.version.is_empty() && !p.description.is_empty(), "{p:?}");
+        assert!(
+            p.active && !p.version.is_empty() && !p.description.is_empty(),
+            "{p:?}"
+        );
     }
     assert!(rt.load_errors().is_empty());
 }
@@ -84,12 +183,19 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     let dir = plugin_dir(&[]);
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm not really").unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
-    let opts = RuntimeOptions { plugin_dirs: vec![dir.path().to_path_buf()], ..options() };
+    let opts = RuntimeOptions {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        ..options()
+    };
     let rt = Runtime::new(opts).unwrap();
     let m = model("m", "echo", &[]);
     let errors = rt.load_errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].0.ends_with("broken.wasm") && errors[0].1.contains("not a valid WebAssembly component"), "{errors:?}");
+    assert!(
+        errors[0].0.ends_with("broken.wasm")
+            && errors[0].1.contains("not a valid WebAssembly component"),
+        "{errors:?}"
+    );
     assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
     assert!(!rt.reload(), "nothing changed");
 
@@ -101,11 +207,17 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     assert_eq!(PathBuf::from(&alt.source), file);
     let image = |p: &mlmodel_operator::plugins::LoadedPlugin| {
         let objects = rt.render(p, &m, Step::Serve, "r1").unwrap();
-        objects[0].data["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+        objects[0].data["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(image(&alt), "registry.example/alt-echo:2.0");
     let summaries = rt.plugins();
-    let builtin_echo = summaries.iter().find(|p| p.name == "echo-server" && p.source == BUILTIN_SOURCE).unwrap();
+    let builtin_echo = summaries
+        .iter()
+        .find(|p| p.name == "echo-server" && p.source == BUILTIN_SOURCE)
+        .unwrap();
     assert!(!builtin_echo.active, "the builtin is replaced");
 
     // Removed again: the builtin comes back, and a render holding the old plugin still works.
@@ -114,7 +226,11 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     let builtin = rt.select(Step::Serve, &m).unwrap();
     assert_eq!(builtin.source, BUILTIN_SOURCE);
     assert_eq!(image(&builtin), "hashicorp/http-echo:1.0");
-    assert_eq!(image(&alt), "registry.example/alt-echo:2.0", "in-flight plugin stays usable");
+    assert_eq!(
+        image(&alt),
+        "registry.example/alt-echo:2.0",
+        "in-flight plugin stays usable"
+    );
 }
 
 #[test]
@@ -130,7 +246,10 @@ fn watcher_picks_up_new_files() {
     std::fs::copy(support::fixture("failing"), dir.path().join("failing.wasm")).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while rt.get("failing").is_none() {
-        assert!(std::time::Instant::now() < deadline, "the watcher did not load the new plugin");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not load the new plugin"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

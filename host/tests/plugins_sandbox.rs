@@ -25,7 +25,10 @@ fn runtime() -> &'static Runtime {
     static RT: OnceLock<(Runtime, TempDir)> = OnceLock::new();
     &RT.get_or_init(|| {
         let dir = plugin_dir(FIXTURES);
-        let opts = RuntimeOptions { plugin_dirs: vec![dir.path().to_path_buf()], ..RuntimeOptions::default() };
+        let opts = RuntimeOptions {
+            plugin_dirs: vec![dir.path().to_path_buf()],
+            ..RuntimeOptions::default()
+        };
         (Runtime::new(opts).expect("runtime"), dir)
     })
     .0
@@ -37,7 +40,9 @@ fn render_with(name: &str) -> (Result<usize, PluginError>, Duration) {
     let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", name)]);
     let plugin = rt.select(Step::Serve, &m).expect("fixture loaded");
     let started = Instant::now();
-    let result = rt.render(&plugin, &m, Step::Serve, "rev1").map(|objects| objects.len());
+    let result = rt
+        .render(&plugin, &m, Step::Serve, "rev1")
+        .map(|objects| objects.len());
     (result, started.elapsed())
 }
 
@@ -52,8 +57,15 @@ fn infinite_loop_times_out() {
     let err = result.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
     assert_eq!(err.reason(), "PluginTimeout");
-    assert!(err.to_string().starts_with("plugin loop did not finish within 1s"), "{err}");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        err.to_string()
+            .starts_with("plugin loop did not finish within 1s"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     assert_healthy_still_renders();
 }
 
@@ -63,7 +75,11 @@ fn huge_allocation_is_out_of_memory() {
     let err = result.unwrap_err();
     assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
     assert_eq!(err.reason(), "PluginOutOfMemory");
-    assert!(err.to_string().contains("plugin hog needed more than its 64 MiB"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("plugin hog needed more than its 64 MiB"),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_healthy_still_renders();
 }
@@ -76,7 +92,10 @@ fn panic_is_a_trap_with_the_panic_message() {
     assert_eq!(err.reason(), "PluginTrapped");
     let text = err.to_string();
     assert!(text.starts_with("plugin panic crashed"), "{text}");
-    assert!(text.contains("the fixture panics on purpose for model m"), "stderr attached: {text}");
+    assert!(
+        text.contains("the fixture panics on purpose for model m"),
+        "stderr attached: {text}"
+    );
     assert!(!text.contains('\n'), "one line: {text}");
     assert!(!text.contains("wasm backtrace"), "{text}");
     assert!(took < Duration::from_secs(5), "{took:?}");
@@ -100,7 +119,11 @@ fn output_that_is_not_json_is_invalid() {
     let (result, _) = render_with("not-json");
     let err = result.unwrap_err();
     assert_eq!(err.reason(), "InvalidPluginOutput");
-    assert!(err.to_string().starts_with("plugin not-json returned invalid output: object #1: not JSON"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("plugin not-json returned invalid output: object #1: not JSON"),
+        "{err}"
+    );
     assert_healthy_still_renders();
 }
 
@@ -110,7 +133,10 @@ fn cluster_role_is_forbidden() {
     let err = result.unwrap_err();
     assert_eq!(err.reason(), "ForbiddenPluginOutput");
     let text = err.to_string();
-    assert!(text.contains("plugin cluster-role returned ClusterRole/take-over"), "{text}");
+    assert!(
+        text.contains("plugin cluster-role returned ClusterRole/take-over"),
+        "{text}"
+    );
     assert!(text.contains("cluster-scoped"), "{text}");
     assert_healthy_still_renders();
 }
@@ -121,7 +147,12 @@ fn object_in_another_namespace_is_forbidden() {
     let err = result.unwrap_err();
     assert_eq!(err.reason(), "ForbiddenPluginOutput");
     let text = err.to_string();
-    assert!(text.contains("ConfigMap/m-config") && text.contains("\"ns\"") && text.contains("kube-system"), "{text}");
+    assert!(
+        text.contains("ConfigMap/m-config")
+            && text.contains("\"ns\"")
+            && text.contains("kube-system"),
+        "{text}"
+    );
     assert_healthy_still_renders();
 }
 
@@ -129,7 +160,11 @@ fn object_in_another_namespace_is_forbidden() {
 fn plugin_built_against_a_compatible_contract_loads() {
     let (result, _) = render_with("wit-compatible");
     assert_eq!(result.expect("0.1.3 is compatible with 0.1.0"), 1);
-    let summary = runtime().plugins().into_iter().find(|p| p.name == "wit-compatible").unwrap();
+    let summary = runtime()
+        .plugins()
+        .into_iter()
+        .find(|p| p.name == "wit-compatible")
+        .unwrap();
     assert_eq!(summary.version, "0.1.3");
 }
 
@@ -137,8 +172,14 @@ fn plugin_built_against_a_compatible_contract_loads() {
 fn plugins_with_an_incompatible_contract_are_refused_clearly() {
     let errors = runtime().load_errors();
     for (file, words) in [
-        ("wit-v2.wasm", "does not export `mlmodel:plugin/renderer@0.1.0`"),
-        ("wit-changed.wasm", "does not export `mlmodel:plugin/renderer@0.1.0` with the expected types"),
+        (
+            "wit-v2.wasm",
+            "does not export `mlmodel:plugin/renderer@0.1.0`",
+        ),
+        (
+            "wit-changed.wasm",
+            "does not export `mlmodel:plugin/renderer@0.1.0` with the expected types",
+        ),
     ] {
         let (_, message) = errors
             .iter()
@@ -149,20 +190,40 @@ fn plugins_with_an_incompatible_contract_are_refused_clearly() {
     }
     assert_eq!(errors.len(), 2, "{errors:?}");
     let names: Vec<String> = runtime().plugins().into_iter().map(|p| p.name).collect();
-    assert!(!names.iter().any(|n| n.starts_with("wit-v2") || n == "wit-changed"), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("wit-v2") || n == "wit-changed"),
+        "{names:?}"
+    );
     assert_healthy_still_renders();
 }
 
 #[test]
 fn trapping_plugin_inside_async_runtimes_does_not_panic_the_host() {
     // The panic fixture writes to stderr, whose WASI host functions use Tokio internally.
-    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let err = current.block_on(async { render_with("panic").0.unwrap_err() });
     assert_eq!(err.reason(), "PluginTrapped");
-    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let err = multi.block_on(async { tokio::spawn(async { render_with("panic").0.unwrap_err() }).await.unwrap() });
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = multi.block_on(async {
+        tokio::spawn(async { render_with("panic").0.unwrap_err() })
+            .await
+            .unwrap()
+    });
     assert_eq!(err.reason(), "PluginTrapped");
-    let ok = multi.block_on(async { tokio::task::spawn_blocking(|| render_with("echo-server").0).await.unwrap() });
+    let ok = multi.block_on(async {
+        tokio::task::spawn_blocking(|| render_with("echo-server").0)
+            .await
+            .unwrap()
+    });
     assert_eq!(ok.unwrap(), 1);
 }
 

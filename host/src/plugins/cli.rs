@@ -9,7 +9,12 @@ use super::{Runtime, RuntimeOptions};
 #[derive(Args, Debug)]
 pub struct PluginsArgs {
     /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable).
-    #[arg(long = "plugin-dir", value_name = "DIR", env = "MLMODEL_PLUGIN_DIRS", value_delimiter = ',')]
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "MLMODEL_PLUGIN_DIRS",
+        value_delimiter = ','
+    )]
     pub plugin_dirs: Vec<PathBuf>,
     /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
     #[arg(long, value_name = "DIR")]
@@ -18,7 +23,10 @@ pub struct PluginsArgs {
 
 /// Prints a table of plugins and the load errors; fails when any plugin failed to load.
 pub fn run(args: PluginsArgs) -> Result<()> {
-    let mut opts = RuntimeOptions { plugin_dirs: args.plugin_dirs, ..RuntimeOptions::default() };
+    let mut opts = RuntimeOptions {
+        plugin_dirs: args.plugin_dirs,
+        ..RuntimeOptions::default()
+    };
     if args.cache_dir.is_some() {
         opts.cache_dir = args.cache_dir;
     }
@@ -28,8 +36,17 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         .plugins()
         .into_iter()
         .map(|p| {
-            let steps = p.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
-            let source = if p.active { p.source } else { format!("{} (replaced)", p.source) };
+            let steps = p
+                .steps
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let source = if p.active {
+                p.source
+            } else {
+                format!("{} (replaced)", p.source)
+            };
             [p.name, p.version, steps, p.sha256[..12].to_string(), source]
         })
         .collect();
@@ -41,7 +58,11 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     let errors = runtime.load_errors();

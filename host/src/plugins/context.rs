@@ -26,7 +26,11 @@ struct Context<'a> {
 }
 
 pub(crate) fn namespace(model: &MLModel) -> &str {
-    model.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    model
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE)
 }
 
 /// Labels the host puts on every object of `step` (and tells plugins to put on pod templates).
@@ -67,7 +71,12 @@ pub(crate) fn model_json(model: &MLModel) -> String {
 }
 
 /// The `context` document.
-pub(crate) fn context_json(model: &MLModel, step: Step, revision: &str, operator_image: &str) -> String {
+pub(crate) fn context_json(
+    model: &MLModel,
+    step: Step,
+    revision: &str,
+    operator_image: &str,
+) -> String {
     let name = model_name(model);
     let context = Context {
         step,
@@ -93,15 +102,29 @@ mod tests {
             "apiVersion: mlmodel.dev/v1alpha1\nkind: MLModel\nmetadata: {name: m, namespace: ns}\nspec:\n  modelURL: https://e.x/m\n  plugins: {config: {serve: {image: x}}}\n",
         )
         .unwrap();
-        let ctx: Value = serde_json::from_str(&context_json(&model, Step::Serve, "r1", "op:1")).unwrap();
-        for key in ["step", "namespace", "revision", "names", "selectorLabels", "labels", "modelMountPath", "operatorImage", "config"] {
+        let ctx: Value =
+            serde_json::from_str(&context_json(&model, Step::Serve, "r1", "op:1")).unwrap();
+        for key in [
+            "step",
+            "namespace",
+            "revision",
+            "names",
+            "selectorLabels",
+            "labels",
+            "modelMountPath",
+            "operatorImage",
+            "config",
+        ] {
             assert!(ctx.get(key).is_some(), "missing {key}");
         }
         assert_eq!(ctx["step"], "serve");
         assert_eq!(ctx["config"], json!({"image": "x"}));
         assert_eq!(ctx["modelMountPath"], "/models/r1");
         assert_eq!(ctx["labels"]["mlmodel.dev/step"], "serve");
-        assert!(ctx["labels"].get("app.kubernetes.io/name").is_none(), "selector labels stay apart");
+        assert!(
+            ctx["labels"].get("app.kubernetes.io/name").is_none(),
+            "selector labels stay apart"
+        );
         let m: Value = serde_json::from_str(&model_json(&model)).unwrap();
         assert_eq!(m["spec"]["modelURL"], "https://e.x/m");
         assert_eq!(m["metadata"]["namespace"], "ns");

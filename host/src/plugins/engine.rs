@@ -66,7 +66,10 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -78,7 +81,12 @@ struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.exceeded = true;
             wasmtime::bail!("memory limit of {} MiB reached", self.max >> 20);
@@ -86,7 +94,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -135,7 +148,9 @@ impl PluginEngine {
             .wasm_backtrace_max_frames(None)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(wasm_err).context("configuring wasmtime")?;
+        let engine = Engine::new(&config)
+            .map_err(wasm_err)
+            .context("configuring wasmtime")?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
@@ -146,7 +161,14 @@ impl PluginEngine {
 
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop.clone())?;
-        Ok(PluginEngine { engine, linker, cache_dir, engine_key, limits, _ticker: Ticker(stop) })
+        Ok(PluginEngine {
+            engine,
+            linker,
+            cache_dir,
+            engine_key,
+            limits,
+            _ticker: Ticker(stop),
+        })
     }
 
     pub(crate) fn limits(&self) -> &Limits {
@@ -156,17 +178,24 @@ impl PluginEngine {
     /// Compiles `bytes` (whose sha256 is `sha256`), or loads the artifact a previous run left in
     /// the cache directory. Returns whether the cache answered.
     pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool)> {
-        let cached = self.cache_dir.as_ref().map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key)));
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key)));
         if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // settings (the key says so) into the operator's own cache directory; wasmtime also
             // checks the header and refuses an artifact from another configuration.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(component) => return Ok((component, true)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin artifact"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin artifact")
+                }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(wasm_err).context("not a valid WebAssembly component")?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(wasm_err)
+            .context("not a valid WebAssembly component")?;
         if let Some(path) = cached {
             if let Err(e) = write_cache(&component, &path) {
                 tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot cache compiled plugin");
@@ -222,7 +251,10 @@ impl PluginEngine {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max: self.limits.memory_bytes, exceeded: false },
+            limiter: MemoryLimiter {
+                max: self.limits.memory_bytes,
+                exceeded: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -230,29 +262,49 @@ impl PluginEngine {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
-        let result = pre.instantiate(&mut store).and_then(|plugin| f(&mut store, &plugin));
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|plugin| f(&mut store, &plugin));
         result.map(|r| (r, stderr.one_line())).map_err(|e| {
             let stderr = stderr.one_line();
             if store.data().limiter.exceeded {
                 CallFailure::OutOfMemory { stderr }
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt | Trap::OutOfFuel)) {
+            } else if matches!(
+                e.downcast_ref::<Trap>(),
+                Some(Trap::Interrupt | Trap::OutOfFuel)
+            ) {
                 CallFailure::Timeout { stderr }
             } else {
-                CallFailure::Trap { message: root_message(&e), stderr }
+                CallFailure::Trap {
+                    message: root_message(&e),
+                    stderr,
+                }
             }
         })
     }
 
     pub(crate) fn info(&self, pre: &PluginPre<HostState>) -> Result<wit::PluginInfo, CallFailure> {
-        self.call(pre, |store, plugin| plugin.mlmodel_plugin_renderer().call_info(store)).map(|(info, _)| info)
+        self.call(pre, |store, plugin| {
+            plugin.mlmodel_plugin_renderer().call_info(store)
+        })
+        .map(|(info, _)| info)
     }
 }
 
 /// The last line of an error chain: what went wrong, without the layers of context.
 pub(crate) fn root_message(e: &wasmtime::Error) -> String {
     let root = e.root_cause().to_string();
-    let message = if root.trim().is_empty() { e.to_string() } else { root };
-    message.lines().next().unwrap_or_default().trim().to_string()
+    let message = if root.trim().is_empty() {
+        e.to_string()
+    } else {
+        root
+    };
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
@@ -294,8 +346,14 @@ fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => f(),
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|s| s.spawn(f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
     }
 }
 

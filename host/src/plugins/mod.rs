@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use crate::api::{
-    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP, MLModel, VERSION,
+    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP, MLModel,
+    VERSION,
 };
 use engine::{CallFailure, PluginEngine, wit};
 use registry::{Snapshot, stderr_suffix};
@@ -94,23 +95,64 @@ impl From<wit::Step> for Step {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("no plugin named {wanted:?} for step {step} (chosen by {chosen_by}); loaded: {known}")]
-    NotFound { step: Step, wanted: String, chosen_by: String, known: String },
+    NotFound {
+        step: Step,
+        wanted: String,
+        chosen_by: String,
+        known: String,
+    },
     #[error("plugin {plugin} has digest sha256:{actual}, but {chosen_by} pins {wanted}")]
-    DigestMismatch { plugin: String, wanted: String, actual: String, chosen_by: String },
+    DigestMismatch {
+        plugin: String,
+        wanted: String,
+        actual: String,
+        chosen_by: String,
+    },
     #[error("plugin {plugin} does not render step {step} (it renders: {steps})")]
-    WrongStep { plugin: String, step: Step, steps: String },
+    WrongStep {
+        plugin: String,
+        step: Step,
+        steps: String,
+    },
     #[error("plugin {plugin} crashed: {message}{}", stderr_suffix(stderr))]
-    Trap { plugin: String, message: String, stderr: String },
-    #[error("plugin {plugin} did not finish within {limit:?} and was stopped{}", stderr_suffix(stderr))]
-    Timeout { plugin: String, limit: Duration, stderr: String },
+    Trap {
+        plugin: String,
+        message: String,
+        stderr: String,
+    },
+    #[error(
+        "plugin {plugin} did not finish within {limit:?} and was stopped{}",
+        stderr_suffix(stderr)
+    )]
+    Timeout {
+        plugin: String,
+        limit: Duration,
+        stderr: String,
+    },
     #[error("plugin {plugin} needed more than its {} MiB of memory and was stopped{}", limit_bytes >> 20, stderr_suffix(stderr))]
-    OutOfMemory { plugin: String, limit_bytes: usize, stderr: String },
+    OutOfMemory {
+        plugin: String,
+        limit_bytes: usize,
+        stderr: String,
+    },
     #[error("plugin {plugin} failed: {message}{}", stderr_suffix(stderr))]
-    Failed { plugin: String, message: String, stderr: String },
+    Failed {
+        plugin: String,
+        message: String,
+        stderr: String,
+    },
     #[error("plugin {plugin} returned invalid output: {object}: {message}")]
-    InvalidOutput { plugin: String, object: String, message: String },
+    InvalidOutput {
+        plugin: String,
+        object: String,
+        message: String,
+    },
     #[error("plugin {plugin} returned {object}, which is not allowed: {rule}")]
-    Forbidden { plugin: String, object: String, rule: String },
+    Forbidden {
+        plugin: String,
+        object: String,
+        rule: String,
+    },
 }
 
 impl PluginError {
@@ -132,11 +174,21 @@ impl PluginError {
     fn from_call(plugin: &str, limits: &Limits, failure: CallFailure) -> Self {
         let plugin = plugin.to_string();
         match failure {
-            CallFailure::Trap { message, stderr } => PluginError::Trap { plugin, message, stderr },
-            CallFailure::Timeout { stderr } => PluginError::Timeout { plugin, limit: limits.timeout, stderr },
-            CallFailure::OutOfMemory { stderr } => {
-                PluginError::OutOfMemory { plugin, limit_bytes: limits.memory_bytes, stderr }
-            }
+            CallFailure::Trap { message, stderr } => PluginError::Trap {
+                plugin,
+                message,
+                stderr,
+            },
+            CallFailure::Timeout { stderr } => PluginError::Timeout {
+                plugin,
+                limit: limits.timeout,
+                stderr,
+            },
+            CallFailure::OutOfMemory { stderr } => PluginError::OutOfMemory {
+                plugin,
+                limit_bytes: limits.memory_bytes,
+                stderr,
+            },
         }
     }
 }
@@ -203,19 +255,34 @@ impl Runtime {
         for (path, error) in &snapshot.errors {
             tracing::warn!(path = %path.display(), %error, "plugin not loaded");
         }
-        let inner = Inner { engine, opts, snapshot: RwLock::new(Arc::new(snapshot)), reloading: Mutex::new(()) };
-        Ok(Runtime { inner: Arc::new(inner) })
+        let inner = Inner {
+            engine,
+            opts,
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            reloading: Mutex::new(()),
+        };
+        Ok(Runtime {
+            inner: Arc::new(inner),
+        })
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.inner.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Looks at the plugin directories again and loads what changed (added, replaced or removed
     /// files). Returns whether anything changed. Renders in flight keep the plugin they started
     /// with.
     pub fn reload(&self) -> bool {
-        let _one = self.inner.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self
+            .inner
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let (fingerprint, dir_errors) = registry::scan(&self.inner.opts.plugin_dirs);
         if fingerprint == current.fingerprint && dir_errors == current.dir_errors {
@@ -227,7 +294,11 @@ impl Runtime {
             errors = next.errors.len(),
             "plugin directories changed; plugins reloaded"
         );
-        *self.inner.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *self
+            .inner
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         true
     }
 
@@ -240,13 +311,15 @@ impl Runtime {
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let interval = self.inner.opts.reload_interval;
-        std::thread::Builder::new().name("plugin-reload".into()).spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(inner) = weak.upgrade() else { return };
-                Runtime { inner }.reload();
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("plugin-reload".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(inner) = weak.upgrade() else { return };
+                    Runtime { inner }.reload();
+                }
+            })?;
         Ok(())
     }
 
@@ -255,14 +328,22 @@ impl Runtime {
     /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, any other framework ->
     /// the plugin of that name; `download-job` and `service` for the other steps).
     pub fn select(&self, step: Step, model: &MLModel) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let annotation = model.metadata.annotations.as_ref().and_then(|a| a.get(step.annotation()));
-        let (wanted, chosen_by) = if let Some(a) = annotation.map(|a| a.trim()).filter(|a| !a.is_empty()) {
-            (a.to_string(), format!("annotation {}", step.annotation()))
-        } else if let Some(d) = self.inner.opts.defaults.get(&step) {
-            (d.clone(), format!("the operator's default for step {step}"))
-        } else {
-            (framework_default(step, &model.spec.framework), format!("framework {:?}", model.spec.framework))
-        };
+        let annotation = model
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(step.annotation()));
+        let (wanted, chosen_by) =
+            if let Some(a) = annotation.map(|a| a.trim()).filter(|a| !a.is_empty()) {
+                (a.to_string(), format!("annotation {}", step.annotation()))
+            } else if let Some(d) = self.inner.opts.defaults.get(&step) {
+                (d.clone(), format!("the operator's default for step {step}"))
+            } else {
+                (
+                    framework_default(step, &model.spec.framework),
+                    format!("framework {:?}", model.spec.framework),
+                )
+            };
         let (name, pin) = match wanted.split_once('@') {
             Some((name, pin)) => (name, Some(pin)),
             None => (wanted.as_str(), None),
@@ -273,7 +354,12 @@ impl Runtime {
                 step,
                 wanted: name.to_string(),
                 chosen_by,
-                known: snapshot.active.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: snapshot
+                    .active
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         };
         if let Some(pin) = pin {
@@ -308,14 +394,25 @@ impl Runtime {
         };
         let engine = &self.inner.engine;
         let (result, stderr) = engine
-            .call(&plugin.pre, |store, instance| instance.mlmodel_plugin_renderer().call_render(store, &input))
+            .call(&plugin.pre, |store, instance| {
+                instance
+                    .mlmodel_plugin_renderer()
+                    .call_render(store, &input)
+            })
             .map_err(|f| PluginError::from_call(&plugin.name, engine.limits(), f))?;
         let manifests = result.map_err(|e| PluginError::Failed {
             plugin: plugin.name.clone(),
             message: e.message.lines().next().unwrap_or_default().to_string(),
             stderr,
         })?;
-        check_output(&plugin.name, model, step, revision, &manifests, engine.limits())
+        check_output(
+            &plugin.name,
+            model,
+            step,
+            revision,
+            &manifests,
+            engine.limits(),
+        )
     }
 
     /// The same render path with a native function in place of the plugin: same input, same
@@ -330,13 +427,22 @@ impl Runtime {
         render: impl FnOnce(&str, &str) -> Result<Vec<String>, String>,
     ) -> Result<Vec<DynamicObject>, PluginError> {
         let model_json = context::model_json(model);
-        let context_json = context::context_json(model, step, revision, &self.inner.opts.operator_image);
-        let manifests = render(&model_json, &context_json).map_err(|message| PluginError::Failed {
-            plugin: name.to_string(),
-            message,
-            stderr: String::new(),
-        })?;
-        check_output(name, model, step, revision, &manifests, self.inner.engine.limits())
+        let context_json =
+            context::context_json(model, step, revision, &self.inner.opts.operator_image);
+        let manifests =
+            render(&model_json, &context_json).map_err(|message| PluginError::Failed {
+                plugin: name.to_string(),
+                message,
+                stderr: String::new(),
+            })?;
+        check_output(
+            name,
+            model,
+            step,
+            revision,
+            &manifests,
+            self.inner.engine.limits(),
+        )
     }
 
     /// The active plugin called `name`.
@@ -368,7 +474,11 @@ fn check_output(
     limits: &Limits,
 ) -> Result<Vec<DynamicObject>, PluginError> {
     let labels = context::labels(model, step, revision);
-    let host = policy::HostAdditions { namespace: context::namespace(model), labels: &labels, owner: owner_reference(model) };
+    let host = policy::HostAdditions {
+        namespace: context::namespace(model),
+        labels: &labels,
+        owner: owner_reference(model),
+    };
     policy::check(plugin, step, manifests, limits.output_bytes, &host)
 }
 
@@ -389,7 +499,12 @@ fn check_step(plugin: &LoadedPlugin, step: Step) -> Result<(), PluginError> {
     Err(PluginError::WrongStep {
         plugin: plugin.name.clone(),
         step,
-        steps: plugin.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+        steps: plugin
+            .steps
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 

@@ -16,8 +16,16 @@ const MAX_OBJECTS: usize = 64;
 /// (apiVersion, kind) allowed per step.
 pub fn allowed_kinds(step: Step) -> &'static [(&'static str, &'static str)] {
     match step {
-        Step::Download => &[("v1", "PersistentVolumeClaim"), ("batch/v1", "Job"), ("v1", "ConfigMap")],
-        Step::Serve => &[("apps/v1", "Deployment"), ("v1", "Pod"), ("v1", "ConfigMap")],
+        Step::Download => &[
+            ("v1", "PersistentVolumeClaim"),
+            ("batch/v1", "Job"),
+            ("v1", "ConfigMap"),
+        ],
+        Step::Serve => &[
+            ("apps/v1", "Deployment"),
+            ("v1", "Pod"),
+            ("v1", "ConfigMap"),
+        ],
         Step::Expose => &[("v1", "Service")],
     }
 }
@@ -61,41 +69,75 @@ pub fn check(
     max_bytes: usize,
     host: &HostAdditions<'_>,
 ) -> Result<Vec<DynamicObject>, PluginError> {
-    let invalid = |object: String, message: String| PluginError::InvalidOutput { plugin: plugin.into(), object, message };
+    let invalid = |object: String, message: String| PluginError::InvalidOutput {
+        plugin: plugin.into(),
+        object,
+        message,
+    };
     if manifests.len() > MAX_OBJECTS {
-        return Err(invalid("(all)".into(), format!("{} objects, at most {MAX_OBJECTS} are allowed", manifests.len())));
+        return Err(invalid(
+            "(all)".into(),
+            format!(
+                "{} objects, at most {MAX_OBJECTS} are allowed",
+                manifests.len()
+            ),
+        ));
     }
     let total: usize = manifests.iter().map(String::len).sum();
     if total > max_bytes {
-        return Err(invalid("(all)".into(), format!("{total} bytes of manifests, at most {max_bytes} are allowed")));
+        return Err(invalid(
+            "(all)".into(),
+            format!("{total} bytes of manifests, at most {max_bytes} are allowed"),
+        ));
     }
     let mut seen = BTreeSet::new();
     let mut objects = Vec::with_capacity(manifests.len());
     for (i, manifest) in manifests.iter().enumerate() {
         let position = format!("object #{}", i + 1);
-        let value: Value =
-            serde_json::from_str(manifest).map_err(|e| invalid(position.clone(), format!("not JSON: {e}")))?;
+        let value: Value = serde_json::from_str(manifest)
+            .map_err(|e| invalid(position.clone(), format!("not JSON: {e}")))?;
         let field = |path: &[&str]| {
-            path.iter().try_fold(&value, |v, k| v.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty())
+            path.iter()
+                .try_fold(&value, |v, k| v.get(k))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
         };
         let (Some(api_version), Some(kind)) = (field(&["apiVersion"]), field(&["kind"])) else {
-            return Err(invalid(position, "not a Kubernetes object: `apiVersion` and `kind` are required".into()));
+            return Err(invalid(
+                position,
+                "not a Kubernetes object: `apiVersion` and `kind` are required".into(),
+            ));
         };
         let Some(name) = field(&["metadata", "name"]) else {
-            return Err(invalid(format!("{kind} ({position})"), "`metadata.name` is required".into()));
+            return Err(invalid(
+                format!("{kind} ({position})"),
+                "`metadata.name` is required".into(),
+            ));
         };
         let object = format!("{kind}/{name}");
         if !is_dns_subdomain(name) {
-            return Err(invalid(object, "`metadata.name` must be a lowercase DNS name of at most 253 characters".into()));
+            return Err(invalid(
+                object,
+                "`metadata.name` must be a lowercase DNS name of at most 253 characters".into(),
+            ));
         }
-        let forbidden = |rule: String| PluginError::Forbidden { plugin: plugin.into(), object: object.clone(), rule };
+        let forbidden = |rule: String| PluginError::Forbidden {
+            plugin: plugin.into(),
+            object: object.clone(),
+            rule,
+        };
         if CLUSTER_SCOPED.contains(&kind) {
-            return Err(forbidden(format!("{kind} is cluster-scoped; plugins may only create namespaced objects")));
+            return Err(forbidden(format!(
+                "{kind} is cluster-scoped; plugins may only create namespaced objects"
+            )));
         }
         let allowed = allowed_kinds(step);
         if !allowed.contains(&(api_version, kind)) {
             let list: Vec<String> = allowed.iter().map(|(v, k)| format!("{k} ({v})")).collect();
-            return Err(forbidden(format!("step {step} may create only {}, not {kind} ({api_version})", list.join(", "))));
+            return Err(forbidden(format!(
+                "step {step} may create only {}, not {kind} ({api_version})",
+                list.join(", ")
+            )));
         }
         if let Some(ns) = value.get("metadata").and_then(|m| m.get("namespace")) {
             if !ns.is_null() && ns.as_str() != Some(host.namespace) {
@@ -108,8 +150,8 @@ pub fn check(
         if !seen.insert((kind.to_string(), name.to_string())) {
             return Err(invalid(object, "returned twice".into()));
         }
-        let mut object: DynamicObject =
-            serde_json::from_value(value).map_err(|e| invalid(object.clone(), format!("malformed object: {e}")))?;
+        let mut object: DynamicObject = serde_json::from_value(value)
+            .map_err(|e| invalid(object.clone(), format!("malformed object: {e}")))?;
         decorate(&mut object, host);
         objects.push(object);
     }
@@ -132,7 +174,9 @@ fn is_dns_subdomain(name: &str) -> bool {
             !part.is_empty()
                 && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         })
 }
 
@@ -151,7 +195,11 @@ mod tests {
             controller: Some(true),
             block_owner_deletion: Some(true),
         };
-        let host = HostAdditions { namespace: "ns", labels: &labels, owner: Some(owner) };
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: Some(owner),
+        };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
         check("p", step, &manifests, 1 << 20, &host)
     }
@@ -176,20 +224,49 @@ mod tests {
 
     #[test]
     fn each_step_has_its_kinds() {
-        assert!(run(Step::Download, &[obj("v1", "PersistentVolumeClaim", "v"), obj("batch/v1", "Job", "j")]).is_ok());
-        assert!(run(Step::Serve, &[obj("apps/v1", "Deployment", "d"), obj("v1", "ConfigMap", "c")]).is_ok());
+        assert!(
+            run(
+                Step::Download,
+                &[
+                    obj("v1", "PersistentVolumeClaim", "v"),
+                    obj("batch/v1", "Job", "j")
+                ]
+            )
+            .is_ok()
+        );
+        assert!(
+            run(
+                Step::Serve,
+                &[
+                    obj("apps/v1", "Deployment", "d"),
+                    obj("v1", "ConfigMap", "c")
+                ]
+            )
+            .is_ok()
+        );
         let err = run(Step::Serve, &[obj("v1", "Service", "s")]).unwrap_err();
         assert_eq!(err.reason(), "ForbiddenPluginOutput");
         let text = err.to_string();
-        assert!(text.contains("Service/s") && text.contains("step serve may create only"), "{text}");
+        assert!(
+            text.contains("Service/s") && text.contains("step serve may create only"),
+            "{text}"
+        );
         // The group matters, not only the kind.
         assert!(run(Step::Serve, &[obj("example.com/v1", "Deployment", "d")]).is_err());
     }
 
     #[test]
     fn cluster_scoped_and_foreign_namespace_are_forbidden() {
-        let err = run(Step::Serve, &[obj("rbac.authorization.k8s.io/v1", "ClusterRole", "admin")]).unwrap_err();
-        assert!(err.to_string().contains("ClusterRole/admin") && err.to_string().contains("cluster-scoped"), "{err}");
+        let err = run(
+            Step::Serve,
+            &[obj("rbac.authorization.k8s.io/v1", "ClusterRole", "admin")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("ClusterRole/admin")
+                && err.to_string().contains("cluster-scoped"),
+            "{err}"
+        );
         let mut cm = obj("v1", "ConfigMap", "c");
         cm["metadata"]["namespace"] = json!("kube-system");
         let err = run(Step::Serve, &[cm]).unwrap_err();
@@ -203,20 +280,51 @@ mod tests {
     #[test]
     fn malformed_output_is_invalid() {
         let labels = BTreeMap::new();
-        let host = HostAdditions { namespace: "ns", labels: &labels, owner: None };
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: None,
+        };
         let err = check("p", Step::Serve, &["{not json".to_string()], 1 << 20, &host).unwrap_err();
         assert_eq!(err.reason(), "InvalidPluginOutput");
-        assert!(err.to_string().contains("object #1") && err.to_string().contains("not JSON"), "{err}");
-        for bad in [json!([1]), json!({"kind": "ConfigMap"}), obj("v1", "ConfigMap", "Bad_Name"), obj("v1", "ConfigMap", "")] {
-            assert_eq!(run(Step::Serve, &[bad.clone()]).unwrap_err().reason(), "InvalidPluginOutput", "{bad}");
+        assert!(
+            err.to_string().contains("object #1") && err.to_string().contains("not JSON"),
+            "{err}"
+        );
+        for bad in [
+            json!([1]),
+            json!({"kind": "ConfigMap"}),
+            obj("v1", "ConfigMap", "Bad_Name"),
+            obj("v1", "ConfigMap", ""),
+        ] {
+            assert_eq!(
+                run(Step::Serve, &[bad.clone()]).unwrap_err().reason(),
+                "InvalidPluginOutput",
+                "{bad}"
+            );
         }
         let twice = [obj("v1", "ConfigMap", "c"), obj("v1", "ConfigMap", "c")];
-        assert!(run(Step::Serve, &twice).unwrap_err().to_string().contains("twice"));
+        assert!(
+            run(Step::Serve, &twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
         let big = vec!["x".repeat(100); 2];
         assert!(check("p", Step::Serve, &big, 150, &host).is_err());
         let out = run(Step::Serve, &[obj("v1", "ConfigMap", "c")]).unwrap();
         assert!(out[0].metadata.owner_references.is_some());
-        let none = check("p", Step::Serve, &[obj("v1", "ConfigMap", "c").to_string()], 1 << 20, &host).unwrap();
-        assert!(none[0].metadata.owner_references.is_none(), "no uid, no owner reference");
+        let none = check(
+            "p",
+            Step::Serve,
+            &[obj("v1", "ConfigMap", "c").to_string()],
+            1 << 20,
+            &host,
+        )
+        .unwrap();
+        assert!(
+            none[0].metadata.owner_references.is_none(),
+            "no uid, no owner reference"
+        );
     }
 }

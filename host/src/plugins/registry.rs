@@ -16,10 +16,22 @@ use super::engine::{CallFailure, HostState, PluginEngine, PluginPre, sha256_hex}
 
 /// Plugins compiled into the operator (built by `host/build.rs`).
 const BUILTINS: &[(&str, &[u8])] = &[
-    ("download-job", include_bytes!(env!("MLMODEL_PLUGIN_WASM_DOWNLOAD_JOB"))),
-    ("tensorflow-serving", include_bytes!(env!("MLMODEL_PLUGIN_WASM_TENSORFLOW_SERVING"))),
-    ("echo-server", include_bytes!(env!("MLMODEL_PLUGIN_WASM_ECHO_SERVER"))),
-    ("service", include_bytes!(env!("MLMODEL_PLUGIN_WASM_SERVICE"))),
+    (
+        "download-job",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_DOWNLOAD_JOB")),
+    ),
+    (
+        "tensorflow-serving",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_TENSORFLOW_SERVING")),
+    ),
+    (
+        "echo-server",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_ECHO_SERVER")),
+    ),
+    (
+        "service",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_SERVICE")),
+    ),
 ];
 
 /// Largest plugin file read; a component is a few hundred KB.
@@ -115,7 +127,10 @@ pub(crate) fn scan(dirs: &[PathBuf]) -> (Fingerprint, Vec<(PathBuf, String)>) {
         let mut found: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .filter_map(|p| {
                 let meta = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
                 Some((p, meta.len(), meta.modified().ok()))
@@ -134,8 +149,11 @@ pub(crate) fn load(
     dir_errors: Vec<(PathBuf, String)>,
     previous: Option<&Snapshot>,
 ) -> Snapshot {
-    let reuse: BTreeMap<&str, &Arc<LoadedPlugin>> =
-        previous.into_iter().flat_map(|s| s.all.iter()).map(|p| (p.sha256.as_str(), p)).collect();
+    let reuse: BTreeMap<&str, &Arc<LoadedPlugin>> = previous
+        .into_iter()
+        .flat_map(|s| s.all.iter())
+        .map(|p| (p.sha256.as_str(), p))
+        .collect();
     let mut errors = dir_errors.clone();
     let mut all = Vec::new();
 
@@ -146,7 +164,8 @@ pub(crate) fn load(
         }
     }
     for (path, _, _) in &fingerprint {
-        let loaded = read(path).and_then(|bytes| load_one(engine, &bytes, &path.display().to_string(), &reuse));
+        let loaded = read(path)
+            .and_then(|bytes| load_one(engine, &bytes, &path.display().to_string(), &reuse));
         match loaded {
             Ok(p) => all.push(p),
             Err(e) => {
@@ -162,13 +181,21 @@ pub(crate) fn load(
             tracing::info!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
         }
     }
-    Snapshot { active, all, errors, fingerprint, dir_errors }
+    Snapshot {
+        active,
+        all,
+        errors,
+        fingerprint,
+        dir_errors,
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     if len > MAX_PLUGIN_BYTES {
-        return Err(format!("{len} bytes; plugins may be at most {MAX_PLUGIN_BYTES}"));
+        return Err(format!(
+            "{len} bytes; plugins may be at most {MAX_PLUGIN_BYTES}"
+        ));
     }
     std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
@@ -184,13 +211,21 @@ fn load_one(
         if p.source == source {
             return Ok(Arc::clone(p));
         }
-        return Ok(Arc::new(LoadedPlugin { source: source.to_string(), pre: p.pre.clone(), ..clone_meta(p) }));
+        return Ok(Arc::new(LoadedPlugin {
+            source: source.to_string(),
+            pre: p.pre.clone(),
+            ..clone_meta(p)
+        }));
     }
     let started = Instant::now();
-    let (component, cached) = engine.compile(bytes, &sha256).map_err(|e| format!("{e:#}"))?;
+    let (component, cached) = engine
+        .compile(bytes, &sha256)
+        .map_err(|e| format!("{e:#}"))?;
     let pre = engine.prepare(&component).map_err(|e| format!("{e:#}"))?;
     let info = engine.info(&pre).map_err(|f| match f {
-        CallFailure::Trap { message, stderr } => format!("info() failed: {message}{}", stderr_suffix(&stderr)),
+        CallFailure::Trap { message, stderr } => {
+            format!("info() failed: {message}{}", stderr_suffix(&stderr))
+        }
         CallFailure::Timeout { .. } => "info() did not return in time".to_string(),
         CallFailure::OutOfMemory { .. } => "info() ran out of memory".to_string(),
     })?;
@@ -224,10 +259,14 @@ fn check_info<S>(name: &str, version: &str, steps: &[S]) -> Result<(), String> {
     let dns_label = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if !dns_label {
-        return Err(format!("info() gave the name {name:?}; a plugin name must be a DNS label (a-z, 0-9, -)"));
+        return Err(format!(
+            "info() gave the name {name:?}; a plugin name must be a DNS label (a-z, 0-9, -)"
+        ));
     }
     if version.trim().is_empty() {
         return Err(format!("plugin {name}: info() gave no version"));
@@ -239,5 +278,9 @@ fn check_info<S>(name: &str, version: &str, steps: &[S]) -> Result<(), String> {
 }
 
 pub(crate) fn stderr_suffix(stderr: &str) -> String {
-    if stderr.is_empty() { String::new() } else { format!(" (stderr: {stderr})") }
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(" (stderr: {stderr})")
+    }
 }

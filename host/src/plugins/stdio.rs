@@ -15,7 +15,10 @@ pub(crate) struct BoundedPipe {
 
 impl BoundedPipe {
     pub(crate) fn new(capacity: usize) -> Self {
-        BoundedPipe { capacity, buffer: Arc::default() }
+        BoundedPipe {
+            capacity,
+            buffer: Arc::default(),
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -73,7 +76,11 @@ impl OutputStream for BoundedPipe {
 }
 
 impl tokio::io::AsyncWrite for BoundedPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

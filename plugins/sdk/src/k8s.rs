@@ -135,7 +135,12 @@ pub fn model_files_mount(ctx: &Context, mount_path: &str) -> Value {
 /// A Deployment of one `container` with the model volume, the shape both default serve plugins
 /// share: selector = the host's selector labels; pod labels = selector + host labels +
 /// `podLabels`; the `mlmodel.dev/revision` pod annotation so that a new revision rolls the pods.
-pub fn serve_deployment(model: &Model, ctx: &Context, pod: &PodSettings, container: Value) -> Value {
+pub fn serve_deployment(
+    model: &Model,
+    ctx: &Context,
+    pod: &PodSettings,
+    container: Value,
+) -> Value {
     let mut pod_spec = json!({
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,

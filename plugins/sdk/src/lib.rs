@@ -72,8 +72,8 @@ pub fn __render<P: Plugin>(input: wit::RenderInput) -> Result<Vec<String>, wit::
 pub fn render_json<P: Plugin>(model: &str, context: &str) -> Result<Vec<String>, String> {
     let model: Model =
         serde_json::from_str(model).map_err(|e| format!("cannot read the model: {e}"))?;
-    let ctx: Context =
-        serde_json::from_str(context).map_err(|e| format!("cannot read the render context: {e}"))?;
+    let ctx: Context = serde_json::from_str(context)
+        .map_err(|e| format!("cannot read the render context: {e}"))?;
     P::render(&model, &ctx)?
         .iter()
         .map(|o| serde_json::to_string(o).map_err(|e| e.to_string()))

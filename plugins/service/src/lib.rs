@@ -22,10 +22,13 @@ impl Plugin for Service {
         let config = &ctx.config;
         let mut ports = config.object_list("ports")?;
         if ports.is_empty() {
-            ports.push(json!({"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}));
+            ports
+                .push(json!({"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}));
         }
         if config.bool("grpc", false)? {
-            ports.push(json!({"name": "grpc", "port": 8500, "targetPort": "grpc", "protocol": "TCP"}));
+            ports.push(
+                json!({"name": "grpc", "port": 8500, "targetPort": "grpc", "protocol": "TCP"}),
+            );
         }
         let mut metadata = k8s::object_meta(&ctx.names.service, ctx);
         let annotations = config.string_map("annotations")?;
