@@ -300,7 +300,7 @@ up() {
   # IP is loopback, so an apiserver proxying to a "kubelet" never leaves this machine.
   start kwok --kubeconfig="$kcs/kwok.kubeconfig" \
     --config="$here/cluster/stages/node.yaml" --config="$here/cluster/stages/pod.yaml" \
-    --config="$here/cluster/stages/pod-fail.yaml" \
+    --config="$here/cluster/stages/pod-fail.yaml" --config="$here/cluster/stages/volume.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip=127.0.0.1 --node-port="$kwok_port" --server-address="127.0.0.1:$kwok_port" \
     --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
@@ -310,7 +310,7 @@ up() {
   wait_for kube-scheduler "kube-scheduler health" 60 probe kube-scheduler
   wait_for kwok "kwok health" 60 probe kwok
   wait_for kwok "the fake nodes to be Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
-  kubectl apply -f "$here/cluster/unschedulable-guard.yaml" >/dev/null
+  kubectl apply -f "$here/cluster/unschedulable-guard.yaml" -f "$here/cluster/storage-class.yaml" >/dev/null
   wait_for kube-controller-manager "the default ServiceAccount" 60 kubectl -n default get serviceaccount default
   wait_for kube-scheduler "the unschedulable guards to be Ready" 60 \
     kubectl -n kube-system rollout status daemonset/kwok-unschedulable-guard --timeout=1s

@@ -595,3 +595,53 @@ async fn rbac_is_enforced_for_service_accounts() {
         matches!(cms.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403)
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn claims_of_the_default_class_are_provisioned_and_reclaimed() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let client = common::client().await;
+    let ns = TestNamespace::new(&client, "smoke-pvc").await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns.name());
+    // No storageClassName: the DefaultStorageClass admission gives it `standard`.
+    let claim: PersistentVolumeClaim = from_json(json!({
+        "metadata": { "name": "model" },
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "5Gi" } } }
+    }));
+    pvcs.create(&PostParams::default(), &claim).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let user: Pod = from_json(json!({
+        "metadata": { "name": "user" },
+        "spec": {
+            "containers": [{ "name": "server", "image": IMAGE, "volumeMounts": [{ "name": "m", "mountPath": "/models" }] }],
+            "volumes": [{ "name": "m", "persistentVolumeClaim": { "claimName": "model" } }]
+        }
+    }));
+    pods.create(&PostParams::default(), &user).await.unwrap();
+    let bound = wait_for_object(&pvcs, "model", "claim model Bound", TIMEOUT, |c| {
+        c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+    })
+    .await;
+    assert_eq!(
+        bound.spec.as_ref().unwrap().storage_class_name.as_deref(),
+        Some("standard")
+    );
+    let capacity = bound.status.unwrap().capacity.unwrap();
+    assert_eq!(capacity["storage"].0, "5Gi");
+    let volume = bound.spec.unwrap().volume_name.unwrap();
+    wait_for_object(
+        &pods,
+        "user",
+        "pod user (mounting the claim) Running",
+        TIMEOUT,
+        |p| phase(p) == Some("Running"),
+    )
+    .await;
+    // Deleting the pod and the claim releases the volume, which is then deleted.
+    pods.delete("user", &DeleteParams::default()).await.unwrap();
+    pvcs.delete("model", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    wait_for_deletion(&pvs, &volume, "the released volume to be deleted", TIMEOUT).await;
+}
