@@ -156,7 +156,7 @@ where
 
 /// A reflector whose cache holds only our objects (by label), without managed fields, plus the
 /// stream that keeps it filled and the subscription the controller is triggered from.
-type Shared<K> = (Store<K>, BoxFuture<'static, ()>, reflector::store::ReflectHandle<K>);
+type Shared<K> = (Store<K>, BoxFuture<'static, ()>, reflector::ReflectHandle<K>);
 
 fn shared<K>(api: Api<K>, selector: &str) -> Shared<K>
 where
@@ -165,7 +165,7 @@ where
     let (store, writer) = reflector::store_shared(1024);
     let sub = writer.subscribe().expect("shared stores can be subscribed to");
     let cfg = watcher::Config::default().labels(selector);
-    let drive = watcher(api, cfg)
+    let drive = Box::pin(watcher(api, cfg)
         .default_backoff()
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect_shared(writer)
@@ -173,8 +173,7 @@ where
             if let Err(e) = ev {
                 warn!(error = %e, kind = %K::kind(&()), "watch error");
             }
-        })
-        .boxed();
+        }));
     (store, drive, sub)
 }
 
@@ -239,7 +238,7 @@ fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action
 }
 
 /// Objects of one model in the caches, owned by it (owner reference to its uid).
-fn owned_by<K: Resource + Clone>(store: &Store<K>, model: &MLModel) -> Vec<Arc<K>> {
+fn owned_by<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, model: &MLModel) -> Vec<Arc<K>> {
     let uid = model.uid();
     let ns = model.namespace();
     store.state_filter(|o| {
