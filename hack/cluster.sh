@@ -290,10 +290,7 @@ up() {
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
     --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
     --leader-elect=false --kube-api-qps=100 --kube-api-burst=200
-  sed "s#KUBECONFIG_PLACEHOLDER#$kcs/kube-scheduler.kubeconfig#" "$here/cluster/scheduler-config.yaml" \
-    >"$dir/scheduler-config.yaml"
-  start kube-scheduler --config="$dir/scheduler-config.yaml" \
-    --kubeconfig="$kcs/kube-scheduler.kubeconfig" \
+  start kube-scheduler --kubeconfig="$kcs/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$kcs/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig="$kcs/kube-scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$scheduler_port" --cert-dir="$dir/certs/kube-scheduler" \
