@@ -59,7 +59,10 @@ pub struct MLModelSpec {
     /// The model's framework; picks the serve plugin when no annotation or flag does
     /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`).
     #[serde(default = "default_framework")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+    )]
     pub framework: String,
 
     /// Number of serving pods.
@@ -94,7 +97,10 @@ pub struct MLModelSpec {
 /// A reference to a Secret in the model's own namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SecretRef {
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 }
 
@@ -126,7 +132,9 @@ fn default_replicas() -> i32 {
 }
 
 /// One word for `kubectl get`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum Phase {
     #[default]
     Pending,

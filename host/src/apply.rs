@@ -36,15 +36,28 @@ pub fn create_only(kind: &str) -> bool {
 }
 
 pub fn kind_of(obj: &DynamicObject) -> &str {
-    obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or_default()
+    obj.types
+        .as_ref()
+        .map(|t| t.kind.as_str())
+        .unwrap_or_default()
 }
 
 /// Labels the pods of a workload so the controller can find them and map them to their model.
-pub fn decorate_pod_template(obj: &mut DynamicObject, model_name: &str, model_label: &str, step: &str, revision: &str) {
+pub fn decorate_pod_template(
+    obj: &mut DynamicObject,
+    model_name: &str,
+    model_label: &str,
+    step: &str,
+    revision: &str,
+) {
     if !matches!(kind_of(obj), "Deployment" | "Job") {
         return;
     }
-    let Some(template) = obj.data.pointer_mut("/spec/template").and_then(|t| t.as_object_mut()) else {
+    let Some(template) = obj
+        .data
+        .pointer_mut("/spec/template")
+        .and_then(|t| t.as_object_mut())
+    else {
         return;
     };
     let meta = template
@@ -52,13 +65,17 @@ pub fn decorate_pod_template(obj: &mut DynamicObject, model_name: &str, model_la
         .or_insert_with(|| serde_json::json!({}))
         .as_object_mut();
     let Some(meta) = meta else { return };
-    let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| serde_json::json!({}));
     if let Some(labels) = labels.as_object_mut() {
         labels.insert(LABEL_MODEL.into(), model_label.into());
         labels.insert(LABEL_STEP.into(), step.into());
         labels.insert(LABEL_REVISION.into(), revision.into());
     }
-    let annotations = meta.entry("annotations").or_insert_with(|| serde_json::json!({}));
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
     if let Some(annotations) = annotations.as_object_mut() {
         annotations.insert(ANNOTATION_MODEL_NAME.into(), model_name.into());
     }
@@ -79,7 +96,9 @@ trait AnnotationsMut {
 }
 impl AnnotationsMut for DynamicObject {
     fn annotations_mut(&mut self) -> &mut std::collections::BTreeMap<String, String> {
-        self.meta_mut().annotations.get_or_insert_with(Default::default)
+        self.meta_mut()
+            .annotations
+            .get_or_insert_with(Default::default)
     }
 }
 
@@ -89,14 +108,20 @@ pub async fn apply(client: &Client, ns: &str, obj: &DynamicObject) -> Result<(),
     let ar = api_resource(&kind).expect("the output policy only lets known kinds through");
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
     let name = obj.metadata.name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
-        .await?;
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
     Ok(())
 }
 
 /// Deletes one object; its dependents (a Job's pods) go too. Already gone is fine.
 pub async fn delete(client: &Client, ns: &str, kind: &str, name: &str) -> Result<(), kube::Error> {
-    let Some(ar) = api_resource(kind) else { return Ok(()) };
+    let Some(ar) = api_resource(kind) else {
+        return Ok(());
+    };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),

@@ -36,7 +36,11 @@ pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/mlmodel-dev/mlmodel-operator:v
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Directory of extra `*.wasm` plugins (repeatable); watched for changes.
-    #[arg(long = "plugin-dir", env = "MLMODEL_PLUGIN_DIRS", value_delimiter = ',')]
+    #[arg(
+        long = "plugin-dir",
+        env = "MLMODEL_PLUGIN_DIRS",
+        value_delimiter = ','
+    )]
     pub plugin_dirs: Vec<PathBuf>,
     /// Where compiled plugins are cached.
     #[arg(long, env = "MLMODEL_PLUGIN_CACHE")]
@@ -129,7 +133,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the controller until it fails; one controller per watched namespace (or one for all).
-pub async fn run_with(client: Client, runtime: Runtime, namespaces: Vec<String>) -> anyhow::Result<()> {
+pub async fn run_with(
+    client: Client,
+    runtime: Runtime,
+    namespaces: Vec<String>,
+) -> anyhow::Result<()> {
     if let Err(e) = runtime.watch_plugin_dirs() {
         warn!(error = %e, "plugin directories are not watched for changes");
     }
@@ -138,7 +146,9 @@ pub async fn run_with(client: Client, runtime: Runtime, namespaces: Vec<String>)
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let runs = scopes.into_iter().map(|ns| run_scope(client.clone(), runtime.clone(), ns));
+    let runs = scopes
+        .into_iter()
+        .map(|ns| run_scope(client.clone(), runtime.clone(), ns));
     futures::future::try_join_all(runs).await?;
     Ok(())
 }
@@ -156,24 +166,38 @@ where
 
 /// A reflector whose cache holds only our objects (by label), without managed fields, plus the
 /// stream that keeps it filled and the subscription the controller is triggered from.
-type Shared<K> = (Store<K>, BoxFuture<'static, ()>, reflector::ReflectHandle<K>);
+type Shared<K> = (
+    Store<K>,
+    BoxFuture<'static, ()>,
+    reflector::ReflectHandle<K>,
+);
 
 fn shared<K>(api: Api<K>, selector: &str) -> Shared<K>
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store_shared(1024);
-    let sub = writer.subscribe().expect("shared stores can be subscribed to");
+    let sub = writer
+        .subscribe()
+        .expect("shared stores can be subscribed to");
     let cfg = watcher::Config::default().labels(selector);
-    let drive = Box::pin(watcher(api, cfg)
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect_shared(writer)
-        .for_each(|ev| async move {
-            if let Err(e) = ev {
-                warn!(error = %e, kind = %K::kind(&()), "watch error");
-            }
-        }));
+    let drive = Box::pin(
+        watcher(api, cfg)
+            .default_backoff()
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .reflect_shared(writer)
+            .for_each(|ev| async move {
+                if let Err(e) = ev {
+                    warn!(error = %e, kind = %K::kind(&()), "watch error");
+                }
+            }),
+    );
     (store, drive, sub)
 }
 
@@ -186,7 +210,14 @@ async fn run_scope(client: Client, runtime: Runtime, ns: Option<String>) -> anyh
     let (services, d4, s4) = shared(scoped::<Service>(&client, ns), &owned);
     let (configmaps, d5, s5) = shared(scoped::<ConfigMap>(&client, ns), &owned);
     let (pods, d6, s6) = shared(scoped::<Pod>(&client, ns), LABEL_MODEL);
-    let stores = Stores { pvcs, jobs, deployments, services, configmaps, pods };
+    let stores = Stores {
+        pvcs,
+        jobs,
+        deployments,
+        services,
+        configmaps,
+        pods,
+    };
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -238,7 +269,10 @@ fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action
 }
 
 /// Objects of one model in the caches, owned by it (owner reference to its uid).
-fn owned_by<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, model: &MLModel) -> Vec<Arc<K>> {
+fn owned_by<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+    model: &MLModel,
+) -> Vec<Arc<K>> {
     let uid = model.uid();
     let ns = model.namespace();
     store.state_filter(|o| {
@@ -259,7 +293,9 @@ fn pods_of<'a>(pods: &'a [Arc<Pod>], step: &str, revision: Option<&str>) -> Vec<
 }
 
 fn find<'a, K: Resource>(objs: &'a [Arc<K>], name: &str) -> Option<&'a K> {
-    objs.iter().find(|o| o.meta().name.as_deref() == Some(name)).map(|o| o.as_ref())
+    objs.iter()
+        .find(|o| o.meta().name.as_deref() == Some(name))
+        .map(|o| o.as_ref())
 }
 
 fn rendered_name(objs: &[DynamicObject], kind: &str) -> Option<String> {
@@ -296,12 +332,22 @@ impl Owned {
 
     /// (kind, name, revision, applied hash) of every owned object the host applies.
     fn inventory(&self) -> Vec<(ObjectKey, Option<String>, Option<String>)> {
-        fn add<K: Resource>(out: &mut Vec<(ObjectKey, Option<String>, Option<String>)>, kind: &str, objs: &[Arc<K>]) {
+        fn add<K: Resource>(
+            out: &mut Vec<(ObjectKey, Option<String>, Option<String>)>,
+            kind: &str,
+            objs: &[Arc<K>],
+        ) {
             for o in objs {
                 out.push((
-                    ObjectKey { kind: kind.into(), name: o.meta().name.clone().unwrap_or_default() },
+                    ObjectKey {
+                        kind: kind.into(),
+                        name: o.meta().name.clone().unwrap_or_default(),
+                    },
                     plan::revision_of(o.as_ref()).map(str::to_string),
-                    o.meta().annotations.as_ref().and_then(|a| a.get(ANNOTATION_APPLIED_HASH).cloned()),
+                    o.meta()
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_APPLIED_HASH).cloned()),
                 ));
             }
         }
@@ -324,7 +370,10 @@ struct Blocked {
 
 impl From<PluginError> for Blocked {
     fn from(e: PluginError) -> Self {
-        Blocked { reason: e.reason().to_string(), message: e.to_string() }
+        Blocked {
+            reason: e.reason().to_string(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -339,7 +388,12 @@ struct StepRun<'a> {
 
 impl StepRun<'_> {
     /// Renders a step with its plugin, then applies what changed. Returns the rendered objects.
-    async fn step(&mut self, step: Step, plugin: &crate::plugins::LoadedPlugin, revision: &str) -> Result<Result<Vec<DynamicObject>, Blocked>, Error> {
+    async fn step(
+        &mut self,
+        step: Step,
+        plugin: &crate::plugins::LoadedPlugin,
+        revision: &str,
+    ) -> Result<Result<Vec<DynamicObject>, Blocked>, Error> {
         let mut objs = match self.ctx.runtime.render(plugin, self.model, step, revision) {
             Ok(o) => o,
             Err(e) => return Ok(Err(e.into())),
@@ -350,7 +404,10 @@ impl StepRun<'_> {
             apply::decorate_pod_template(obj, &model_name, &label, step.as_str(), revision);
             let hash = apply::stamp_hash(obj);
             let kind = apply::kind_of(obj).to_string();
-            let key = ObjectKey { kind: kind.clone(), name: obj.metadata.name.clone().unwrap_or_default() };
+            let key = ObjectKey {
+                kind: kind.clone(),
+                name: obj.metadata.name.clone().unwrap_or_default(),
+            };
             self.keep.insert(key.clone());
             let existing = self.inventory.get(&key);
             let unchanged = match existing {
@@ -369,7 +426,10 @@ impl StepRun<'_> {
                         reason: "ApplyFailed".into(),
                         message: format!(
                             "the API server refused {kind} {:?} rendered by plugin {} for step {}: {}",
-                            key.name, plugin.name, step.as_str(), e.message
+                            key.name,
+                            plugin.name,
+                            step.as_str(),
+                            e.message
                         ),
                     }));
                 }
@@ -392,7 +452,10 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
         ctx: &ctx,
         model: &model,
         ns: &ns,
-        inventory: inventory_list.iter().map(|(k, _, h)| (k.clone(), h.clone())).collect(),
+        inventory: inventory_list
+            .iter()
+            .map(|(k, _, h)| (k.clone(), h.clone()))
+            .collect(),
         keep: BTreeSet::new(),
         applied: 0,
     };
@@ -410,7 +473,10 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
             .filter_map(|p| plan::revision_of(*p).map(str::to_string))
             .collect();
         in_use.extend(obs.serve_revision.clone());
-        let existing: Vec<_> = inventory_list.iter().map(|(k, r, _)| (k.clone(), r.clone())).collect();
+        let existing: Vec<_> = inventory_list
+            .iter()
+            .map(|(k, r, _)| (k.clone(), r.clone()))
+            .collect();
         for key in plan::prune(&existing, &run.keep, &in_use) {
             info!(model = %model.name_any(), kind = %key.kind, name = %key.name, "pruning");
             apply::delete(&ctx.client, &ns, &key.kind, &key.name).await?;
@@ -424,9 +490,14 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
             publish(&ctx, &model, note).await;
         }
     }
-    ctx.failures.lock().expect("not poisoned").remove(&ObjectRef::from_obj(model.as_ref()));
+    ctx.failures
+        .lock()
+        .expect("not poisoned")
+        .remove(&ObjectRef::from_obj(model.as_ref()));
     // Watches bring every change of what the model owns; the periodic requeue is a safety net.
-    Ok(requeue.map(Action::requeue).unwrap_or_else(|| Action::requeue(Duration::from_secs(300))))
+    Ok(requeue
+        .map(Action::requeue)
+        .unwrap_or_else(|| Action::requeue(Duration::from_secs(300))))
 }
 
 enum Walk {
@@ -459,8 +530,14 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
         .and_then(|d| plan::revision_of(d.as_ref()).map(str::to_string));
     obs.serve_revision = served.clone();
     if let Some(rev) = &served {
-        let dep = owned.deployments.iter().find(|d| plan::revision_of(d.as_ref()) == Some(rev));
-        obs.serving = plan::serving_state(dep.map(|d| d.as_ref()), &pods_of(&owned.pods, "serve", Some(rev)));
+        let dep = owned
+            .deployments
+            .iter()
+            .find(|d| plan::revision_of(d.as_ref()) == Some(rev));
+        obs.serving = plan::serving_state(
+            dep.map(|d| d.as_ref()),
+            &pods_of(&owned.pods, "serve", Some(rev)),
+        );
     }
 
     macro_rules! blocked {
@@ -487,9 +564,14 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
     } else {
         None
     };
-    for (step, p) in [(Step::Download, Some(&download)), (Step::Serve, Some(&serve)), (Step::Expose, expose.as_ref())] {
+    for (step, p) in [
+        (Step::Download, Some(&download)),
+        (Step::Serve, Some(&serve)),
+        (Step::Expose, expose.as_ref()),
+    ] {
         if let Some(p) = p {
-            obs.plugins.insert(step.as_str().into(), format!("{}@{}", p.name, p.version));
+            obs.plugins
+                .insert(step.as_str().into(), format!("{}@{}", p.name, p.version));
         }
     }
 
@@ -506,14 +588,24 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
         obs.storage_exists = true;
     }
     obs.download = match rendered_name(&objs, "Job") {
-        Some(job) => plan::download_state(find(&owned.jobs, &job), &pods_of(&owned.pods, "download", Some(&wanted))),
+        Some(job) => plan::download_state(
+            find(&owned.jobs, &job),
+            &pods_of(&owned.pods, "download", Some(&wanted)),
+        ),
         // A download plugin without a Job (e.g. a pre-filled volume) has nothing to wait for.
-        None => DownloadState::Succeeded { report: None, started: None, finished: None, attempts: 0 },
+        None => DownloadState::Succeeded {
+            report: None,
+            started: None,
+            finished: None,
+            attempts: 0,
+        },
     };
     let downloaded = matches!(obs.download, DownloadState::Succeeded { .. });
 
     // Serve the downloaded revision, or keep serving the old one.
-    let Some(serve_rev) = plan::serve_revision(&wanted, downloaded, served.as_deref()).map(str::to_string) else {
+    let Some(serve_rev) =
+        plan::serve_revision(&wanted, downloaded, served.as_deref()).map(str::to_string)
+    else {
         return Ok(Walk::Done(obs));
     };
     let objs = match run.step(Step::Serve, &serve, &serve_rev).await? {
@@ -524,7 +616,8 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
     let serve_pods = pods_of(&owned.pods, "serve", Some(&serve_rev));
     obs.serving = match rendered_name(&objs, "Deployment") {
         Some(dep) => {
-            let current = find(&owned.deployments, &dep).filter(|d| plan::revision_of(*d) == Some(serve_rev.as_str()));
+            let current = find(&owned.deployments, &dep)
+                .filter(|d| plan::revision_of(*d) == Some(serve_rev.as_str()));
             match current {
                 Some(d) => plan::serving_state(Some(d), &serve_pods),
                 // Just applied (or re-labelled to the new revision): the cache catches up next.
@@ -536,8 +629,16 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
             }
         }
         None => match plan::pod_failure(&serve_pods) {
-            Some((reason, message)) => ServingState::Failed { reason, message, ready: 0, wanted: 1 },
-            None => ServingState::Available { ready: serve_pods.len() as i32, wanted: serve_pods.len() as i32 },
+            Some((reason, message)) => ServingState::Failed {
+                reason,
+                message,
+                ready: 0,
+                wanted: 1,
+            },
+            None => ServingState::Available {
+                ready: serve_pods.len() as i32,
+                wanted: serve_pods.len() as i32,
+            },
         },
     };
 
@@ -551,29 +652,48 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
         obs.expose = Some(svc.and_then(|svc| {
             let name = svc.metadata.name.clone()?;
             find(&owned.services, &name)?;
-            let port = svc.data.pointer("/spec/ports/0/port").and_then(|p| p.as_i64()).unwrap_or(80);
+            let port = svc
+                .data
+                .pointer("/spec/ports/0/port")
+                .and_then(|p| p.as_i64())
+                .unwrap_or(80);
             let host = format!("{name}.{}.svc.cluster.local", run.ns);
-            Some(Endpoint { endpoint: format!("{host}:{port}"), url: format!("http://{host}:{port}") })
+            Some(Endpoint {
+                endpoint: format!("{host}:{port}"),
+                url: format!("http://{host}:{port}"),
+            })
         }));
     }
     Ok(Walk::Done(obs))
 }
 
-async fn patch_status(client: &Client, model: &MLModel, status: &MLModelStatus) -> Result<(), Error> {
+async fn patch_status(
+    client: &Client,
+    model: &MLModel,
+    status: &MLModelStatus,
+) -> Result<(), Error> {
     let api: Api<MLModel> = Api::namespaced(client.clone(), &model.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "mlmodel.dev/v1alpha1",
         "kind": "MLModel",
         "status": status,
     });
-    api.patch_status(&model.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &model.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 async fn publish(ctx: &Context, model: &MLModel, note: status::EventNote) {
     let event = Event {
-        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: note.reason,
         note: Some(note.message.chars().take(1000).collect()),
         action: "Reconcile".into(),

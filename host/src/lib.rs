@@ -3,13 +3,13 @@
 //! Reading order: `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
 //! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events).
 pub mod api;
+pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod fetch;
 pub mod names;
+pub mod plan;
 pub mod plugins;
 pub mod render;
-pub mod telemetry;
-pub mod apply;
-pub mod plan;
 pub mod status;
+pub mod telemetry;

@@ -29,7 +29,11 @@ pub fn object_name(model: &str, suffix: &str) -> String {
     if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
         base.insert(0, 'm');
     }
-    let tail = if suffix.is_empty() { String::new() } else { format!("-{suffix}") };
+    let tail = if suffix.is_empty() {
+        String::new()
+    } else {
+        format!("-{suffix}")
+    };
     let candidate = format!("{base}{tail}");
     if base == model && candidate.len() <= MAX_LABEL && !model.ends_with('-') {
         return candidate;
@@ -45,10 +49,16 @@ pub fn object_name(model: &str, suffix: &str) -> String {
 /// A label value (<= 63 characters) that identifies the model; the name itself when it fits.
 pub fn label_value(model: &str) -> String {
     let valid = model.len() <= MAX_LABEL
-        && model.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && model.starts_with(|c: char| c.is_ascii_alphanumeric())
         && model.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if valid { model.to_string() } else { object_name(model, "") }
+    if valid {
+        model.to_string()
+    } else {
+        object_name(model, "")
+    }
 }
 
 /// The names a plugin is told to use, one per object it is expected to render.
@@ -118,7 +128,10 @@ pub fn revision(model: &MLModel, download_plugin: &str) -> String {
     let inputs = RevisionInputs {
         url: &spec.model_url,
         sha256: spec.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
-        credentials: spec.credentials_secret_ref.as_ref().map(|s| s.name.as_str()),
+        credentials: spec
+            .credentials_secret_ref
+            .as_ref()
+            .map(|s| s.name.as_str()),
         plugin: download_plugin.split('@').next().unwrap_or(download_plugin),
         config: &config,
     };
@@ -147,7 +160,8 @@ mod tests {
             && s.len() <= 63
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     }
 
     #[test]
@@ -161,7 +175,15 @@ mod tests {
     fn every_name_is_a_valid_stable_label() {
         let long = "a".repeat(253);
         let dotted = format!("{}.{}", "b".repeat(120), "c".repeat(120));
-        for model in ["x", "9lives", "a.b", long.as_str(), dotted.as_str(), "a-", "UPPER"] {
+        for model in [
+            "x",
+            "9lives",
+            "a.b",
+            long.as_str(),
+            dotted.as_str(),
+            "a-",
+            "UPPER",
+        ] {
             for suffix in ["", "server", "download-0123456789", "model-0123456789"] {
                 let n = object_name(model, suffix);
                 assert!(is_dns1035(&n), "{model:?} + {suffix:?} -> {n:?}");
@@ -176,6 +198,9 @@ mod tests {
     fn distinct_models_get_distinct_names() {
         assert_ne!(object_name("a.b", "x"), object_name("a-b", "x"));
         let p = "p".repeat(100);
-        assert_ne!(object_name(&format!("{p}1"), ""), object_name(&format!("{p}2"), ""));
+        assert_ne!(
+            object_name(&format!("{p}1"), ""),
+            object_name(&format!("{p}2"), "")
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct FetchReport {
     pub sha256: Option<String>,
 }
 
-fn job_condition<'a>(job: &'a Job, type_: &str) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
+fn job_condition<'a>(
+    job: &'a Job,
+    type_: &str,
+) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
     job.status
         .as_ref()?
         .conditions
@@ -59,7 +62,11 @@ fn job_condition<'a>(job: &'a Job, type_: &str) -> Option<&'a k8s_openapi::api::
 fn termination_message(pods: &[&Pod]) -> Option<String> {
     let mut terminated: Vec<_> = pods
         .iter()
-        .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
         .filter_map(|cs| {
             let t = cs
                 .state
@@ -69,14 +76,22 @@ fn termination_message(pods: &[&Pod]) -> Option<String> {
             (t.exit_code != 0).then_some(t)
         })
         .collect();
-    terminated.sort_by(|a, b| b.finished_at.as_ref().map(|t| t.0).cmp(&a.finished_at.as_ref().map(|t| t.0)));
+    terminated.sort_by(|a, b| {
+        b.finished_at
+            .as_ref()
+            .map(|t| t.0)
+            .cmp(&a.finished_at.as_ref().map(|t| t.0))
+    });
     terminated
         .into_iter()
         .find_map(|t| t.message.clone().filter(|m| !m.trim().is_empty()))
 }
 
 fn parse_report(message: &str) -> Option<FetchReport> {
-    let line = message.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+    let line = message
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))?;
     serde_json::from_str(line.trim()).ok()
 }
 
@@ -86,11 +101,16 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
         return DownloadState::NotStarted;
     };
     let status = job.status.clone().unwrap_or_default();
-    let attempts = status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0) + status.active.unwrap_or(0);
+    let attempts =
+        status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0) + status.active.unwrap_or(0);
     if job_condition(job, "Complete").is_some() {
         let report = pods
             .iter()
-            .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
+            .flat_map(|p| {
+                p.status
+                    .iter()
+                    .flat_map(|s| s.container_statuses.iter().flatten())
+            })
             .filter_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.message.as_deref())
             .find_map(parse_report);
         return DownloadState::Succeeded {
@@ -110,7 +130,10 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
             ),
             (_, Some(raw)) => ("DownloadFailed".to_string(), raw.trim().to_string()),
             _ => (
-                failed.reason.clone().unwrap_or_else(|| "DownloadFailed".into()),
+                failed
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "DownloadFailed".into()),
                 failed
                     .message
                     .clone()
@@ -133,16 +156,30 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServingState {
     Missing,
-    Progressing { ready: i32, wanted: i32, message: String },
-    Available { ready: i32, wanted: i32 },
-    Failed { reason: String, message: String, ready: i32, wanted: i32 },
+    Progressing {
+        ready: i32,
+        wanted: i32,
+        message: String,
+    },
+    Available {
+        ready: i32,
+        wanted: i32,
+    },
+    Failed {
+        reason: String,
+        message: String,
+        ready: i32,
+        wanted: i32,
+    },
 }
 
 /// The first failure a user must act on among the serving pods, as (reason, message).
 pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
     for pod in pods {
         let name = pod.name_any();
-        let Some(status) = pod.status.as_ref() else { continue };
+        let Some(status) = pod.status.as_ref() else {
+            continue;
+        };
         for cs in status.container_statuses.iter().flatten() {
             let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
             let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
@@ -174,9 +211,12 @@ pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
                         "cannot pull image {:?} for container {} of pod {name}: {detail}",
                         cs.image, cs.name
                     )),
-                    "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => Some(
-                        format!("container {} of pod {name} cannot start: {detail}", cs.name),
-                    ),
+                    "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                        Some(format!(
+                            "container {} of pod {name} cannot start: {detail}",
+                            cs.name
+                        ))
+                    }
                     _ => None,
                 };
                 if let Some(message) = hint {
@@ -185,7 +225,10 @@ pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
             }
         }
         for c in status.conditions.iter().flatten() {
-            if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") {
+            if c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+            {
                 return Some((
                     "Unschedulable".into(),
                     format!(
@@ -202,7 +245,9 @@ pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
 /// Reads a Deployment and its pods (only the pods of the revision being rolled out matter for
 /// failures; older pods are leaving).
 pub fn serving_state(dep: Option<&Deployment>, pods: &[&Pod]) -> ServingState {
-    let Some(dep) = dep else { return ServingState::Missing };
+    let Some(dep) = dep else {
+        return ServingState::Missing;
+    };
     let wanted = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = dep.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
@@ -215,10 +260,17 @@ pub fn serving_state(dep: Option<&Deployment>, pods: &[&Pod]) -> ServingState {
         return ServingState::Available { ready, wanted };
     }
     if let Some((reason, message)) = pod_failure(pods) {
-        return ServingState::Failed { reason, message, ready, wanted };
+        return ServingState::Failed {
+            reason,
+            message,
+            ready,
+            wanted,
+        };
     }
     let deadline = st.conditions.iter().flatten().find(|c| {
-        c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
     if let Some(c) = deadline {
         return ServingState::Failed {
@@ -240,17 +292,29 @@ pub fn serving_state(dep: Option<&Deployment>, pods: &[&Pod]) -> ServingState {
 
 /// The revision a pod or object carries (the host's label), if any.
 pub fn revision_of<K: kube::Resource>(obj: &K) -> Option<&str> {
-    obj.meta().labels.as_ref()?.get(LABEL_REVISION).map(String::as_str)
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(LABEL_REVISION)
+        .map(String::as_str)
 }
 
 /// The step a pod or object belongs to (the host's label), if any.
 pub fn step_of<K: kube::Resource>(obj: &K) -> Option<&str> {
-    obj.meta().labels.as_ref()?.get(LABEL_STEP).map(String::as_str)
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(LABEL_STEP)
+        .map(String::as_str)
 }
 
 /// Which revision to serve: the wanted one once downloaded, otherwise the one served now (so an
 /// update keeps the old model serving while the new one downloads).
-pub fn serve_revision<'a>(wanted: &'a str, downloaded: bool, served: Option<&'a str>) -> Option<&'a str> {
+pub fn serve_revision<'a>(
+    wanted: &'a str,
+    downloaded: bool,
+    served: Option<&'a str>,
+) -> Option<&'a str> {
     if downloaded { Some(wanted) } else { served }
 }
 
@@ -296,26 +360,48 @@ mod tests {
     fn download_reads_job_and_termination_message() {
         assert_eq!(download_state(None, &[]), DownloadState::NotStarted);
         let running = job(json!({"active": 1}));
-        assert!(matches!(download_state(Some(&running), &[]), DownloadState::Running { attempts: 1, .. }));
+        assert!(matches!(
+            download_state(Some(&running), &[]),
+            DownloadState::Running { attempts: 1, .. }
+        ));
 
-        let failed = job(json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}));
-        let p = pod(json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 1, "message": "{\"reason\":\"NotFound\",\"message\":\"HTTP 404 for https://x/m\"}"}}}]}));
+        let failed = job(
+            json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+        );
+        let p = pod(
+            json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "message": "{\"reason\":\"NotFound\",\"message\":\"HTTP 404 for https://x/m\"}"}}}]}),
+        );
         assert_eq!(
             download_state(Some(&failed), &[&p]),
-            DownloadState::Failed { reason: "NotFound".into(), message: "HTTP 404 for https://x/m".into(), attempts: 2 }
+            DownloadState::Failed {
+                reason: "NotFound".into(),
+                message: "HTTP 404 for https://x/m".into(),
+                attempts: 2
+            }
         );
         // Without a readable report, the raw message, then the Job's own reason.
-        let raw = pod(json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 1, "message": "disk on fire"}}}]}));
-        assert!(matches!(download_state(Some(&failed), &[&raw]), DownloadState::Failed { ref message, .. } if message == "disk on fire"));
-        assert!(matches!(download_state(Some(&failed), &[]), DownloadState::Failed { ref reason, .. } if reason == "BackoffLimitExceeded"));
+        let raw = pod(
+            json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "message": "disk on fire"}}}]}),
+        );
+        assert!(
+            matches!(download_state(Some(&failed), &[&raw]), DownloadState::Failed { ref message, .. } if message == "disk on fire")
+        );
+        assert!(
+            matches!(download_state(Some(&failed), &[]), DownloadState::Failed { ref reason, .. } if reason == "BackoffLimitExceeded")
+        );
 
-        let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
-        let ok = pod(json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "message": "{\"reason\":\"Downloaded\",\"bytes\":42,\"sha256\":\"ab\"}"}}}]}));
+        let done =
+            job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+        let ok = pod(
+            json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": "{\"reason\":\"Downloaded\",\"bytes\":42,\"sha256\":\"ab\"}"}}}]}),
+        );
         match download_state(Some(&done), &[&ok]) {
-            DownloadState::Succeeded { report: Some(r), .. } => assert_eq!(r.bytes, Some(42)),
+            DownloadState::Succeeded {
+                report: Some(r), ..
+            } => assert_eq!(r.bytes, Some(42)),
             other => panic!("{other:?}"),
         }
     }
@@ -327,11 +413,38 @@ mod tests {
     #[test]
     fn each_server_failure_has_its_reason() {
         let cases = [
-            (container(json!({"waiting": {"reason": "CrashLoopBackOff"}}), json!({"terminated": {"exitCode": 1, "reason": "Error"}})), "CrashLoopBackOff"),
-            (container(json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}), json!({})), "ImagePullBackOff"),
-            (container(json!({"waiting": {"reason": "ErrImagePull"}}), json!({})), "ErrImagePull"),
-            (container(json!({"waiting": {"reason": "CrashLoopBackOff"}}), json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})), "OOMKilled"),
-            (container(json!({"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"s\" not found"}}), json!({})), "CreateContainerConfigError"),
+            (
+                container(
+                    json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+                    json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+                ),
+                "CrashLoopBackOff",
+            ),
+            (
+                container(
+                    json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+                    json!({}),
+                ),
+                "ImagePullBackOff",
+            ),
+            (
+                container(json!({"waiting": {"reason": "ErrImagePull"}}), json!({})),
+                "ErrImagePull",
+            ),
+            (
+                container(
+                    json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+                    json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+                ),
+                "OOMKilled",
+            ),
+            (
+                container(
+                    json!({"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"s\" not found"}}),
+                    json!({}),
+                ),
+                "CreateContainerConfigError",
+            ),
         ];
         for (cs, want) in cases {
             let p = pod(json!({"containerStatuses": [cs]}));
@@ -339,32 +452,68 @@ mod tests {
             assert_eq!(reason, want);
             assert!(message.contains("pod p"), "{message}");
         }
-        let pending = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}));
+        let pending = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
+        );
         assert_eq!(pod_failure(&[&pending]).unwrap().0, "Unschedulable");
-        let healthy = pod(json!({"containerStatuses": [container(json!({"running": {}}), json!({}))]}));
+        let healthy =
+            pod(json!({"containerStatuses": [container(json!({"running": {}}), json!({}))]}));
         assert_eq!(pod_failure(&[&healthy]), None);
     }
 
     fn deployment(replicas: i32, status: serde_json::Value) -> Deployment {
         serde_json::from_value(json!({"metadata": {"name": "d", "generation": 2},
-            "spec": {"replicas": replicas, "selector": {}, "template": {}}, "status": status})).unwrap()
+            "spec": {"replicas": replicas, "selector": {}, "template": {}}, "status": status}))
+        .unwrap()
     }
 
     #[test]
     fn serving_is_available_only_when_the_rollout_is_complete() {
         assert_eq!(serving_state(None, &[]), ServingState::Missing);
-        let done = deployment(2, json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}));
-        assert_eq!(serving_state(Some(&done), &[]), ServingState::Available { ready: 2, wanted: 2 });
+        let done = deployment(
+            2,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
+        );
+        assert_eq!(
+            serving_state(Some(&done), &[]),
+            ServingState::Available {
+                ready: 2,
+                wanted: 2
+            }
+        );
         // Old pods still around: not done.
-        let rolling = deployment(2, json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 3, "availableReplicas": 3}));
-        assert!(matches!(serving_state(Some(&rolling), &[]), ServingState::Progressing { .. }));
+        let rolling = deployment(
+            2,
+            json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 3, "availableReplicas": 3}),
+        );
+        assert!(matches!(
+            serving_state(Some(&rolling), &[]),
+            ServingState::Progressing { .. }
+        ));
         // Status of an older generation: not done.
-        let stale = deployment(2, json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}));
-        assert!(matches!(serving_state(Some(&stale), &[]), ServingState::Progressing { .. }));
-        let stuck = deployment(1, json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"d-1\" has timed out progressing."}]}));
-        assert!(matches!(serving_state(Some(&stuck), &[]), ServingState::Failed { ref reason, .. } if reason == "ProgressDeadlineExceeded"));
+        let stale = deployment(
+            2,
+            json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
+        );
+        assert!(matches!(
+            serving_state(Some(&stale), &[]),
+            ServingState::Progressing { .. }
+        ));
+        let stuck = deployment(
+            1,
+            json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"d-1\" has timed out progressing."}]}),
+        );
+        assert!(
+            matches!(serving_state(Some(&stuck), &[]), ServingState::Failed { ref reason, .. } if reason == "ProgressDeadlineExceeded")
+        );
         let zero = deployment(0, json!({"observedGeneration": 2}));
-        assert_eq!(serving_state(Some(&zero), &[]), ServingState::Available { ready: 0, wanted: 0 });
+        assert_eq!(
+            serving_state(Some(&zero), &[]),
+            ServingState::Available {
+                ready: 0,
+                wanted: 0
+            }
+        );
     }
 
     #[test]
@@ -376,20 +525,36 @@ mod tests {
 
     #[test]
     fn prune_spares_storage_in_use() {
-        let k = |kind: &str, name: &str| ObjectKey { kind: kind.into(), name: name.into() };
+        let k = |kind: &str, name: &str| ObjectKey {
+            kind: kind.into(),
+            name: name.into(),
+        };
         let existing = vec![
-            (k("PersistentVolumeClaim", "m-model-old"), Some("old".to_string())),
+            (
+                k("PersistentVolumeClaim", "m-model-old"),
+                Some("old".to_string()),
+            ),
             (k("Job", "m-download-old"), Some("old".to_string())),
-            (k("PersistentVolumeClaim", "m-model-new"), Some("new".to_string())),
+            (
+                k("PersistentVolumeClaim", "m-model-new"),
+                Some("new".to_string()),
+            ),
             (k("Deployment", "m-server"), Some("new".to_string())),
             (k("Service", "m"), None),
         ];
-        let keep = BTreeSet::from([k("PersistentVolumeClaim", "m-model-new"), k("Deployment", "m-server")]);
+        let keep = BTreeSet::from([
+            k("PersistentVolumeClaim", "m-model-new"),
+            k("Deployment", "m-server"),
+        ]);
         let in_use = BTreeSet::from(["old".to_string()]);
         assert_eq!(prune(&existing, &keep, &in_use), vec![k("Service", "m")]);
         assert_eq!(
             prune(&existing, &keep, &BTreeSet::new()),
-            vec![k("PersistentVolumeClaim", "m-model-old"), k("Job", "m-download-old"), k("Service", "m")]
+            vec![
+                k("PersistentVolumeClaim", "m-model-old"),
+                k("Job", "m-download-old"),
+                k("Service", "m")
+            ]
         );
     }
 }

@@ -37,7 +37,13 @@ pub struct EventNote {
     pub message: String,
 }
 
-fn cond(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+fn cond(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
@@ -50,7 +56,11 @@ fn cond(type_: &str, ok: bool, reason: &str, message: String, generation: Option
 
 /// The status the model should have now. `previous` keeps transition times of conditions whose
 /// status did not change.
-pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStatus>) -> MLModelStatus {
+pub fn compute(
+    model: &MLModel,
+    obs: &Observation,
+    previous: Option<&MLModelStatus>,
+) -> MLModelStatus {
     let generation = model.metadata.generation;
     let url = &model.spec.model_url;
     let rev = &obs.wanted_revision;
@@ -59,9 +69,21 @@ pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStat
         DownloadState::Succeeded { report, .. } => {
             let detail = report
                 .as_ref()
-                .and_then(|r| Some(format!(": {} bytes, sha256 {}", r.bytes?, r.sha256.clone()?)))
+                .and_then(|r| {
+                    Some(format!(
+                        ": {} bytes, sha256 {}",
+                        r.bytes?,
+                        r.sha256.clone()?
+                    ))
+                })
                 .unwrap_or_default();
-            cond("Downloaded", true, "Downloaded", format!("revision {rev} downloaded{detail}"), generation)
+            cond(
+                "Downloaded",
+                true,
+                "Downloaded",
+                format!("revision {rev} downloaded{detail}"),
+                generation,
+            )
         }
         DownloadState::Running { attempts, .. } => cond(
             "Downloaded",
@@ -70,8 +92,16 @@ pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStat
             format!("downloading {url} (revision {rev}, attempt {attempts})"),
             generation,
         ),
-        DownloadState::NotStarted => cond("Downloaded", false, "Pending", format!("download of revision {rev} not started"), generation),
-        DownloadState::Failed { reason, message, .. } => cond("Downloaded", false, reason, message.clone(), generation),
+        DownloadState::NotStarted => cond(
+            "Downloaded",
+            false,
+            "Pending",
+            format!("download of revision {rev} not started"),
+            generation,
+        ),
+        DownloadState::Failed {
+            reason, message, ..
+        } => cond("Downloaded", false, reason, message.clone(), generation),
     };
 
     let served = obs.serve_revision.as_deref().unwrap_or("-");
@@ -83,47 +113,110 @@ pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStat
             format!("{ready}/{wanted} replicas ready, serving revision {served}"),
             generation,
         ),
-        ServingState::Progressing { message, .. } => cond("Serving", false, "RollingOut", format!("{message} (revision {served})"), generation),
-        ServingState::Missing => cond("Serving", false, "NotDeployed", "waiting for the download before deploying the server".into(), generation),
-        ServingState::Failed { reason, message, .. } => cond("Serving", false, reason, message.clone(), generation),
+        ServingState::Progressing { message, .. } => cond(
+            "Serving",
+            false,
+            "RollingOut",
+            format!("{message} (revision {served})"),
+            generation,
+        ),
+        ServingState::Missing => cond(
+            "Serving",
+            false,
+            "NotDeployed",
+            "waiting for the download before deploying the server".into(),
+            generation,
+        ),
+        ServingState::Failed {
+            reason, message, ..
+        } => cond("Serving", false, reason, message.clone(), generation),
     };
     let serving_ok = serving.status == "True";
 
     let exposed = obs.expose.as_ref().map(|e| match e {
-        Some(ep) => cond("Exposed", true, "ServiceReady", format!("reachable at {}", ep.url), generation),
-        None => cond("Exposed", false, "ServicePending", "the Service is not created yet".into(), generation),
+        Some(ep) => cond(
+            "Exposed",
+            true,
+            "ServiceReady",
+            format!("reachable at {}", ep.url),
+            generation,
+        ),
+        None => cond(
+            "Exposed",
+            false,
+            "ServicePending",
+            "the Service is not created yet".into(),
+            generation,
+        ),
     });
     let exposed_ok = exposed.as_ref().is_none_or(|c| c.status == "True");
 
     // The phase tells what is happening now; Ready tells whether a model is served.
     let (phase, reason, message) = if let Some((reason, message)) = &obs.blocking_error {
         (Phase::Failed, reason.clone(), message.clone())
-    } else if let DownloadState::Failed { reason, message, .. } = &obs.download {
+    } else if let DownloadState::Failed {
+        reason, message, ..
+    } = &obs.download
+    {
         (
             Phase::Failed,
             "DownloadFailed".to_string(),
             format!("download of {url} failed ({reason}): {message}"),
         )
-    } else if let ServingState::Failed { reason, message, .. } = &obs.serving {
+    } else if let ServingState::Failed {
+        reason, message, ..
+    } = &obs.serving
+    {
         (Phase::Failed, reason.clone(), message.clone())
     } else if !matches!(obs.download, DownloadState::Succeeded { .. }) {
         if !obs.storage_exists {
-            (Phase::CreatingStorage, "CreatingStorage".into(), format!("creating the volume for revision {rev}"))
+            (
+                Phase::CreatingStorage,
+                "CreatingStorage".into(),
+                format!("creating the volume for revision {rev}"),
+            )
         } else {
-            (Phase::Downloading, "Downloading".into(), downloaded.message.clone())
+            (
+                Phase::Downloading,
+                "Downloading".into(),
+                downloaded.message.clone(),
+            )
         }
     } else if obs.serve_revision.as_deref() == Some(rev.as_str()) && serving_ok && exposed_ok {
-        let ep = obs.expose.as_ref().and_then(|e| e.as_ref()).map(|e| format!(" at {}", e.url)).unwrap_or_default();
-        (Phase::Ready, "Ready".into(), format!("serving revision {rev}{ep}"))
+        let ep = obs
+            .expose
+            .as_ref()
+            .and_then(|e| e.as_ref())
+            .map(|e| format!(" at {}", e.url))
+            .unwrap_or_default();
+        (
+            Phase::Ready,
+            "Ready".into(),
+            format!("serving revision {rev}{ep}"),
+        )
     } else if serving_ok {
-        (Phase::Deploying, "Exposing".into(), "creating the Service".into())
+        (
+            Phase::Deploying,
+            "Exposing".into(),
+            "creating the Service".into(),
+        )
     } else {
-        (Phase::Deploying, "Deploying".into(), serving.message.clone())
+        (
+            Phase::Deploying,
+            "Deploying".into(),
+            serving.message.clone(),
+        )
     };
 
     let ready_ok = serving_ok && exposed_ok;
     let ready = if ready_ok {
-        cond("Ready", true, "Ready", format!("serving revision {served}"), generation)
+        cond(
+            "Ready",
+            true,
+            "Ready",
+            format!("serving revision {served}"),
+            generation,
+        )
     } else {
         cond("Ready", false, &reason, message.clone(), generation)
     };
@@ -134,7 +227,10 @@ pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStat
     // Keep the transition time of a condition whose status did not change.
     if let Some(prev) = previous {
         for c in &mut conditions {
-            if let Some(old) = prev.condition(&c.type_).filter(|old| old.status == c.status) {
+            if let Some(old) = prev
+                .condition(&c.type_)
+                .filter(|old| old.status == c.status)
+            {
                 c.last_transition_time = old.last_transition_time.clone();
             }
         }
@@ -165,15 +261,27 @@ pub fn compute(model: &MLModel, obs: &Observation, previous: Option<&MLModelStat
     }
 }
 
-fn download_status(rev: &str, state: &DownloadState, previous: Option<&MLModelStatus>) -> DownloadStatus {
-    let mut d = DownloadStatus { revision: rev.to_string(), ..Default::default() };
+fn download_status(
+    rev: &str,
+    state: &DownloadState,
+    previous: Option<&MLModelStatus>,
+) -> DownloadStatus {
+    let mut d = DownloadStatus {
+        revision: rev.to_string(),
+        ..Default::default()
+    };
     match state {
         DownloadState::NotStarted => {}
         DownloadState::Running { attempts, started } => {
             d.attempts = Some(*attempts);
             d.started_at = started.clone();
         }
-        DownloadState::Succeeded { report, started, finished, attempts } => {
+        DownloadState::Succeeded {
+            report,
+            started,
+            finished,
+            attempts,
+        } => {
             d.attempts = Some(*attempts);
             d.started_at = started.clone();
             d.finished_at = finished.clone();
@@ -185,7 +293,10 @@ fn download_status(rev: &str, state: &DownloadState, previous: Option<&MLModelSt
         DownloadState::Failed { attempts, .. } => d.attempts = Some(*attempts),
     }
     // The Job of a served revision may be pruned later; keep what was learnt about it.
-    if let Some(prev) = previous.and_then(|p| p.download.as_ref()).filter(|p| p.revision == rev) {
+    if let Some(prev) = previous
+        .and_then(|p| p.download.as_ref())
+        .filter(|p| p.revision == rev)
+    {
         d.bytes = d.bytes.or(prev.bytes);
         d.sha256 = d.sha256.clone().or(prev.sha256.clone());
         d.started_at = d.started_at.clone().or(prev.started_at.clone());
@@ -251,7 +362,11 @@ mod tests {
 
     fn succeeded() -> DownloadState {
         DownloadState::Succeeded {
-            report: Some(FetchReport { bytes: Some(10), sha256: Some("ab".into()), ..Default::default() }),
+            report: Some(FetchReport {
+                bytes: Some(10),
+                sha256: Some("ab".into()),
+                ..Default::default()
+            }),
             started: None,
             finished: None,
             attempts: 1,
@@ -265,21 +380,37 @@ mod tests {
         o.storage_exists = false;
         assert_eq!(compute(&m, &o, None).phase, Some(Phase::CreatingStorage));
         o.storage_exists = true;
-        o.download = DownloadState::Running { attempts: 1, started: None };
+        o.download = DownloadState::Running {
+            attempts: 1,
+            started: None,
+        };
         assert_eq!(compute(&m, &o, None).phase, Some(Phase::Downloading));
         o.download = succeeded();
         o.serve_revision = Some("r2".into());
-        o.serving = ServingState::Progressing { ready: 0, wanted: 1, message: "0/1".into() };
+        o.serving = ServingState::Progressing {
+            ready: 0,
+            wanted: 1,
+            message: "0/1".into(),
+        };
         assert_eq!(compute(&m, &o, None).phase, Some(Phase::Deploying));
-        o.serving = ServingState::Available { ready: 1, wanted: 1 };
+        o.serving = ServingState::Available {
+            ready: 1,
+            wanted: 1,
+        };
         let s = compute(&m, &o, None);
         assert_eq!(s.phase, Some(Phase::Deploying), "waits for the Service");
-        o.expose = Some(Some(Endpoint { endpoint: "m.ns.svc.cluster.local:80".into(), url: "http://m.ns.svc.cluster.local:80".into() }));
+        o.expose = Some(Some(Endpoint {
+            endpoint: "m.ns.svc.cluster.local:80".into(),
+            url: "http://m.ns.svc.cluster.local:80".into(),
+        }));
         let s = compute(&m, &o, None);
         assert_eq!(s.phase, Some(Phase::Ready));
         assert_eq!(s.condition("Ready").unwrap().status, "True");
         assert_eq!(s.condition("Ready").unwrap().observed_generation, Some(3));
-        assert_eq!(s.service_endpoint.as_deref(), Some("m.ns.svc.cluster.local:80"));
+        assert_eq!(
+            s.service_endpoint.as_deref(),
+            Some("m.ns.svc.cluster.local:80")
+        );
         assert_eq!(s.revision.as_deref(), Some("r2"));
         assert_eq!(s.download.as_ref().unwrap().bytes, Some(10));
     }
@@ -287,9 +418,15 @@ mod tests {
     #[test]
     fn old_revision_keeps_ready_true_while_new_downloads() {
         let mut o = obs();
-        o.download = DownloadState::Running { attempts: 1, started: None };
+        o.download = DownloadState::Running {
+            attempts: 1,
+            started: None,
+        };
         o.serve_revision = Some("r1".into());
-        o.serving = ServingState::Available { ready: 2, wanted: 2 };
+        o.serving = ServingState::Available {
+            ready: 2,
+            wanted: 2,
+        };
         o.expose = None;
         let s = compute(&model(), &o, None);
         assert_eq!(s.phase, Some(Phase::Downloading));
@@ -301,7 +438,11 @@ mod tests {
     #[test]
     fn failures_carry_reason_and_message() {
         let mut o = obs();
-        o.download = DownloadState::Failed { reason: "NotFound".into(), message: "HTTP 404".into(), attempts: 3 };
+        o.download = DownloadState::Failed {
+            reason: "NotFound".into(),
+            message: "HTTP 404".into(),
+            attempts: 3,
+        };
         let s = compute(&model(), &o, None);
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(s.reason.as_deref(), Some("DownloadFailed"));
@@ -311,20 +452,34 @@ mod tests {
         let mut o = obs();
         o.download = succeeded();
         o.serve_revision = Some("r2".into());
-        o.serving = ServingState::Failed { reason: "ImagePullBackOff".into(), message: "cannot pull".into(), ready: 0, wanted: 1 };
+        o.serving = ServingState::Failed {
+            reason: "ImagePullBackOff".into(),
+            message: "cannot pull".into(),
+            ready: 0,
+            wanted: 1,
+        };
         let s = compute(&model(), &o, None);
-        assert_eq!((s.phase, s.reason.as_deref()), (Some(Phase::Failed), Some("ImagePullBackOff")));
+        assert_eq!(
+            (s.phase, s.reason.as_deref()),
+            (Some(Phase::Failed), Some("ImagePullBackOff"))
+        );
         assert_eq!(s.condition("Ready").unwrap().reason, "ImagePullBackOff");
 
         let mut o = obs();
         o.blocking_error = Some(("PluginNotFound".into(), "no plugin named x".into()));
-        assert_eq!(compute(&model(), &o, None).reason.as_deref(), Some("PluginNotFound"));
+        assert_eq!(
+            compute(&model(), &o, None).reason.as_deref(),
+            Some("PluginNotFound")
+        );
     }
 
     #[test]
     fn unchanged_status_is_not_patched_and_times_are_kept() {
         let mut o = obs();
-        o.download = DownloadState::Running { attempts: 1, started: None };
+        o.download = DownloadState::Running {
+            attempts: 1,
+            started: None,
+        };
         let first = compute(&model(), &o, None);
         std::thread::sleep(std::time::Duration::from_millis(5));
         let second = compute(&model(), &o, Some(&first));

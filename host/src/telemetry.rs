@@ -13,7 +13,12 @@ pub enum LogFormat {
 #[derive(Args, Debug)]
 pub struct LogArgs {
     /// Log format.
-    #[arg(long, global = true, env = "MLMODEL_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "MLMODEL_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `mlmodel_operator=debug`.
     #[arg(long, global = true, env = "MLMODEL_LOG", default_value = "info")]

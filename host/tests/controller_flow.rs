@@ -28,20 +28,33 @@ async fn happy_path_echo_and_tensorflow_samples() {
         let name = model.name_any();
         let phases = env.record_phases(&name);
         env.create(model).await;
-        let m = env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
+        let m = env
+            .wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+            .await;
         let seen = phases.stop().await;
         assert_flow_order(&seen);
 
         let st = m.status.clone().unwrap();
         for c in ["Downloaded", "Serving", "Exposed", "Ready"] {
-            let cond = st.condition(c).unwrap_or_else(|| panic!("{sample}: condition {c} missing: {st:?}"));
+            let cond = st
+                .condition(c)
+                .unwrap_or_else(|| panic!("{sample}: condition {c} missing: {st:?}"));
             assert_eq!(cond.status, "True", "{sample}: {c}: {cond:?}");
-            assert_eq!(cond.observed_generation, m.metadata.generation, "{sample}: {c}");
+            assert_eq!(
+                cond.observed_generation, m.metadata.generation,
+                "{sample}: {c}"
+            );
         }
         assert_eq!(st.observed_generation, m.metadata.generation);
         let endpoint = st.service_endpoint.clone().expect("endpoint");
-        assert!(endpoint.starts_with(&format!("{name}.{}.svc.cluster.local:", env.ns)), "{endpoint}");
-        assert_eq!(st.revision, st.download.as_ref().map(|d| d.revision.clone()));
+        assert!(
+            endpoint.starts_with(&format!("{name}.{}.svc.cluster.local:", env.ns)),
+            "{endpoint}"
+        );
+        assert_eq!(
+            st.revision,
+            st.download.as_ref().map(|d| d.revision.clone())
+        );
 
         // Every owned object: controller owner reference to the model, and the host's labels.
         let objects = env.owned_objects(&m).await;
@@ -50,7 +63,11 @@ async fn happy_path_echo_and_tensorflow_samples() {
             assert!(kinds.contains(&kind), "{sample}: no {kind} in {kinds:?}");
         }
         for (kind, meta) in &objects {
-            let owner = meta.owner_references.as_ref().and_then(|o| o.first()).expect("owner");
+            let owner = meta
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.first())
+                .expect("owner");
             assert_eq!(owner.uid, m.uid().unwrap(), "{kind}");
             assert_eq!(owner.controller, Some(true), "{kind}");
             let labels = meta.labels.clone().unwrap_or_default();
@@ -60,7 +77,10 @@ async fn happy_path_echo_and_tensorflow_samples() {
         }
         let reasons = env.event_reasons(&name).await;
         for r in ["Downloading", "Deploying", "Ready"] {
-            assert!(reasons.iter().any(|e| e == r), "{sample}: event {r} missing from {reasons:?}");
+            assert!(
+                reasons.iter().any(|e| e == r),
+                "{sample}: event {r} missing from {reasons:?}"
+            );
         }
         env.kubectl_wait_ready(&name).await;
     }
@@ -78,17 +98,28 @@ async fn download_failure_reports_the_downloader_message_and_recovers() {
     );
     let name = model.name_any();
     env.create(model).await;
-    let m = env.wait_phase(&name, Phase::Failed, Duration::from_secs(120)).await;
+    let m = env
+        .wait_phase(&name, Phase::Failed, Duration::from_secs(120))
+        .await;
     let st = m.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("DownloadFailed"));
     let msg = st.message.unwrap();
-    assert!(msg.contains("HTTP 404") && msg.contains("NotFound"), "{msg}");
+    assert!(
+        msg.contains("HTTP 404") && msg.contains("NotFound"),
+        "{msg}"
+    );
     assert_eq!(st.condition("Downloaded").unwrap().reason, "NotFound");
-    assert!(env.event_reasons(&name).await.contains(&"DownloadFailed".to_string()));
+    assert!(
+        env.event_reasons(&name)
+            .await
+            .contains(&"DownloadFailed".to_string())
+    );
 
     // Fixing the spec (here: dropping what made the download fail) recovers by itself.
-    env.merge_spec(&name, json!({"plugins": {"config": {"download": null}}})).await;
-    env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
+    env.merge_spec(&name, json!({"plugins": {"config": {"download": null}}}))
+        .await;
+    env.wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+        .await;
 }
 
 #[tokio::test]
@@ -115,17 +146,21 @@ async fn each_server_failure_has_its_reason_and_recovers() {
         env.create(model).await;
     }
     for ((_, reason), name) in cases.iter().zip(&names) {
-        let m = env.wait_reason(name, reason, Duration::from_secs(120)).await;
+        let m = env
+            .wait_reason(name, reason, Duration::from_secs(120))
+            .await;
         let st = m.status.unwrap();
         assert_eq!(st.phase, Some(Phase::Failed), "{name}");
         assert!(!st.message.unwrap_or_default().is_empty(), "{name}");
         assert_eq!(st.condition("Serving").unwrap().reason, *reason, "{name}");
     }
     for name in &names {
-        env.merge_spec(name, json!({"plugins": {"config": {"serve": null}}})).await;
+        env.merge_spec(name, json!({"plugins": {"config": {"serve": null}}}))
+            .await;
     }
     for name in &names {
-        env.wait_phase(name, Phase::Ready, Duration::from_secs(180)).await;
+        env.wait_phase(name, Phase::Ready, Duration::from_secs(180))
+            .await;
     }
 }
 
@@ -137,7 +172,9 @@ async fn updates_replicas_without_download_and_url_without_downtime() {
     model.spec.replicas = 2;
     let name = model.name_any();
     env.create(model).await;
-    let first = env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
+    let first = env
+        .wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+        .await;
     let rev1 = first.status.unwrap().revision.unwrap();
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), &env.ns);
 
@@ -146,14 +183,29 @@ async fn updates_replicas_without_download_and_url_without_downtime() {
     env.wait_until("3 ready replicas", Duration::from_secs(120), || async {
         let m = env.get(&name).await;
         let st = m.status?;
-        (st.ready_replicas == Some(3) && st.phase == Some(Phase::Ready) && st.observed_generation == m.metadata.generation).then_some(())
+        (st.ready_replicas == Some(3)
+            && st.phase == Some(Phase::Ready)
+            && st.observed_generation == m.metadata.generation)
+            .then_some(())
     })
     .await;
-    assert_eq!(jobs.list(&ListParams::default()).await.unwrap().items.len(), 1, "a replicas change must not download again");
+    assert_eq!(
+        jobs.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "a replicas change must not download again"
+    );
 
     // New URL: new revision downloaded while the old one keeps serving, then rolled, then pruned.
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
-    let dep_name = env.owned_objects(&env.get(&name).await).await.into_iter().find(|(k, _)| k == "Deployment").unwrap().1.name.unwrap();
+    let dep_name = env
+        .owned_objects(&env.get(&name).await)
+        .await
+        .into_iter()
+        .find(|(k, _)| k == "Deployment")
+        .unwrap()
+        .1
+        .name
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (deployments, dep_name, stop) = (deployments.clone(), dep_name.clone(), stop.clone());
@@ -168,27 +220,52 @@ async fn updates_replicas_without_download_and_url_without_downtime() {
             min_ready
         })
     };
-    env.merge_spec(&name, json!({"modelURL": "https://models.example/echo-v2.tar.gz"})).await;
+    env.merge_spec(
+        &name,
+        json!({"modelURL": "https://models.example/echo-v2.tar.gz"}),
+    )
+    .await;
     let m = env
         .wait_until("new revision served", Duration::from_secs(120), || async {
             let m = env.get(&name).await;
             let st = m.status.clone()?;
-            (st.phase == Some(Phase::Ready) && st.revision.as_deref() != Some(rev1.as_str()) && st.observed_generation == m.metadata.generation).then_some(m)
+            (st.phase == Some(Phase::Ready)
+                && st.revision.as_deref() != Some(rev1.as_str())
+                && st.observed_generation == m.metadata.generation)
+                .then_some(m)
         })
         .await;
     let rev2 = m.status.clone().unwrap().revision.unwrap();
     env.wait_until("old revision pruned", Duration::from_secs(60), || async {
         let objs = env.owned_objects(&m).await;
-        let old = objs.iter().filter(|(_, meta)| meta.labels.as_ref().and_then(|l| l.get("mlmodel.dev/revision")) == Some(&rev1)).count();
+        let old = objs
+            .iter()
+            .filter(|(_, meta)| {
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get("mlmodel.dev/revision"))
+                    == Some(&rev1)
+            })
+            .count();
         (old == 0).then_some(())
     })
     .await;
-    let job_revs: Vec<String> = jobs.list(&ListParams::default()).await.unwrap().items.iter().filter_map(|j| j.labels().get("mlmodel.dev/revision").cloned()).collect();
+    let job_revs: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|j| j.labels().get("mlmodel.dev/revision").cloned())
+        .collect();
     assert_eq!(job_revs, vec![rev2.clone()]);
     // Sampled during the whole update: the served replicas never dropped below what was asked.
     stop.store(true, Ordering::Relaxed);
     let min_ready = sampler.await.unwrap();
-    assert!(min_ready >= 3, "ready replicas dropped to {min_ready} during the update");
+    assert!(
+        min_ready >= 3,
+        "ready replicas dropped to {min_ready} during the update"
+    );
 }
 
 #[tokio::test]
@@ -198,17 +275,44 @@ async fn plugin_switch_by_annotation_rerenders() {
     let model = sample_model("tensorflow-model.yaml");
     let name = model.name_any();
     env.create(model).await;
-    env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
-    let image_of = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+    env.wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+        .await;
+    let image_of = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
-    let before = deployments.list(&ListParams::default()).await.unwrap().items;
+    let before = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(before.len(), 1);
-    assert!(image_of(&before[0]).contains("tensorflow/serving"), "{}", image_of(&before[0]));
+    assert!(
+        image_of(&before[0]).contains("tensorflow/serving"),
+        "{}",
+        image_of(&before[0])
+    );
 
     let api: Api<MLModel> = Api::namespaced(env.client.clone(), &env.ns);
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"mlmodel.dev/serve-plugin": "echo-server"}}})))
-        .await
-        .unwrap();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"mlmodel.dev/serve-plugin": "echo-server"}}}),
+        ),
+    )
+    .await
+    .unwrap();
     env.wait_until("echo-server serving", Duration::from_secs(120), || async {
         let m = env.get(&name).await;
         let st = m.status?;
@@ -216,9 +320,17 @@ async fn plugin_switch_by_annotation_rerenders() {
         (plugin.starts_with("echo-server@") && st.phase == Some(Phase::Ready)).then_some(())
     })
     .await;
-    let after = deployments.list(&ListParams::default()).await.unwrap().items;
+    let after = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(after.len(), 1, "nothing left of the old plugin's workload");
-    assert!(!image_of(&after[0]).contains("tensorflow/serving"), "{}", image_of(&after[0]));
+    assert!(
+        !image_of(&after[0]).contains("tensorflow/serving"),
+        "{}",
+        image_of(&after[0])
+    );
 }
 
 #[tokio::test]
@@ -228,14 +340,20 @@ async fn deletion_removes_every_owned_object() {
     let model = sample_model("echo-model.yaml");
     let name = model.name_any();
     env.create(model).await;
-    let m = env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
+    let m = env
+        .wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+        .await;
     assert!(!env.owned_objects(&m).await.is_empty());
     let api: Api<MLModel> = Api::namespaced(env.client.clone(), &env.ns);
     api.delete(&name, &DeleteParams::default()).await.unwrap();
-    env.wait_until("owned objects collected", Duration::from_secs(120), || async {
-        let left = env.labelled_objects(&name).await;
-        left.is_empty().then_some(())
-    })
+    env.wait_until(
+        "owned objects collected",
+        Duration::from_secs(120),
+        || async {
+            let left = env.labelled_objects(&name).await;
+            left.is_empty().then_some(())
+        },
+    )
     .await;
 }
 
@@ -245,12 +363,19 @@ async fn operator_restart_mid_flow_converges_without_duplicates() {
     let mut env = Env::start("restart", &[]).await;
     let mut model = sample_model("echo-model.yaml");
     // A slow download keeps the flow mid-way while the operator is stopped.
-    set_config(&mut model, json!({"download": {"podLabels": {"kwok.mlmodel.dev/delay": "slow"}}}));
+    set_config(
+        &mut model,
+        json!({"download": {"podLabels": {"kwok.mlmodel.dev/delay": "slow"}}}),
+    );
     let name = model.name_any();
     env.create(model).await;
     env.wait_until("download started", Duration::from_secs(60), || async {
         let st = env.get(&name).await.status?;
-        matches!(st.phase, Some(Phase::Downloading) | Some(Phase::CreatingStorage)).then_some(())
+        matches!(
+            st.phase,
+            Some(Phase::Downloading) | Some(Phase::CreatingStorage)
+        )
+        .then_some(())
     })
     .await;
     env.stop_controller();
@@ -258,18 +383,30 @@ async fn operator_restart_mid_flow_converges_without_duplicates() {
     env.start_controller();
     env.stop_controller();
     env.start_controller();
-    let m = env.wait_phase(&name, Phase::Ready, Duration::from_secs(180)).await;
+    let m = env
+        .wait_phase(&name, Phase::Ready, Duration::from_secs(180))
+        .await;
     let rev = m.status.clone().unwrap().revision.unwrap();
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), &env.ns);
     let all = jobs.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(all.len(), 1, "exactly one Job per revision");
     assert_eq!(all[0].labels().get("mlmodel.dev/revision"), Some(&rev));
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), &env.ns);
-    assert_eq!(pvcs.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        pvcs.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
     let svcs: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
-    assert_eq!(svcs.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        svcs.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
     for (kind, meta) in env.labelled_objects(&name).await {
-        assert!(meta.owner_references.is_some(), "orphan {kind} {:?}", meta.name);
+        assert!(
+            meta.owner_references.is_some(),
+            "orphan {kind} {:?}",
+            meta.name
+        );
     }
 }
 
@@ -279,28 +416,44 @@ async fn a_faulty_plugin_fails_one_model_only() {
     let env = Env::start("faulty", &[]).await;
     let mut bad = sample_model("echo-model.yaml");
     bad.metadata.name = Some("bad".into());
-    bad.annotations_mut().insert("mlmodel.dev/serve-plugin".into(), "no-such-plugin".into());
+    bad.annotations_mut()
+        .insert("mlmodel.dev/serve-plugin".into(), "no-such-plugin".into());
     let mut pinned = sample_model("echo-model.yaml");
     pinned.metadata.name = Some("pinned".into());
-    pinned.annotations_mut().insert("mlmodel.dev/serve-plugin".into(), format!("echo-server@sha256:{}", "0".repeat(64)));
+    pinned.annotations_mut().insert(
+        "mlmodel.dev/serve-plugin".into(),
+        format!("echo-server@sha256:{}", "0".repeat(64)),
+    );
     let good = sample_model("echo-model.yaml");
     let good_name = good.name_any();
     env.create(bad).await;
     env.create(pinned).await;
     env.create(good).await;
-    let m = env.wait_phase("bad", Phase::Failed, Duration::from_secs(60)).await;
+    let m = env
+        .wait_phase("bad", Phase::Failed, Duration::from_secs(60))
+        .await;
     let st = m.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("PluginNotFound"));
     assert!(st.message.unwrap().contains("no-such-plugin"));
-    let m = env.wait_phase("pinned", Phase::Failed, Duration::from_secs(60)).await;
-    assert_eq!(m.status.unwrap().reason.as_deref(), Some("PluginDigestMismatch"));
-    env.wait_phase(&good_name, Phase::Ready, Duration::from_secs(120)).await;
+    let m = env
+        .wait_phase("pinned", Phase::Failed, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        m.status.unwrap().reason.as_deref(),
+        Some("PluginDigestMismatch")
+    );
+    env.wait_phase(&good_name, Phase::Ready, Duration::from_secs(120))
+        .await;
 }
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn samples_are_ready_under_the_restricted_pod_security_standard() {
-    let env = Env::start("restricted", &[("pod-security.kubernetes.io/enforce", "restricted")]).await;
+    let env = Env::start(
+        "restricted",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    )
+    .await;
     let mut names = Vec::new();
     for sample in ["echo-model.yaml", "tensorflow-model.yaml"] {
         let model = sample_model(sample);
@@ -308,6 +461,7 @@ async fn samples_are_ready_under_the_restricted_pod_security_standard() {
         env.create(model).await;
     }
     for name in names {
-        env.wait_phase(&name, Phase::Ready, Duration::from_secs(120)).await;
+        env.wait_phase(&name, Phase::Ready, Duration::from_secs(120))
+            .await;
     }
 }

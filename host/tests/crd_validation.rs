@@ -18,10 +18,17 @@ async fn invalid_specs_are_refused_by_kubectl_apply() {
     // The valid samples go through, so a refusal below is about the spec, not the setup.
     for sample in ["echo-model.yaml", "tensorflow-model.yaml"] {
         let out = apply(repo_root().join("deploy/samples").join(sample));
-        assert!(out.status.success(), "{sample}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sample}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let dir = repo_root().join("host/tests/invalid-specs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 20, "the corpus has {} specs", files.len());
     for file in files {
@@ -30,7 +37,9 @@ async fn invalid_specs_are_refused_by_kubectl_apply() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         assert!(!out.status.success(), "{name} was accepted");
         assert!(
-            stderr.contains("is invalid") || stderr.contains("Invalid value") || stderr.contains("Required value"),
+            stderr.contains("is invalid")
+                || stderr.contains("Invalid value")
+                || stderr.contains("Required value"),
             "{name}: unclear refusal: {stderr}"
         );
         println!("{name}: {}", stderr.trim());

@@ -25,9 +25,13 @@ static CRD: OnceCell<()> = OnceCell::const_new();
 pub async fn ensure_crd(client: &Client) {
     CRD.get_or_init(|| async {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch("mlmodels.mlmodel.dev", &PatchParams::apply("mlmodel-tests").force(), &Patch::Apply(MLModel::crd()))
-            .await
-            .expect("apply the CRD");
+        crds.patch(
+            "mlmodels.mlmodel.dev",
+            &PatchParams::apply("mlmodel-tests").force(),
+            &Patch::Apply(MLModel::crd()),
+        )
+        .await
+        .expect("apply the CRD");
         let models: Api<MLModel> = Api::all(client.clone());
         for _ in 0..100 {
             if models.list(&ListParams::default().limit(1)).await.is_ok() {
@@ -41,29 +45,52 @@ pub async fn ensure_crd(client: &Client) {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A sample from `deploy/samples/`.
 pub fn sample_model(file: &str) -> MLModel {
-    let text = std::fs::read_to_string(repo_root().join("deploy/samples").join(file)).expect("sample");
+    let text =
+        std::fs::read_to_string(repo_root().join("deploy/samples").join(file)).expect("sample");
     serde_yaml::from_str(&text).expect("sample parses")
 }
 
 /// Sets `spec.plugins.config`.
 pub fn set_config(model: &mut MLModel, config: serde_json::Value) {
-    model.spec.plugins = Some(mlmodel_operator::api::PluginsSpec { config: Some(config) });
+    model.spec.plugins = Some(mlmodel_operator::api::PluginsSpec {
+        config: Some(config),
+    });
 }
 
 /// The phases seen first to last must follow the flow's order.
 pub fn assert_flow_order(seen: &[Phase]) {
-    let order = [Phase::Pending, Phase::CreatingStorage, Phase::Downloading, Phase::Deploying, Phase::Ready];
+    let order = [
+        Phase::Pending,
+        Phase::CreatingStorage,
+        Phase::Downloading,
+        Phase::Deploying,
+        Phase::Ready,
+    ];
     let idx: Vec<usize> = seen
         .iter()
-        .map(|p| order.iter().position(|o| o == p).unwrap_or_else(|| panic!("unexpected phase {p} in {seen:?}")))
+        .map(|p| {
+            order
+                .iter()
+                .position(|o| o == p)
+                .unwrap_or_else(|| panic!("unexpected phase {p} in {seen:?}"))
+        })
         .collect();
-    assert!(idx.windows(2).all(|w| w[0] <= w[1]), "phases out of order: {seen:?}");
-    assert!(seen.contains(&Phase::Deploying) && seen.last() == Some(&Phase::Ready), "{seen:?}");
+    assert!(
+        idx.windows(2).all(|w| w[0] <= w[1]),
+        "phases out of order: {seen:?}"
+    );
+    assert!(
+        seen.contains(&Phase::Deploying) && seen.last() == Some(&Phase::Ready),
+        "{seen:?}"
+    );
     assert!(
         seen.contains(&Phase::Downloading) || seen.contains(&Phase::CreatingStorage),
         "no storage/download phase seen: {seen:?}"
@@ -91,18 +118,38 @@ impl PhaseRecorder {
 impl Env {
     /// A fresh namespace (with `labels`) and a controller watching only it.
     pub async fn start(prefix: &str, labels: &[(&str, &str)]) -> Env {
-        let client = Client::try_default().await.expect("KUBECONFIG points at the local cluster (make test)");
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG points at the local cluster (make test)");
         ensure_crd(&client).await;
         let suffix: u32 = rand_suffix();
         let ns = format!("t-{prefix}-{suffix:06x}");
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let mut meta = ObjectMeta { name: Some(ns.clone()), ..Default::default() };
-        meta.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let mut meta = ObjectMeta {
+            name: Some(ns.clone()),
+            ..Default::default()
+        };
+        meta.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         namespaces
-            .create(&PostParams::default(), &Namespace { metadata: meta, ..Default::default() })
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: meta,
+                    ..Default::default()
+                },
+            )
             .await
             .expect("create namespace");
-        let mut env = Env { client, ns, controller: None };
+        let mut env = Env {
+            client,
+            ns,
+            controller: None,
+        };
         env.start_controller();
         env
     }
@@ -133,7 +180,10 @@ impl Env {
 
     pub async fn create(&self, mut model: MLModel) {
         model.metadata.namespace = Some(self.ns.clone());
-        self.models().create(&PostParams::default(), &model).await.expect("create model");
+        self.models()
+            .create(&PostParams::default(), &model)
+            .await
+            .expect("create model");
     }
 
     pub async fn get(&self, name: &str) -> MLModel {
@@ -142,7 +192,11 @@ impl Env {
 
     pub async fn merge_spec(&self, name: &str, spec: serde_json::Value) {
         self.models()
-            .patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": spec })))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
             .await
             .expect("patch spec");
     }
@@ -185,15 +239,29 @@ impl Env {
                 return v;
             }
             if tokio::time::Instant::now() > deadline {
-                let models = self.models().list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+                let models = self
+                    .models()
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default();
                 let states: Vec<String> = models
                     .iter()
                     .map(|m| {
                         let st = m.status.clone().unwrap_or_default();
-                        format!("{}: {:?} {:?} {:?}", m.name_any(), st.phase, st.reason, st.message)
+                        format!(
+                            "{}: {:?} {:?} {:?}",
+                            m.name_any(),
+                            st.phase,
+                            st.reason,
+                            st.message
+                        )
                     })
                     .collect();
-                panic!("timed out waiting for {what} in {}; models: {states:#?}", self.ns);
+                panic!(
+                    "timed out waiting for {what} in {}; models: {states:#?}",
+                    self.ns
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -203,7 +271,8 @@ impl Env {
         self.wait_until(&format!("{name} to be {phase}"), timeout, || async {
             let m = self.models().get(name).await.ok()?;
             let st = m.status.as_ref()?;
-            (st.phase == Some(phase) && st.observed_generation == m.metadata.generation).then_some(m)
+            (st.phase == Some(phase) && st.observed_generation == m.metadata.generation)
+                .then_some(m)
         })
         .await
     }
@@ -231,13 +300,26 @@ impl Env {
         self.all_objects()
             .await
             .into_iter()
-            .filter(|(_, m)| m.labels.as_ref().and_then(|l| l.get("mlmodel.dev/model")).map(String::as_str) == Some(name))
+            .filter(|(_, m)| {
+                m.labels
+                    .as_ref()
+                    .and_then(|l| l.get("mlmodel.dev/model"))
+                    .map(String::as_str)
+                    == Some(name)
+            })
             .collect()
     }
 
     async fn all_objects(&self) -> Vec<(String, ObjectMeta)> {
         let mut out = Vec::new();
-        for kind in ["PersistentVolumeClaim", "Job", "Deployment", "Service", "ConfigMap", "Pod"] {
+        for kind in [
+            "PersistentVolumeClaim",
+            "Job",
+            "Deployment",
+            "Service",
+            "ConfigMap",
+            "Pod",
+        ] {
             let ar = api_resource(kind).unwrap();
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
             for o in api.list(&ListParams::default()).await.expect("list").items {
@@ -252,18 +334,36 @@ impl Env {
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
-        events.list(&lp).await.expect("events").items.into_iter().filter_map(|e| e.reason).collect()
+        events
+            .list(&lp)
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
     }
 
     /// `kubectl wait --for=condition=Ready` returns for the model.
     pub async fn kubectl_wait_ready(&self, name: &str) {
         let kubectl = kubectl_path();
         let out = tokio::process::Command::new(&kubectl)
-            .args(["wait", "--for=condition=Ready", &format!("mlmodel/{name}"), "-n", &self.ns, "--timeout=60s"])
+            .args([
+                "wait",
+                "--for=condition=Ready",
+                &format!("mlmodel/{name}"),
+                "-n",
+                &self.ns,
+                "--timeout=60s",
+            ])
             .output()
             .await
             .expect("run kubectl");
-        assert!(out.status.success(), "kubectl wait failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl wait failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -274,10 +374,16 @@ impl Drop for Env {
         // ending, so the delete runs on a runtime of its own.
         let (client, ns) = (self.client.clone(), self.ns.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async move {
                 let namespaces: Api<Namespace> = Api::all(Client::try_default().await.ok()?);
-                namespaces.delete(&ns, &DeleteParams::background()).await.ok()
+                namespaces
+                    .delete(&ns, &DeleteParams::background())
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -300,6 +406,11 @@ pub fn kubectl_path() -> PathBuf {
 fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     (h.finish() & 0xff_ffff) as u32
 }
