@@ -85,7 +85,7 @@ pub struct MLModelSpec {
     pub credentials_secret_ref: Option<SecretRef>,
 
     /// Resources of each serving container.
-    #[x_kube(validation = Rule::new("(!has(self.limits) || self.limits.all(k, isQuantity(string(self.limits[k])))) && (!has(self.requests) || self.requests.all(k, isQuantity(string(self.requests[k]))))").message("resources.limits and resources.requests must be quantities such as 500m or 1Gi"))]
+    #[schemars(schema_with = "resources_schema")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 
@@ -118,6 +118,28 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// `ResourceRequirements` with its quantities checked by pattern (a CEL rule over these maps
+/// costs more than the API server allows) and its maps bounded.
+fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantities = serde_json::json!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "maxLength": 32,
+                 "pattern": r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$"}
+            ]
+        }
+    });
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Compute resources of each serving container (requests and limits).",
+        "properties": {"limits": quantities, "requests": quantities}
     })
 }
 

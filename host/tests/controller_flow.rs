@@ -103,7 +103,7 @@ async fn download_failure_reports_the_downloader_message_and_recovers() {
         .await;
     let st = m.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("DownloadFailed"));
-    let msg = st.message.unwrap();
+    let msg = st.message.clone().unwrap();
     assert!(
         msg.contains("HTTP 404") && msg.contains("NotFound"),
         "{msg}"
@@ -151,7 +151,7 @@ async fn each_server_failure_has_its_reason_and_recovers() {
             .await;
         let st = m.status.unwrap();
         assert_eq!(st.phase, Some(Phase::Failed), "{name}");
-        assert!(!st.message.unwrap_or_default().is_empty(), "{name}");
+        assert!(!st.message.clone().unwrap_or_default().is_empty(), "{name}");
         assert_eq!(st.condition("Serving").unwrap().reason, *reason, "{name}");
     }
     for name in &names {

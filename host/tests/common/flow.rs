@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use mlmodel_operator::api::{MLModel, Phase};
@@ -101,6 +101,7 @@ pub struct Env {
     pub client: Client,
     pub ns: String,
     controller: Option<JoinHandle<()>>,
+    _namespace: super::TestNamespace,
 }
 
 pub struct PhaseRecorder {
@@ -118,37 +119,14 @@ impl PhaseRecorder {
 impl Env {
     /// A fresh namespace (with `labels`) and a controller watching only it.
     pub async fn start(prefix: &str, labels: &[(&str, &str)]) -> Env {
-        let client = Client::try_default()
-            .await
-            .expect("KUBECONFIG points at the local cluster (make test)");
+        let client = super::client().await;
         ensure_crd(&client).await;
-        let suffix: u32 = rand_suffix();
-        let ns = format!("t-{prefix}-{suffix:06x}");
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let mut meta = ObjectMeta {
-            name: Some(ns.clone()),
-            ..Default::default()
-        };
-        meta.labels = Some(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        namespaces
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: meta,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("create namespace");
+        let namespace = super::TestNamespace::with_labels(&client, prefix, labels).await;
         let mut env = Env {
             client,
-            ns,
+            ns: namespace.name().to_string(),
             controller: None,
+            _namespace: namespace,
         };
         env.start_controller();
         env
@@ -347,7 +325,7 @@ impl Env {
     /// `kubectl wait --for=condition=Ready` returns for the model.
     pub async fn kubectl_wait_ready(&self, name: &str) {
         let kubectl = kubectl_path();
-        let out = tokio::process::Command::new(&kubectl)
+        let out = std::process::Command::new(&kubectl)
             .args([
                 "wait",
                 "--for=condition=Ready",
@@ -357,7 +335,6 @@ impl Env {
                 "--timeout=60s",
             ])
             .output()
-            .await
             .expect("run kubectl");
         assert!(
             out.status.success(),
@@ -369,24 +346,8 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // The controller goes first, then the namespace (TestNamespace's own drop).
         self.stop_controller();
-        // Leave nothing behind: the namespace, and everything in it, goes. The test's runtime is
-        // ending, so the delete runs on a runtime of its own.
-        let (client, ns) = (self.client.clone(), self.ns.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async move {
-                let namespaces: Api<Namespace> = Api::all(Client::try_default().await.ok()?);
-                namespaces
-                    .delete(&ns, &DeleteParams::background())
-                    .await
-                    .ok()
-            })
-        })
-        .join();
     }
 }
 
@@ -401,16 +362,4 @@ pub fn kubectl_path() -> PathBuf {
         }
     }
     PathBuf::from("kubectl")
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    (h.finish() & 0xff_ffff) as u32
 }
