@@ -73,9 +73,14 @@ impl Moto {
 
     /// moto does not check signatures, so plain requests set up the fixtures.
     async fn put(&self, path: &str, body: Vec<u8>) {
+        self.put_acl(path, body, "private").await
+    }
+
+    async fn put_acl(&self, path: &str, body: Vec<u8>, acl: &str) {
         let resp = self
             .http
             .put(format!("{}/{path}", self.endpoint))
+            .header("x-amz-acl", acl)
             .body(body)
             .send()
             .await
@@ -128,7 +133,8 @@ async fn objects_and_prefixes_download_from_an_s3_compatible_store() {
     ]);
     moto.put("models/tf/resnet.tar.gz", archive.clone()).await;
     let weights = payload(700_000, 31);
-    moto.put("models/bert/config.json", b"{}".to_vec()).await;
+    moto.put_acl("models/bert/config.json", b"{}".to_vec(), "public-read")
+        .await;
     moto.put("models/bert/onnx/model.onnx", weights.clone())
         .await;
     moto.put("models/bert-large/other.bin", b"not me".to_vec())
@@ -212,10 +218,12 @@ fn seed_partial(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_downloads_resume_with_a_validated_range() {
     let moto = Moto::start().await;
-    moto.put("b", vec![]).await;
+    moto.put("weights", vec![]).await;
     let body = payload(1 << 20, 32);
-    moto.put("b/w.bin", body.clone()).await;
-    let etag = moto.etag("b/w.bin").await;
+    // Readable without signing, for the test's own HEAD below.
+    moto.put_acl("weights/w.bin", body.clone(), "public-read")
+        .await;
+    let etag = moto.etag("weights/w.bin").await;
     let dir = TempDir::new("s3-resume");
     let half = body.len() / 2;
 
@@ -223,8 +231,15 @@ async fn s3_downloads_resume_with_a_validated_range() {
     // marked bytes in the prefix survive into the result.
     let dest = dir.path().join("resume");
     let marked = vec![0xAAu8; half];
-    seed_partial(&dest, "s3://b/w.bin", "w.bin", &marked, &etag, body.len());
-    let run = moto.fetch("s3://b/w.bin", &dest).run().await;
+    seed_partial(
+        &dest,
+        "s3://weights/w.bin",
+        "w.bin",
+        &marked,
+        &etag,
+        body.len(),
+    );
+    let run = moto.fetch("s3://weights/w.bin", &dest).run().await;
     run.assert_ok();
     let got = std::fs::read(dest.join("w.bin")).unwrap();
     assert_eq!(&got[..half], &marked[..]);
@@ -235,14 +250,19 @@ async fn s3_downloads_resume_with_a_validated_range() {
     let dest = dir.path().join("changed");
     seed_partial(
         &dest,
-        "s3://b/w.bin",
+        "s3://weights/w.bin",
         "w.bin",
         &marked,
         "\"stale\"",
         body.len(),
     );
-    let run = moto.fetch("s3://b/w.bin", &dest).run().await;
+    let run = moto.fetch("s3://weights/w.bin", &dest).run().await;
     run.assert_ok();
     assert_eq!(std::fs::read(dest.join("w.bin")).unwrap(), body);
     assert_eq!(run.term["sha256"], sha256_hex(&body));
+    assert!(
+        run.stderr.contains("changed since the kept bytes"),
+        "{}",
+        run.stderr
+    );
 }

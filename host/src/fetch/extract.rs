@@ -256,16 +256,15 @@ impl Unpacker {
         for c in target.components() {
             match c {
                 Component::Normal(n) => depth.push(n.to_os_string()),
-                Component::ParentDir => {
-                    if depth.pop().is_none() {
-                        return Err(unsafe_entry(
-                            name,
-                            &format!(
-                                "is a symlink to {} outside the destination",
-                                target.display()
-                            ),
-                        ));
-                    }
+                // The guard pops: a `..` that finds nothing left to pop leaves DEST.
+                Component::ParentDir if depth.pop().is_none() => {
+                    return Err(unsafe_entry(
+                        name,
+                        &format!(
+                            "is a symlink to {} outside the destination",
+                            target.display()
+                        ),
+                    ));
                 }
                 _ => {}
             }

@@ -270,7 +270,7 @@ async fn plan(
                 _ => ("gs", objects::gcs_store(bucket, settings, allow)?),
             };
             let base = format!("{scheme}://{bucket}");
-            let listed = objects::list(&store, &base, key, settings.stall).await?;
+            let listed = objects::list(&store, &base, key, settings).await?;
             info!(objects = listed.len(), "listed {base}/{key}");
             single(
                 listed

@@ -24,7 +24,7 @@ use super::error::FetchError;
 use super::http::chain;
 use super::netguard;
 use super::place::check_rel;
-use super::transfer::{AttemptError, Opened, Settings};
+use super::transfer::{AttemptError, Opened, Settings, with_retries};
 
 /// Hands object_store the same guarded client as plain HTTP (link-local refusal, ring TLS).
 #[derive(Debug)]
@@ -44,6 +44,8 @@ impl HttpConnector for GuardedConnector {
     }
 }
 
+/// Retries are ours (transfer.rs), as for HTTP: object_store's own would resume a broken body
+/// behind our back, without the validation and accounting done there.
 fn retry_config(settings: &Settings) -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -51,7 +53,7 @@ fn retry_config(settings: &Settings) -> RetryConfig {
             max_backoff: settings.backoff_max,
             base: 2.0,
         },
-        max_retries: settings.retries as usize,
+        max_retries: 0,
         retry_timeout: Duration::from_secs(300),
     }
 }
@@ -130,25 +132,38 @@ pub async fn list(
     store: &Arc<dyn ObjectStore>,
     scheme_bucket: &str,
     key: &str,
-    stall: Duration,
+    settings: &Settings,
 ) -> Result<Vec<(String, ObjectMeta)>, FetchError> {
     let display = format!("{scheme_bucket}/{key}");
     if !key.is_empty() {
         let path = ObjectPath::from(key);
-        match with_stall(stall, &display, store.head(&path)).await {
+        let head = with_retries(settings, "looking up the object", || async {
+            with_stall(settings.stall, &display, store.head(&path))
+                .await
+                .map_err(|e| classify(e, &display))
+        })
+        .await;
+        match head {
             Ok(meta) => {
                 let name = key.rsplit('/').next().unwrap_or(key).to_string();
                 return Ok(vec![(name, meta)]);
             }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(fatal_error(e, &display)),
+            Err(FetchError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     let prefix = (!key.is_empty()).then(|| ObjectPath::from(key));
-    let listing = store.list(prefix.as_ref()).try_collect::<Vec<_>>();
-    let metas = with_stall(Duration::from_secs(300).max(stall), &display, listing)
+    let metas = with_retries(settings, "listing the prefix", || async {
+        let listing = store.list(prefix.as_ref()).try_collect::<Vec<_>>();
+        with_stall(
+            Duration::from_secs(300).max(settings.stall),
+            &display,
+            listing,
+        )
         .await
-        .map_err(|e| fatal_error(e, &display))?;
+        .map_err(|e| classify(e, &display))
+    })
+    .await?;
     let strip = if key.is_empty() {
         String::new()
     } else {
@@ -211,7 +226,7 @@ impl ObjectRemote {
             // is still the one the kept bytes came from.
             let meta = with_stall(stall, &self.display, self.store.head(&self.path))
                 .await
-                .map_err(|e| attempt_error(e, &self.display))?;
+                .map_err(|e| classify(e, &self.display))?;
             if meta.e_tag.as_deref() == validator && meta.size == offset {
                 return Ok(Opened {
                     body: futures::stream::empty().boxed(),
@@ -240,7 +255,7 @@ impl ObjectRemote {
                     stall.as_secs_f64()
                 ))));
             }
-            Ok(r) => r.map_err(|e| attempt_error(e, &self.display))?,
+            Ok(r) => r.map_err(|e| classify(e, &self.display))?,
         };
         let display = self.display.clone();
         let start = res.range.start;
@@ -261,45 +276,41 @@ impl ObjectRemote {
     }
 }
 
-fn is_not_found(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. })
-}
-
-fn attempt_error(e: object_store::Error, what: &str) -> AttemptError {
+/// An object_store error as an attempt outcome, sorted like HTTP statuses in http.rs.
+fn classify(e: object_store::Error, what: &str) -> AttemptError {
+    let text = format!("{what}: {}", chain(&e));
+    if let Some(f) = netguard::find_forbidden(&e) {
+        return AttemptError::Fatal(FetchError::ForbiddenAddress(f.to_string()));
+    }
+    let not_found = |status| FetchError::NotFound {
+        message: text.clone(),
+        status,
+    };
+    let auth = |status| FetchError::AuthFailed {
+        message: text.clone(),
+        status: Some(status),
+    };
     match e {
         object_store::Error::Precondition { .. } | object_store::Error::NotModified { .. } => {
             AttemptError::Restart(format!("{what} changed since the kept bytes were fetched"))
         }
-        e => AttemptError::Fatal(fatal_error(e, what)),
-    }
-}
-
-/// object_store has already retried what may pass; what reaches us is final.
-fn fatal_error(e: object_store::Error, what: &str) -> FetchError {
-    let text = format!("{what}: {}", chain(&e));
-    if let Some(f) = netguard::find_forbidden(&e) {
-        return FetchError::ForbiddenAddress(f.to_string());
-    }
-    match e {
-        object_store::Error::NotFound { .. } => FetchError::NotFound {
-            message: text,
-            status: Some(404),
-        },
-        object_store::Error::PermissionDenied { .. } => FetchError::AuthFailed {
-            message: text,
-            status: Some(403),
-        },
-        object_store::Error::Unauthenticated { .. } => FetchError::AuthFailed {
-            message: text,
-            status: Some(401),
-        },
+        object_store::Error::NotFound { .. } => AttemptError::Fatal(not_found(Some(404))),
+        object_store::Error::PermissionDenied { .. } => AttemptError::Fatal(auth(403)),
+        object_store::Error::Unauthenticated { .. } => AttemptError::Fatal(auth(401)),
         _ => match status_in(&text) {
-            Some(status) => FetchError::Http {
+            Some(404) => AttemptError::Fatal(not_found(Some(404))),
+            Some(status @ (401 | 403)) => AttemptError::Fatal(auth(status)),
+            Some(status @ (408 | 425 | 429 | 500..=599)) => AttemptError::retry(FetchError::Http {
                 message: text,
                 status,
-            },
-            None if text.contains("no response") => FetchError::Timeout(text),
-            None => FetchError::Network(text),
+            }),
+            Some(status) => AttemptError::Fatal(FetchError::Http {
+                message: text,
+                status,
+            }),
+            None if text.contains("no response") => AttemptError::retry(FetchError::Timeout(text)),
+            // No status: the request did not get an answer (connect, reset, TLS).
+            None => AttemptError::retry(FetchError::Network(text)),
         },
     }
 }

@@ -46,7 +46,7 @@ pub enum Step {
 pub struct Route {
     pub body: Arc<Vec<u8>>,
     pub etag: Option<String>,
-    /// Honour `Range: bytes=N-` (with `If-Range` against the ETag).
+    /// Honour `Range: bytes=N-` and `bytes=N-M` (with `If-Range` against the ETag).
     pub ranges: bool,
     /// No Content-Length: the body ends when the connection closes.
     pub no_length: bool,
@@ -167,7 +167,7 @@ impl Server {
     pub fn hits_for(&self, path: &str) -> Vec<Hit> {
         self.hits()
             .into_iter()
-            .filter(|h| h.target.split('?').next() == Some(path))
+            .filter(|h| percent_decode(h.target.split('?').next().unwrap_or_default()) == path)
             .collect()
     }
 
@@ -204,7 +204,8 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
 
     let (route, step) = {
         let mut routes = st.routes.lock().unwrap();
-        let path = target.split('?').next().unwrap_or_default().to_string();
+        // GCS clients escape the whole object name (`a%2Fb%2Ec`): routes use decoded paths.
+        let path = percent_decode(target.split('?').next().unwrap_or_default());
         let key = if routes.contains_key(&target) {
             target.clone()
         } else {
@@ -261,12 +262,16 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
     let body = route.body.clone();
     let len = body.len();
     let mut start = 0usize;
+    let mut end = len; // exclusive
     let mut status = 200;
     if route.ranges
         && let Some(r) = headers.get("range")
-        && let Some(from) = r.strip_prefix("bytes=").and_then(|v| v.strip_suffix('-'))
+        && let Some((from, to)) = r.strip_prefix("bytes=").and_then(|v| v.split_once('-'))
         && let Ok(from) = from.parse::<usize>()
     {
+        if let Ok(to) = to.parse::<usize>() {
+            end = (to + 1).min(len);
+        }
         let validator_ok = match headers.get("if-range") {
             None => true,
             Some(v) => Some(v) == route.etag.as_ref(),
@@ -282,7 +287,7 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
         }
     }
     record(&mut hit, status);
-    let part = &body[start..];
+    let part = &body[start..end.max(start)];
     let announced = match step {
         Step::LengthTooLong(extra) => part.len() + extra,
         Step::LengthTooShort(less) => part.len().saturating_sub(less),
@@ -297,7 +302,7 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
         resp += &format!("Content-Length: {announced}\r\n");
     }
     if status == 206 {
-        resp += &format!("Content-Range: bytes {start}-{}/{len}\r\n", len - 1);
+        resp += &format!("Content-Range: bytes {start}-{}/{len}\r\n", end - 1);
     }
     if let Some(etag) = &route.etag {
         resp += &format!("ETag: {etag}\r\n");
@@ -369,6 +374,25 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Status",
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
+            Some(Ok(v)) if b[i] == b'%' => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
