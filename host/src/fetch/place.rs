@@ -312,6 +312,73 @@ mod tests {
         }
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fetch-place-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn staging_is_kept_for_the_same_inputs_and_dropped_for_others() {
+        let dest = scratch("inputs");
+        let a = inputs("a", None);
+        let staging = Staging::prepare(&dest, &a).unwrap();
+        fs::write(staging.data_path("m.bin"), b"half").unwrap();
+        Staging::prepare(&dest, &a).unwrap();
+        assert!(dest.join(STAGING).join("data/m.bin").exists());
+        Staging::prepare(&dest, &inputs("b", None)).unwrap();
+        assert!(!dest.join(STAGING).join("data/m.bin").exists());
+        fs::remove_dir_all(&dest).unwrap();
+    }
+
+    #[test]
+    fn a_placement_cut_short_is_undone() {
+        let dest = scratch("placing");
+        let a = inputs("a", None);
+        let staging = Staging::prepare(&dest, &a).unwrap();
+        fs::write(staging.data_path("m.bin"), b"data").unwrap();
+        // As if the process died after moving one entry and before writing the marker.
+        fs::write(dest.join("moved.bin"), b"x").unwrap();
+        write_atomic(
+            &dest.join(STAGING).join("placing.json"),
+            br#"{"entries":["moved.bin","m.bin"]}"#,
+        )
+        .unwrap();
+        Staging::prepare(&dest, &a).unwrap();
+        assert!(!dest.join("moved.bin").exists());
+        assert!(!dest.join(STAGING).join("data/m.bin").exists());
+        assert!(completed(&dest, &a).is_none());
+        fs::remove_dir_all(&dest).unwrap();
+    }
+
+    #[test]
+    fn placement_moves_entries_and_writes_the_marker_last() {
+        let dest = scratch("place");
+        let a = inputs("a", None);
+        let staging = Staging::prepare(&dest, &a).unwrap();
+        fs::create_dir_all(staging.data_path("1")).unwrap();
+        fs::write(staging.data_path("1/saved_model.pb"), b"g").unwrap();
+        let tree = staging.data_dir();
+        let marker = Marker {
+            url: "a".into(),
+            sha256: "ab".into(),
+            bytes: 1,
+            files: 1,
+            extract: "auto".into(),
+            filename: None,
+            entries: vec![],
+        };
+        let placed = staging.place(&tree, marker).unwrap();
+        assert_eq!(placed.entries, vec!["1".to_string()]);
+        assert_eq!(fs::read(dest.join("1/saved_model.pb")).unwrap(), b"g");
+        assert!(!dest.join(STAGING).exists());
+        assert_eq!(completed(&dest, &a).unwrap().sha256, "ab");
+        clear_previous(&dest).unwrap();
+        assert!(!dest.join("1").exists() && !dest.join(MARKER).exists());
+        fs::remove_dir_all(&dest).unwrap();
+    }
+
     #[test]
     fn marker_matching() {
         let m = Marker {
