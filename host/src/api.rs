@@ -128,12 +128,10 @@ fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "object",
         "maxProperties": 16,
         "additionalProperties": {
+            // The pattern applies to the string form; plain integers are quantities too.
             "x-kubernetes-int-or-string": true,
-            "anyOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "maxLength": 32,
-                 "pattern": r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$"}
-            ]
+            "maxLength": 32,
+            "pattern": r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$"
         }
     });
     schemars::json_schema!({
