@@ -365,19 +365,12 @@ async fn operator_restart_mid_flow_converges_without_duplicates() {
     // A slow download keeps the flow mid-way while the operator is stopped.
     set_config(
         &mut model,
-        json!({"download": {"podLabels": {"kwok.mlmodel.dev/delay": "slow"}}}),
+        json!({"download": {"podAnnotations": {"kwok.mlmodel.dev/complete-after": "8s"}}}),
     );
     let name = model.name_any();
     env.create(model).await;
-    env.wait_until("download started", Duration::from_secs(60), || async {
-        let st = env.get(&name).await.status?;
-        matches!(
-            st.phase,
-            Some(Phase::Downloading) | Some(Phase::CreatingStorage)
-        )
-        .then_some(())
-    })
-    .await;
+    env.wait_phase(&name, Phase::Downloading, Duration::from_secs(60))
+        .await;
     env.stop_controller();
     tokio::time::sleep(Duration::from_secs(2)).await;
     env.start_controller();
