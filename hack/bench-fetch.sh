@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 
 SIZE_MIB=${BENCH_FETCH_MIB:-2048}
 RUNS=${BENCH_FETCH_RUNS:-3}
-WORK=${BENCH_FETCH_DIR:-${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}/bench-fetch}
-mkdir -p "$WORK"
+# A directory of our own under /tmp-like scratch space on a real disk; removed at exit.
+PARENT=${BENCH_FETCH_DIR:-${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}}
+mkdir -p "$PARENT"
+WORK=$(mktemp -d "$PARENT/bench-fetch.XXXXXX")
 SERVER_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
