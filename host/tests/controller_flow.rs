@@ -458,3 +458,23 @@ async fn samples_are_ready_under_the_restricted_pod_security_standard() {
             .await;
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_253_character_dotted_name_is_served() {
+    let env = Env::start("longname", &[]).await;
+    let mut model = sample_model("echo-model.yaml");
+    let long = format!("{}.{}.{}", "a".repeat(100), "b".repeat(100), "c".repeat(51));
+    assert_eq!(long.len(), 253);
+    model.metadata.name = Some(long.clone());
+    env.create(model).await;
+    let m = env
+        .wait_phase(&long, Phase::Ready, Duration::from_secs(120))
+        .await;
+    let objects = env.owned_objects(&m).await;
+    assert!(objects.len() >= 4, "{objects:?}");
+    for (kind, meta) in objects {
+        let name = meta.name.unwrap();
+        assert!(name.len() <= 63, "{kind} {name}");
+    }
+}
