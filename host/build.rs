@@ -66,7 +66,7 @@ fn build_plugins(workspace: &Path, target_dir: &Path) {
     }
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
-        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_NET_OFFLINE")
+        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_MAKEFLAGS")
             || key.starts_with("CARGO_REGISTRIES_")
             || key.starts_with("CARGO_HTTP_")
             || key.starts_with("CARGO_NET_");

@@ -222,7 +222,12 @@ impl PluginEngine {
         match self.call(&pre, |_, _| Ok(())) {
             Ok(((), _)) => Ok(pre),
             Err(CallFailure::Trap { message, .. }) => Err(contract_error(message)),
-            Err(other) => anyhow::bail!("instantiating it failed: {other:?}"),
+            Err(CallFailure::Timeout { .. }) => {
+                anyhow::bail!("instantiating it did not finish in time")
+            }
+            Err(CallFailure::OutOfMemory { .. }) => {
+                anyhow::bail!("instantiating it ran out of memory")
+            }
         }
     }
 

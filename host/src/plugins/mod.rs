@@ -518,3 +518,44 @@ fn owner_reference(model: &MLModel) -> Option<OwnerReference> {
         block_owner_deletion: Some(true),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_is_shareable_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Runtime>();
+        fn sendable<T: Send + Sync>() {}
+        sendable::<Arc<LoadedPlugin>>();
+        sendable::<PluginError>();
+    }
+
+    #[test]
+    fn steps_parse_and_print() {
+        for step in Step::ALL {
+            assert_eq!(step.as_str().parse::<Step>(), Ok(step));
+            assert_eq!(step.to_string(), step.as_str());
+        }
+        assert!(
+            "deploy"
+                .parse::<Step>()
+                .unwrap_err()
+                .contains("download, serve or expose")
+        );
+        assert_eq!(Step::Serve.annotation(), "mlmodel.dev/serve-plugin");
+    }
+
+    #[test]
+    fn framework_defaults() {
+        assert_eq!(
+            framework_default(Step::Serve, "tensorflow"),
+            "tensorflow-serving"
+        );
+        assert_eq!(framework_default(Step::Serve, "echo"), "echo-server");
+        assert_eq!(framework_default(Step::Serve, "triton"), "triton");
+        assert_eq!(framework_default(Step::Download, "echo"), "download-job");
+        assert_eq!(framework_default(Step::Expose, "echo"), "service");
+    }
+}
