@@ -102,7 +102,7 @@ async fn a_stalled_transfer_is_abandoned_and_resumed() {
     let dir = TempDir::new("stall");
     let dest = dir.path().join("dest");
     let run = Fetch::new(&srv.url("/s.bin"), &dest)
-        .args(&["--stall-timeout", "1"])
+        .args(&["--stall-timeout", "3"])
         .run()
         .await;
     run.assert_ok();
