@@ -139,13 +139,14 @@ pub fn check(
                 list.join(", ")
             )));
         }
-        if let Some(ns) = value.get("metadata").and_then(|m| m.get("namespace")) {
-            if !ns.is_null() && ns.as_str() != Some(host.namespace) {
-                return Err(forbidden(format!(
-                    "objects must be in the model's namespace {:?}, not {ns}",
-                    host.namespace
-                )));
-            }
+        if let Some(ns) = value.get("metadata").and_then(|m| m.get("namespace"))
+            && !ns.is_null()
+            && ns.as_str() != Some(host.namespace)
+        {
+            return Err(forbidden(format!(
+                "objects must be in the model's namespace {:?}, not {ns}",
+                host.namespace
+            )));
         }
         if !seen.insert((kind.to_string(), name.to_string())) {
             return Err(invalid(object, "returned twice".into()));
@@ -298,7 +299,9 @@ mod tests {
             obj("v1", "ConfigMap", ""),
         ] {
             assert_eq!(
-                run(Step::Serve, &[bad.clone()]).unwrap_err().reason(),
+                run(Step::Serve, std::slice::from_ref(&bad))
+                    .unwrap_err()
+                    .reason(),
                 "InvalidPluginOutput",
                 "{bad}"
             );
