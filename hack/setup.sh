@@ -12,3 +12,10 @@ if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1; then
   python3 -m venv "$MOTO_VENV" >&2
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' >&2
 fi
+# The local cluster's scripts use openssl (certificates) and curl (health probes).
+missing=()
+for tool in openssl curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} from Debian's packages" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
