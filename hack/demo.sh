@@ -42,6 +42,7 @@ while :; do
   all_ready=1
   for m in $models; do
     line=$("$kubectl" get "$m" -o jsonpath='{.status.phase} {.status.reason}: {.status.message}' 2>/dev/null || true)
+    [ "$line" = " : " ] && line="(waiting for the operator)"
     if [ "${last[$m]:-}" != "$line" ]; then
       printf '%-32s %s\n' "${m#*/}" "$line"
       last[$m]=$line
