@@ -192,8 +192,10 @@ impl Env {
                     _ = &mut stopped => return seen,
                     ev = stream.next() => match ev {
                         Some(Ok(m)) => {
-                            if let Some(p) = m.status.and_then(|s| s.phase) {
-                                if seen.last() != Some(&p) { seen.push(p) }
+                            if let Some(p) = m.status.and_then(|s| s.phase)
+                                && seen.last() != Some(&p)
+                            {
+                                seen.push(p)
                             }
                         }
                         Some(Err(_)) => continue,
