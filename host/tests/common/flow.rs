@@ -110,9 +110,17 @@ pub struct PhaseRecorder {
 }
 
 impl PhaseRecorder {
+    /// The phases seen once the watch has delivered `Ready` (polling can see it first), or
+    /// after 30 s, whichever comes first.
     pub async fn stop(self) -> Vec<Phase> {
-        let _ = self.stop.send(());
-        self.handle.await.expect("recorder")
+        let mut handle = self.handle;
+        match tokio::time::timeout(Duration::from_secs(30), &mut handle).await {
+            Ok(seen) => seen.expect("recorder"),
+            Err(_) => {
+                let _ = self.stop.send(());
+                handle.await.expect("recorder")
+            }
+        }
     }
 }
 
@@ -195,7 +203,10 @@ impl Env {
                             if let Some(p) = m.status.and_then(|s| s.phase)
                                 && seen.last() != Some(&p)
                             {
-                                seen.push(p)
+                                seen.push(p);
+                                if p == Phase::Ready {
+                                    return seen;
+                                }
                             }
                         }
                         Some(Err(_)) => continue,
