@@ -43,5 +43,9 @@ kubeconfig: ## prints the local cluster's kubeconfig path
 crd: ## regenerates the committed CRD
 	cargo run -q -- crd > deploy/crd/mlmodel.dev_mlmodels.yaml
 
+bench: setup ## benchmarks that print figures (not part of make test)
+	cargo bench -p mlmodel-operator --bench render
+	hack/bench-fetch.sh
+
 clean:
 	cargo clean
