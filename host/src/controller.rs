@@ -9,6 +9,7 @@ use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus}
 use crate::apply::{self, ANNOTATION_APPLIED_HASH, ANNOTATION_MODEL_NAME};
 use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
+use crate::plugins::cli::SourceArgs;
 use crate::plugins::{PluginError, Runtime, RuntimeOptions, Step};
 use crate::status::{self, Endpoint, Observation};
 use anyhow::Context as _;
@@ -26,7 +27,6 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -35,16 +35,9 @@ pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/mlmodel-dev/mlmodel-operator:v
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Directory of extra `*.wasm` plugins (repeatable); watched for changes.
-    #[arg(
-        long = "plugin-dir",
-        env = "MLMODEL_PLUGIN_DIRS",
-        value_delimiter = ','
-    )]
-    pub plugin_dirs: Vec<PathBuf>,
-    /// Where compiled plugins are cached.
-    #[arg(long, env = "MLMODEL_PLUGIN_CACHE")]
-    pub cache_dir: Option<PathBuf>,
+    /// Plugin directories (watched for changes) and the compile cache.
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Image the download Job runs (`mlmodel-operator fetch`).
     #[arg(long, env = "MLMODEL_OPERATOR_IMAGE", default_value = DEFAULT_OPERATOR_IMAGE)]
     pub operator_image: String,
@@ -75,11 +68,9 @@ impl RunArgs {
             }
         }
         RuntimeOptions {
-            plugin_dirs: self.plugin_dirs.clone(),
-            cache_dir: self.cache_dir.clone(),
             defaults,
             operator_image: self.operator_image.clone(),
-            ..RuntimeOptions::default()
+            ..self.source.options()
         }
     }
 }

@@ -9,16 +9,16 @@ use std::path::PathBuf;
 
 use crate::api::MLModel;
 use crate::names;
-use crate::plugins::{Runtime, RuntimeOptions, Step};
+use crate::plugins::cli::SourceArgs;
+use crate::plugins::{Runtime, Step};
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
     /// MLModel manifest(s) to render, YAML or JSON (`-` for stdin); several documents allowed.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
-    /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable).
-    #[arg(long = "plugin-dir", value_name = "DIR")]
-    pub plugin_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Render only these steps (repeatable); default: download, serve, and expose when
     /// `spec.expose` is true.
     #[arg(long = "step", value_name = "STEP")]
@@ -29,9 +29,6 @@ pub struct RenderArgs {
     /// Image the download Job runs.
     #[arg(long, value_name = "IMAGE", env = "MLMODEL_OPERATOR_IMAGE")]
     pub operator_image: Option<String>,
-    /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {
@@ -48,15 +45,9 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let models = parse_models(&text)
         .with_context(|| format!("reading MLModels from {}", args.file.display()))?;
 
-    let mut opts = RuntimeOptions {
-        plugin_dirs: args.plugin_dirs.clone(),
-        ..RuntimeOptions::default()
-    };
+    let mut opts = args.source.options();
     if let Some(image) = args.operator_image.clone() {
         opts.operator_image = image;
-    }
-    if args.cache_dir.is_some() {
-        opts.cache_dir = args.cache_dir.clone();
     }
     let runtime = Runtime::new(opts)?;
     for (path, error) in runtime.load_errors() {

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use super::{Runtime, RuntimeOptions};
 
-#[derive(Args, Debug)]
-pub struct PluginsArgs {
-    /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable).
+/// Where plugins come from; shared by `run`, `render` and `plugins`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable or comma-separated).
     #[arg(
         long = "plugin-dir",
         value_name = "DIR",
@@ -17,20 +18,33 @@ pub struct PluginsArgs {
     )]
     pub plugin_dirs: Vec<PathBuf>,
     /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MLMODEL_PLUGIN_CACHE")]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// Runtime options with these sources and the defaults for everything else.
+    pub fn options(&self) -> RuntimeOptions {
+        let mut opts = RuntimeOptions {
+            plugin_dirs: self.plugin_dirs.clone(),
+            ..RuntimeOptions::default()
+        };
+        if self.cache_dir.is_some() {
+            opts.cache_dir = self.cache_dir.clone();
+        }
+        opts
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PluginsArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// Prints a table of plugins and the load errors; fails when any plugin failed to load.
 pub fn run(args: PluginsArgs) -> Result<()> {
-    let mut opts = RuntimeOptions {
-        plugin_dirs: args.plugin_dirs,
-        ..RuntimeOptions::default()
-    };
-    if args.cache_dir.is_some() {
-        opts.cache_dir = args.cache_dir;
-    }
-    let runtime = Runtime::new(opts)?;
+    let runtime = Runtime::new(args.source.options())?;
     let mut out = std::io::stdout().lock();
     let rows: Vec<[String; 5]> = runtime
         .plugins()
