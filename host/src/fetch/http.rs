@@ -9,7 +9,7 @@ use reqwest::{Client, StatusCode, Url};
 
 use super::error::FetchError;
 use super::netguard;
-use super::transfer::{AttemptError, Opened};
+use super::transfer::{AttemptError, Opened, network_body};
 
 /// The one HTTP client of a run (connection pool shared by listing and downloads).
 pub fn client(allow_link_local: bool) -> Result<Client, FetchError> {
@@ -101,13 +101,7 @@ impl HttpRemote {
             }
             _ => return Err(status_error(resp, &self.url, stall).await),
         };
-        let url = redact(&self.url);
-        let body = resp
-            .bytes_stream()
-            .map(move |r| {
-                r.map_err(|e| FetchError::Network(format!("reading {url}: {}", chain(&e))))
-            })
-            .boxed();
+        let body = network_body(resp.bytes_stream(), redact(&self.url));
         Ok(Opened {
             body,
             start,

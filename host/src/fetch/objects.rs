@@ -24,7 +24,7 @@ use super::error::FetchError;
 use super::http::chain;
 use super::netguard;
 use super::place::check_rel;
-use super::transfer::{AttemptError, Opened, Settings, with_retries};
+use super::transfer::{AttemptError, Opened, Settings, network_body, with_retries};
 
 /// Hands object_store the same guarded client as plain HTTP (link-local refusal, ring TLS).
 #[derive(Debug)]
@@ -257,16 +257,10 @@ impl ObjectRemote {
             }
             Ok(r) => r.map_err(|e| classify(e, &self.display))?,
         };
-        let display = self.display.clone();
         let start = res.range.start;
         let total = Some(res.meta.size);
         let validator = res.meta.e_tag.clone();
-        let body = res
-            .into_stream()
-            .map(move |r| {
-                r.map_err(|e| FetchError::Network(format!("reading {display}: {}", chain(&e))))
-            })
-            .boxed();
+        let body = network_body(res.into_stream(), self.display.clone());
         Ok(Opened {
             body,
             start,

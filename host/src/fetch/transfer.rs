@@ -41,6 +41,21 @@ pub struct Opened {
     pub validator: Option<String>,
 }
 
+/// A remote's byte stream as a body, its read errors named after `what` (a redacted URL).
+pub fn network_body<S, E>(stream: S, what: String) -> BoxStream<'static, Result<Bytes, FetchError>>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error + 'static,
+{
+    stream
+        .map(move |r| {
+            r.map_err(|e| {
+                FetchError::Network(format!("reading {what}: {}", super::http::chain(&e)))
+            })
+        })
+        .boxed()
+}
+
 #[derive(Debug)]
 pub enum AttemptError {
     /// May pass: retry after a backoff (or the server's Retry-After).
