@@ -263,7 +263,8 @@ up() {
   # The apiserver with the default admission chain of 1.34 (PodSecurity, ServiceAccount,
   # ResourceQuota, webhooks and admission policies, ...) plus NodeRestriction, and real RBAC.
   # The advertise address is loopback, which Endpoints reject, so the `kubernetes` Service gets
-  # no endpoints (no pod here would reach it anyway).
+  # no endpoints (no pod here would reach it anyway). The audit log records only the benchmark's
+  # identities (hack/cluster/audit-policy.yaml; hack/bench_scale.py counts requests from it).
   start kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$apiserver_port" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
@@ -276,7 +277,9 @@ up() {
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$service_cidr" \
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-    --allow-privileged=true --endpoint-reconciler-type=none
+    --allow-privileged=true --endpoint-reconciler-type=none \
+    --audit-policy-file="$here/cluster/audit-policy.yaml" --audit-log-path="$logs/audit.log" \
+    --audit-log-maxsize=100 --audit-log-maxbackup=2
   wait_for kube-apiserver "kube-apiserver readiness" 90 probe kube-apiserver
 
   local kcs=$dir/kubeconfigs
