@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from source through the Go module proxy, once per
-# pinned version, into $MLMODEL_CACHE/k8s/<version>/bin. A second run finds them and does nothing.
+# Builds the local control plane's binaries (and helm) from source through the Go module proxy,
+# once per pinned version, into $MLMODEL_CACHE/k8s/<version>/bin. A second run finds them and does
+# nothing.
 # Prints the bin directory on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,4 +47,11 @@ build kwok "" sigs.k8s.io/kwok/cmd/kwok
 build k8s "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+# helm shares the directory (one PATH entry for the tests); its version is not in the directory's
+# name, so a binary of another version is replaced.
+if [ -x "$bin/helm" ] && [ "$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" != "v$HELM_VERSION" ]; then
+  log "replacing helm $("$bin/helm" version --template '{{.Version}}' 2>/dev/null || echo '?') by v$HELM_VERSION"
+  rm -f "$bin/helm"
+fi
+build helm "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 echo "$bin"
