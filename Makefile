@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch clean
 
 all: build
 
@@ -64,8 +64,26 @@ image: ## the operator's container image (docker or podman, whichever is running
 	fi; \
 	echo "$$engine build -t $(IMAGE) ." >&2; $$engine build -t $(IMAGE) .
 
-bench: setup ## benchmarks that print figures (not part of make test)
+# Benchmarks print figures and assert nothing; none is part of `make test`. Each part runs alone;
+# the last line of each is the ratio that matters. Figures of a full run: BENCHMARKS.md.
+N ?= 100
+RUNS ?= 3
+bench: setup ## every benchmark: render, scale N=100 and N=1000 (with memory at rest), fetch
+	@$(MAKE) -s bench-render
+	@$(MAKE) -s bench-scale N=100 RUNS=3
+	@$(MAKE) -s bench-scale N=1000 RUNS=1
+	@$(MAKE) -s bench-fetch
+
+bench-render: setup ## plugin render p50/p99, wasm beside native (criterion)
 	cargo bench -p mlmodel-operator --bench render
+
+bench-scale: setup tools ## N echo models on the local cluster vs a plain client: make bench-scale N=100 RUNS=3
+	hack/bench-scale.sh --models $(N) --runs $(RUNS)
+
+bench-memory: setup tools ## the operator's RSS at rest with 1000 models Ready
+	hack/bench-scale.sh --models 1000 --runs 1 --memory-only
+
+bench-fetch: setup ## 2 GiB over loopback with sha256, against curl
 	hack/bench-fetch.sh
 
 clean:

@@ -79,7 +79,8 @@ fn bench(c: &mut Criterion, rt: &Runtime, model: &MLModel, revision: &str) {
     }
 }
 
-fn p50(mut f: impl FnMut()) -> Duration {
+/// p50 and p99 of 3000 calls (after 200 warm-up calls).
+fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
     for _ in 0..200 {
         f();
     }
@@ -91,33 +92,45 @@ fn p50(mut f: impl FnMut()) -> Duration {
         })
         .collect();
     samples.sort();
-    samples[samples.len() / 2]
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
 }
 
 fn summary(rt: &Runtime, model: &MLModel, revision: &str) {
-    println!("\nplugin render p50 (3000 calls each)");
+    println!("\nplugin render p50 and p99 (3000 calls each)");
     println!(
-        "{:<20} {:>10} {:>10} {:>7}",
-        "plugin", "wasm", "native", "ratio"
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "plugin", "wasm p50", "wasm p99", "nat. p50", "nat. p99", "ratio p50", "ratio p99"
     );
+    let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+    let mut worst: Option<(&str, f64, f64)> = None;
     for (name, step, native) in PLUGINS {
         let plugin = rt.get(name).unwrap();
-        let wasm = p50(|| {
+        let (wasm50, wasm99) = percentiles(|| {
             black_box(rt.render(&plugin, model, *step, revision).unwrap());
         });
-        let base = p50(|| {
+        let (nat50, nat99) = percentiles(|| {
             black_box(
                 rt.render_native(name, model, *step, revision, native)
                     .unwrap(),
             );
         });
-        let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+        let r50 = wasm50.as_secs_f64() / nat50.as_secs_f64();
+        let r99 = wasm99.as_secs_f64() / nat99.as_secs_f64();
         println!(
-            "{name:<20} {:>10} {:>10} {:>6.2}x",
-            us(wasm),
-            us(base),
-            wasm.as_secs_f64() / base.as_secs_f64()
+            "{name:<20} {:>10} {:>10} {:>10} {:>10} {:>8.2}x {:>8.2}x",
+            us(wasm50),
+            us(wasm99),
+            us(nat50),
+            us(nat99),
+            r50,
+            r99
         );
+        if worst.is_none_or(|(_, w, _)| r50 > w) {
+            worst = Some((name, r50, r99));
+        }
     }
 
     let cache = std::env::temp_dir().join(format!("mlmodel-bench-cache-{}", std::process::id()));
@@ -138,6 +151,12 @@ fn summary(rt: &Runtime, model: &MLModel, revision: &str) {
         cached.as_secs_f64() * 1e3,
         cached.as_secs_f64() * 1e3 / n
     );
+    if let Some((name, r50, r99)) = worst {
+        println!(
+            "render ratio wasm/native p50={r50:.2}x p99={r99:.2}x (worst plugin: {name}; \
+             same input, output policy and host additions)"
+        );
+    }
 }
 
 fn main() {
