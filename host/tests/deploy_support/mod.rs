@@ -1,0 +1,176 @@
+//! Support for the install tests (`deploy_files.rs`, `deploy_install.rs`): the repository's
+//! files, the tools built by `hack/build-tools.sh` (kubectl, helm) and multi-document YAML.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// A file of the repository, as text.
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// Every document of a multi-document YAML text, as JSON values (empty documents skipped).
+pub fn docs(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).expect("valid YAML");
+            serde_json::to_value(v).expect("YAML as JSON")
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The document of `kind` named `name`, or a panic listing what there is.
+pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", kinds(docs)))
+}
+
+/// `Kind/name` (or `Kind/namespace/name`) of each document, in order.
+pub fn kinds(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .map(|d| {
+            let m = &d["metadata"];
+            match m["namespace"].as_str() {
+                Some(ns) => format!("{}/{ns}/{}", str_of(&d["kind"]), str_of(&m["name"])),
+                None => format!("{}/{}", str_of(&d["kind"]), str_of(&m["name"])),
+            }
+        })
+        .collect()
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+/// The directory where `hack/build-tools.sh` puts kubectl and helm (built once, cached).
+pub fn tools_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(repo().join("hack/build-tools.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run hack/build-tools.sh");
+        assert!(out.status.success(), "hack/build-tools.sh failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// kubectl of the tools' build, pointed at the tests' kubeconfig (never `~/.kube/config`).
+pub fn kubectl(kubeconfig: &Path) -> Command {
+    let mut cmd = Command::new(tools_bin().join("kubectl"));
+    cmd.current_dir(repo()).arg("--kubeconfig").arg(kubeconfig);
+    cmd
+}
+
+/// `kubectl kustomize DIR` (no cluster needed).
+pub fn kustomize(dir: &str) -> String {
+    let mut cmd = Command::new(tools_bin().join("kubectl"));
+    cmd.current_dir(repo()).args(["kustomize", dir]);
+    run_ok(&mut cmd)
+}
+
+/// helm of the tools' build, with its own (empty) configuration and caches.
+pub fn helm() -> Command {
+    let home = std::env::temp_dir().join("mlmodel-tests-helm");
+    let mut cmd = Command::new(tools_bin().join("helm"));
+    cmd.current_dir(repo())
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env_remove("KUBECONFIG");
+    cmd
+}
+
+/// Runs `cmd` (with `stdin` when given) and returns its output, whatever the exit status.
+pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for the command")
+}
+
+/// Runs `cmd` and returns its stdout; panics with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    run_ok_with(cmd, None)
+}
+
+/// Same, with `stdin`.
+pub fn run_ok_with(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = run(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The header `make manifests` writes above `kubectl kustomize deploy/` in deploy/install.yaml.
+pub const INSTALL_HEADER: &str = "# Generated by `make manifests` (kubectl kustomize deploy/): do not edit.\n\
+# Install: kubectl apply --server-side -f deploy/install.yaml\n";
+
+/// The operator's rules as the ClusterRole in deploy/rbac/ has them.
+pub fn cluster_role_rules() -> Value {
+    let d = docs(&read("deploy/rbac/cluster_role.yaml"));
+    d[0]["rules"].clone()
+}
+
+/// The args of the Deployment's `operator` container, as strings.
+pub fn operator_args(deployment: &Value) -> Vec<String> {
+    operator_container(deployment)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+pub fn operator_container(deployment: &Value) -> &Value {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"] == "operator")
+        .expect("a container named operator")
+}
+
+/// The value of the env var `name` of the operator container.
+pub fn env_value<'a>(deployment: &'a Value, name: &str) -> &'a Value {
+    operator_container(deployment)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
