@@ -165,6 +165,28 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::CreatingStorage,
+        Phase::Downloading,
+        Phase::Deploying,
+        Phase::Ready,
+        Phase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::CreatingStorage => "CreatingStorage",
+            Phase::Downloading => "Downloading",
+            Phase::Deploying => "Deploying",
+            Phase::Ready => "Ready",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)

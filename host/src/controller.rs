@@ -7,6 +7,8 @@
 //! API server.
 use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus};
 use crate::apply::{self, ANNOTATION_APPLIED_HASH, ANNOTATION_MODEL_NAME};
+use crate::leader::{Candidate, LeaderArgs};
+use crate::metrics::{Metrics, Readiness};
 use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
 use crate::plugins::cli::SourceArgs;
@@ -25,10 +27,11 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Config, Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/mlmodel-dev/mlmodel-operator:v0.1.0";
@@ -53,6 +56,15 @@ pub struct RunArgs {
     /// Watch only these namespaces (repeatable or comma-separated); all when empty.
     #[arg(long = "namespace", env = "MLMODEL_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (port 0: any free port, logged).
+    #[arg(
+        long,
+        env = "MLMODEL_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_bind_address: SocketAddr,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 impl RunArgs {
@@ -85,6 +97,17 @@ pub enum Error {
     NoNamespace,
 }
 
+impl Error {
+    /// The `reason` label of `mlmodel_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "ApiError",
+            Error::Kube(_) => "ApiUnreachable",
+            Error::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
 /// Caches of what the operator owns, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
@@ -101,6 +124,7 @@ pub struct Context {
     pub runtime: Runtime,
     pub stores: Stores,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per model, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
 }
@@ -109,18 +133,65 @@ pub struct Context {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let client = Client::try_default()
+        let config = Config::infer()
             .await
-            .context("connecting to the cluster (kubeconfig or in-cluster config)")?;
+            .context("reading the kubeconfig or the in-cluster config")?;
+        let client = Client::try_from(config.clone()).context("connecting to the cluster")?;
         let runtime = Runtime::new(args.runtime_options()).context("loading plugins")?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        tokio::select! {
-            r = run_with(client, runtime, args.namespaces.clone()) => r,
-            _ = shutdown => { info!("shutting down"); Ok(()) }
+        runtime.log_loaded();
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_plugins(runtime.clone());
+        let readiness = Arc::new(Readiness::default());
+        let addr =
+            crate::server::serve(args.metrics_bind_address, metrics.clone(), readiness.clone())
+                .await?;
+        info!(%addr, "serving /metrics, /healthz and /readyz");
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+
+        if !args.leader.leader_elect {
+            metrics.set_leader(true);
+            readiness.set_ready();
+            return tokio::select! {
+                r = run_with_metrics(client, runtime, args.namespaces.clone(), metrics) => r,
+                _ = &mut shutdown => { info!("shutting down"); Ok(()) }
+            };
         }
+
+        let mut candidate = Candidate::join(&config, &args.leader).await?;
+        // A standby is healthy and ready: it serves metrics and is there to take over.
+        readiness.set_ready();
+        tokio::select! {
+            r = candidate.lead() => r?,
+            _ = &mut shutdown => { info!("shutting down before leading"); candidate.release().await; return Ok(()) }
+        }
+        metrics.set_leader(true);
+        let result = tokio::select! {
+            r = run_with_metrics(client, runtime, args.namespaces.clone(), metrics.clone()) => r,
+            _ = candidate.lost() => Err(anyhow::anyhow!(
+                "lost the leader lease; exiting so that this process stands again as a standby"
+            )),
+            _ = &mut shutdown => { info!("shutting down; handing the lease over"); Ok(()) }
+        };
+        metrics.set_leader(false);
+        candidate.release().await;
+        result
     })
+}
+
+/// Ctrl-C or SIGTERM (what the kubelet sends).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
 }
 
 /// Runs the controller until it fails; one controller per watched namespace (or one for all).
@@ -128,6 +199,16 @@ pub async fn run_with(
     client: Client,
     runtime: Runtime,
     namespaces: Vec<String>,
+) -> anyhow::Result<()> {
+    run_with_metrics(client, runtime, namespaces, Arc::new(Metrics::new())).await
+}
+
+/// [`run_with`], recording into `metrics`.
+pub async fn run_with_metrics(
+    client: Client,
+    runtime: Runtime,
+    namespaces: Vec<String>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     if let Err(e) = runtime.watch_plugin_dirs() {
         warn!(error = %e, "plugin directories are not watched for changes");
@@ -139,7 +220,7 @@ pub async fn run_with(
     };
     let runs = scopes
         .into_iter()
-        .map(|ns| run_scope(client.clone(), runtime.clone(), ns));
+        .map(|ns| run_scope(client.clone(), runtime.clone(), ns, metrics.clone()));
     futures::future::try_join_all(runs).await?;
     Ok(())
 }
@@ -192,7 +273,12 @@ where
     (store, drive, sub)
 }
 
-async fn run_scope(client: Client, runtime: Runtime, ns: Option<String>) -> anyhow::Result<()> {
+async fn run_scope(
+    client: Client,
+    runtime: Runtime,
+    ns: Option<String>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     let ns = ns.as_deref();
     let owned = format!("{LABEL_MANAGED_BY}={MANAGER}");
     let (pvcs, d1, s1) = shared(scoped::<PersistentVolumeClaim>(&client, ns), &owned);
@@ -213,15 +299,25 @@ async fn run_scope(client: Client, runtime: Runtime, ns: Option<String>) -> anyh
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    // Each reload that changed the plugins renders every model again (unchanged output is not
+    // applied: the hash annotation says so).
+    let reloads = futures::stream::unfold(runtime.subscribe(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         runtime,
         stores,
+        metrics: metrics.clone(),
         failures: Mutex::default(),
     });
     let models = scoped::<MLModel>(&client, ns);
-    let controller = Controller::new(models, watcher::Config::default().any_semantic())
+    let controller = Controller::new(models, watcher::Config::default().any_semantic());
+    metrics.watch_models(controller.store());
+    let controller = controller
+        .reconcile_all_on(reloads)
         .owns_shared_stream(s1)
         .owns_shared_stream(s2)
         .owns_shared_stream(s3)
@@ -385,7 +481,15 @@ impl StepRun<'_> {
         plugin: &crate::plugins::LoadedPlugin,
         revision: &str,
     ) -> Result<Result<Vec<DynamicObject>, Blocked>, Error> {
-        let mut objs = match self.ctx.runtime.render(plugin, self.model, step, revision) {
+        let t0 = Instant::now();
+        let rendered = self.ctx.runtime.render(plugin, self.model, step, revision);
+        self.ctx.metrics.rendered(
+            &plugin.name,
+            step.as_str(),
+            rendered.as_ref().err().map(|e| e.reason()),
+            t0.elapsed(),
+        );
+        let mut objs = match rendered {
             Ok(o) => o,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -432,6 +536,16 @@ impl StepRun<'_> {
 }
 
 async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let t0 = Instant::now();
+    let result = reconcile_model(&model, &ctx).await;
+    ctx.metrics.reconciled(
+        result.as_ref().map(|_| ()).map_err(Error::metric_label),
+        t0.elapsed(),
+    );
+    result
+}
+
+async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if model.metadata.deletion_timestamp.is_some() {
         // Owner references hand everything to the garbage collector.
         return Ok(Action::await_change());
@@ -474,7 +588,10 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
         }
     }
 
-    let new = status::compute(&model, &obs, model.status.as_ref());
+    let new = status::compute(model, &obs, model.status.as_ref());
+    if let Some((succeeded, took)) = status::download_ended(model.status.as_ref(), &new, &obs) {
+        ctx.metrics.download_ended(succeeded, took);
+    }
     if status::changed(model.status.as_ref(), &new) {
         patch_status(&ctx.client, &model, &new).await?;
         if let Some(note) = status::event(model.status.as_ref(), &new) {

@@ -319,6 +319,37 @@ pub fn changed(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
     strip(old) != strip(new)
 }
 
+/// Whether this status change records the end of a download (for the downloads metric):
+/// `(succeeded, Job duration)`, once per download: only when the `Downloaded` condition turns
+/// into a final state it was not in before.
+pub fn download_ended(
+    old: Option<&MLModelStatus>,
+    new: &MLModelStatus,
+    obs: &Observation,
+) -> Option<(bool, Option<std::time::Duration>)> {
+    let now = new.condition("Downloaded")?;
+    let before = old.and_then(|o| o.condition("Downloaded"));
+    let same = before.is_some_and(|b| {
+        b.status == now.status && b.reason == now.reason && b.message == now.message
+    });
+    if same {
+        return None;
+    }
+    match &obs.download {
+        DownloadState::Succeeded {
+            started, finished, ..
+        } if now.status == "True" => {
+            let took = started.as_ref().zip(finished.as_ref()).and_then(|(s, f)| {
+                let secs = f.0.as_second() - s.0.as_second();
+                u64::try_from(secs).ok().map(std::time::Duration::from_secs)
+            });
+            Some((true, took))
+        }
+        DownloadState::Failed { .. } => Some((false, None)),
+        _ => None,
+    }
+}
+
 /// The Event a status change deserves: one per phase change and per new failure reason.
 pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNote> {
     let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
@@ -371,6 +402,51 @@ mod tests {
             finished: None,
             attempts: 1,
         }
+    }
+
+    #[test]
+    fn a_download_is_counted_once_when_it_ends() {
+        let m = model();
+        let running = compute(
+            &m,
+            &Observation {
+                download: DownloadState::Running {
+                    attempts: 1,
+                    started: None,
+                },
+                ..obs()
+            },
+            None,
+        );
+        assert_eq!(
+            download_ended(None, &running, &obs()),
+            None,
+            "still running"
+        );
+        let done_obs = Observation {
+            download: succeeded(),
+            ..obs()
+        };
+        let done = compute(&m, &done_obs, Some(&running));
+        assert_eq!(
+            download_ended(Some(&running), &done, &done_obs),
+            Some((true, None))
+        );
+        let again = compute(&m, &done_obs, Some(&done));
+        assert_eq!(download_ended(Some(&done), &again, &done_obs), None);
+        let failed_obs = Observation {
+            download: DownloadState::Failed {
+                reason: "NotFound".into(),
+                message: "404".into(),
+                attempts: 1,
+            },
+            ..obs()
+        };
+        let failed = compute(&m, &failed_obs, Some(&running));
+        assert_eq!(
+            download_ended(Some(&running), &failed, &failed_obs),
+            Some((false, None))
+        );
     }
 
     #[test]

@@ -243,6 +243,25 @@ struct Inner {
     snapshot: RwLock<Arc<Snapshot>>,
     /// One reload at a time.
     reloading: Mutex<()>,
+    /// Bumped by every reload that changed the loaded set, so that models are rendered again.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+/// The loaded set (name, version, sha256, source) and the failures, one log line each.
+fn log_snapshot(snapshot: &Snapshot) {
+    for p in snapshot.summaries() {
+        tracing::info!(
+            plugin = %p.name,
+            version = %p.version,
+            sha256 = %p.sha256,
+            source = %p.source,
+            active = p.active,
+            "plugin loaded"
+        );
+    }
+    for (path, error) in &snapshot.errors {
+        tracing::warn!(path = %path.display(), %error, "plugin not loaded");
+    }
 }
 
 impl Runtime {
@@ -260,6 +279,7 @@ impl Runtime {
             opts,
             snapshot: RwLock::new(Arc::new(snapshot)),
             reloading: Mutex::new(()),
+            generation: tokio::sync::watch::Sender::new(0),
         };
         Ok(Runtime {
             inner: Arc::new(inner),
@@ -294,12 +314,24 @@ impl Runtime {
             errors = next.errors.len(),
             "plugin directories changed; plugins reloaded"
         );
+        log_snapshot(&next);
         *self
             .inner
             .snapshot
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        self.inner.generation.send_modify(|g| *g += 1);
         true
+    }
+
+    /// Logs the loaded set and the load errors (the operator does at start).
+    pub fn log_loaded(&self) {
+        log_snapshot(&self.snapshot());
+    }
+
+    /// Changes each time a reload changed the loaded plugins.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.generation.subscribe()
     }
 
     /// Starts a background thread that calls [`Runtime::reload`] every `reload_interval`; it
