@@ -98,6 +98,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value of [`Error::metric_label`].
+    pub const METRIC_LABELS: &[&str] = &["ApiError", "ApiUnreachable", "NoNamespace"];
+
     /// The `reason` label of `mlmodel_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {

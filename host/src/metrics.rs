@@ -175,6 +175,28 @@ impl Metrics {
             "1 while this process holds the leader lease (or runs without leader election)",
             m.leader.clone(),
         );
+        // Known label values start at 0, so that rates and alerts work before the first event.
+        for result in ["ok", "error"] {
+            m.reconciles
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .inc_by(0);
+        }
+        for reason in crate::controller::Error::METRIC_LABELS {
+            m.reconcile_errors
+                .get_or_create(&ErrorLabels {
+                    reason: (*reason).into(),
+                })
+                .inc_by(0);
+        }
+        for result in ["succeeded", "failed"] {
+            m.downloads
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .inc_by(0);
+        }
         Metrics { registry, ..m }
     }
 

@@ -140,6 +140,19 @@ impl Env {
         env
     }
 
+    /// A fresh namespace with no controller (for tests that run the operator as a process).
+    pub async fn without_controller(prefix: &str, labels: &[(&str, &str)]) -> Env {
+        let client = super::client().await;
+        ensure_crd(&client).await;
+        let namespace = super::TestNamespace::with_labels(&client, prefix, labels).await;
+        Env {
+            client,
+            ns: namespace.name().to_string(),
+            controller: None,
+            _namespace: namespace,
+        }
+    }
+
     pub fn start_controller(&mut self) {
         let (client, ns) = (self.client.clone(), self.ns.clone());
         let opts = RuntimeOptions {
