@@ -85,7 +85,9 @@ fn toml_value(text: &str, section: &str, key: &str) -> Option<String> {
 }
 
 fn version(v: &str) -> Vec<u32> {
-    v.split('.').map(|p| p.parse().expect("numeric version")).collect()
+    v.split('.')
+        .map(|p| p.parse().expect("numeric version"))
+        .collect()
 }
 
 #[test]
@@ -135,7 +137,10 @@ fn dockerfile_builds_the_crates_binary_with_the_wasm_target_and_runs_it_as_non_r
     assert!(build.contains("-p mlmodel-operator"), "{build}");
     assert!(build.contains("--locked"), "{build}");
     let built = format!("target/release/{bin}");
-    assert!(build.contains(&built), "the build step must pick up {built}: {build}");
+    assert!(
+        build.contains(&built),
+        "the build step must pick up {built}: {build}"
+    );
 
     // Every COPY source exists and is not excluded by .dockerignore; every workspace member
     // (the plugins host/build.rs builds) is in the context.
@@ -205,7 +210,11 @@ fn dockerfile_builds_the_crates_binary_with_the_wasm_target_and_runs_it_as_non_r
         "the runtime copies {} which the build step does not produce: {build}",
         srcs[0]
     );
-    assert_eq!(dest, format!("/usr/local/bin/{bin}"), "on PATH under its name");
+    assert_eq!(
+        dest,
+        format!("/usr/local/bin/{bin}"),
+        "on PATH under its name"
+    );
     let entrypoint = runtime
         .iter()
         .find(|i| i.keyword == "ENTRYPOINT")
@@ -270,7 +279,10 @@ fn operator_deployment_is_restricted_and_runs_the_documented_command() {
     }
 
     // The download Jobs run the operator's own image.
-    assert_eq!(env_value(deploy, "MLMODEL_OPERATOR_IMAGE")["value"], c["image"]);
+    assert_eq!(
+        env_value(deploy, "MLMODEL_OPERATOR_IMAGE")["value"],
+        c["image"]
+    );
     assert_eq!(
         env_value(deploy, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name"
@@ -316,7 +328,10 @@ fn operator_deployment_is_restricted_and_runs_the_documented_command() {
 fn rbac_rules_are_the_same_in_every_copy() {
     let rules = cluster_role_rules();
     let namespaced = docs(&read("deploy/namespaced/watched-namespace-role.yaml"));
-    assert_eq!(find(&namespaced, "Role", "mlmodel-operator")["rules"], rules);
+    assert_eq!(
+        find(&namespaced, "Role", "mlmodel-operator")["rules"],
+        rules
+    );
     // The Helm chart's copy is compared after `helm template` in deploy_install.rs.
 }
 
