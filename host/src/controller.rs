@@ -554,11 +554,11 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
-    let owned = Owned::read(&ctx.stores, &model);
+    let owned = Owned::read(&ctx.stores, model);
     let inventory_list = owned.inventory();
     let mut run = StepRun {
-        ctx: &ctx,
-        model: &model,
+        ctx,
+        model,
         ns: &ns,
         inventory: inventory_list
             .iter()
@@ -596,9 +596,9 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
         ctx.metrics.download_ended(succeeded, took);
     }
     if status::changed(model.status.as_ref(), &new) {
-        patch_status(&ctx.client, &model, &new).await?;
+        patch_status(&ctx.client, model, &new).await?;
         if let Some(note) = status::event(model.status.as_ref(), &new) {
-            publish(&ctx, &model, note).await;
+            publish(ctx, model, note).await;
         }
     }
     ctx.failures
