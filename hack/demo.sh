@@ -28,7 +28,8 @@ step "Starting the operator (log: $demo/operator.log)"
 if [ -f "$demo/operator.pid" ] && kill -0 "$(cat "$demo/operator.pid")" 2>/dev/null; then
   kill "$(cat "$demo/operator.pid")" && sleep 1
 fi
-"$bin" run --cache-dir "$cache/wasm" >"$demo/operator.log" 2>&1 &
+metrics="127.0.0.1:${MLMODEL_DEMO_METRICS_PORT:-23280}"
+"$bin" run --cache-dir "$cache/wasm" --metrics-bind-address "$metrics" >"$demo/operator.log" 2>&1 &
 echo $! >"$demo/operator.pid"
 
 step "Applying the samples (deploy/samples)"
@@ -59,6 +60,9 @@ done
 
 step "All models are Ready"
 "$kubectl" get mlmodels
+echo
+echo "The operator's metrics (http://$metrics/metrics):"
+curl -fsS "http://$metrics/metrics" | grep -E '^mlmodel_(models|downloads_total|plugin_renders_total|reconciles_total)' || true
 cat <<MSG
 
 Look around:
@@ -68,6 +72,7 @@ Look around:
   kubectl get deploy,job,pvc,svc -l app.kubernetes.io/managed-by=mlmodel-operator
   mlmodel-operator render -f deploy/samples/echo-model.yaml   # what each plugin renders ($bin)
   tail -f $demo/operator.log
+  curl -s http://$metrics/metrics      # reconciles, renders, downloads, models by phase
 
 Stop the operator and the cluster:
   make demo-stop
