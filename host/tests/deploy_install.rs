@@ -153,6 +153,7 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ("update", "mlmodel.dev", "mlmodels"),
     ("patch", "mlmodel.dev", "mlmodels"),
     ("delete", "mlmodel.dev", "mlmodels"),
+    ("update", "mlmodel.dev", "mlmodels/status"),
     ("update", "", "pods"),
     ("create", "", "pods/exec"),
     ("create", "", "serviceaccounts"),
@@ -758,6 +759,12 @@ async fn operator_rbac_is_enough_for_the_flow_and_refuses_the_rest() {
             "{verb} {group}/{resource} allowed outside {SYSTEM_NS}"
         );
     }
+    for verb in ["update", "delete", "list", "watch"] {
+        assert!(
+            !allowed(&sa, verb, "coordination.k8s.io", "leases", Some(SYSTEM_NS)).await,
+            "{verb} leases in {SYSTEM_NS}: the leader-election Role is too broad"
+        );
+    }
     for (verb, group, resource) in REFUSED {
         assert!(
             !allowed(&sa, verb, group, resource, Some(ns.name())).await,
@@ -913,6 +920,8 @@ async fn operator_binary_with_leader_election_runs_as_its_service_account() {
             "run",
             "--leader-elect",
             &format!("--leader-election-id={lease_id}"),
+            // Short, so that the test sees renewals (the default is 15 s).
+            "--lease-duration-seconds=3",
             &format!("--namespace={}", ns.name()),
             &format!("--metrics-bind-address=127.0.0.1:{port}"),
             "--log-format=json",
@@ -956,7 +965,8 @@ async fn operator_binary_with_leader_election_runs_as_its_service_account() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    let spec = lease.spec.unwrap();
+    let holder = spec.holder_identity.unwrap();
     assert!(holder.contains("operator-test-pod"), "holder {holder}");
 
     echo_sample_gets_ready(&admin, ns.name()).await;
@@ -967,11 +977,39 @@ async fn operator_binary_with_leader_election_runs_as_its_service_account() {
     let (code, metrics) = http_get(port, "/metrics").await.expect("/metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains("# TYPE"), "{metrics}");
+
+    // The leader renews its Lease (the Role's patch) ...
+    let renewed = spec.renew_time.expect("renewTime").0;
+    let lease = common::wait_for_object(
+        &leases,
+        &lease_id,
+        "a renewal of the Lease",
+        Duration::from_secs(20),
+        |l| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .is_some_and(|t| t.0 > renewed)
+        },
+    )
+    .await;
+    assert_eq!(lease.spec.unwrap().holder_identity, Some(holder));
     assert!(
         child.0.try_wait().unwrap().is_none(),
         "the operator exited:\n{}",
         logs()
     );
+    // ... and hands it over when terminated, as on a rolling update.
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    common::wait_for_object(
+        &leases,
+        &lease_id,
+        "the Lease to be released on SIGTERM",
+        Duration::from_secs(20),
+        |l| l.spec.as_ref().is_some_and(|s| s.holder_identity.is_none()),
+    )
+    .await;
     drop(child);
     let _ = leases.delete(&lease_id, &DeleteParams::default()).await;
     let _ = std::fs::remove_dir_all(&dir);

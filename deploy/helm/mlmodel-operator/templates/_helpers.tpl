@@ -42,7 +42,7 @@ checks they are the same). A ClusterRole, or a Role per watched namespace.
   verbs: ["get", "list", "watch"]
 - apiGroups: ["mlmodel.dev"]
   resources: ["mlmodels/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["mlmodel.dev"]
   resources: ["mlmodels/finalizers"]
   verbs: ["update"]
