@@ -40,8 +40,9 @@ cluster-down:
 kubeconfig: ## prints the local cluster's kubeconfig path
 	@echo $(CLUSTER_DIR)/kubeconfig
 
-crd: ## regenerates the committed CRD
+crd: ## regenerates the committed CRD (and its copies: deploy/install.yaml, the Helm chart's crds/)
 	cargo run -q -- crd > deploy/crd/mlmodel.dev_mlmodels.yaml
+	@$(MAKE) --no-print-directory manifests
 
 HELM_CHART := deploy/helm/mlmodel-operator
 manifests: ## regenerates deploy/install.yaml and the Helm chart's CRD copy from deploy/ (after `make crd`)
