@@ -313,6 +313,12 @@ class Operator:
         self.log.close()
 
 
+def machine_busy():
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / HZ
+
+
 def cluster_cpu():
     out = {}
     for c in COMPONENTS:
@@ -461,7 +467,7 @@ def run_operator(cluster, args, cmd, n, work, audit, tag):
     res = {"namespace": ns, "log": logfile}
     try:
         settle(op, t_launch, audit)
-        cpu0, ccpu0 = op.cpu(), cluster_cpu()
+        cpu0, ccpu0, busy0 = op.cpu(), cluster_cpu(), machine_busy()
         t0 = time.time()
         create_models(cluster, ns, n, work, args.create_parallel)
         res["create_s"] = time.time() - t0
@@ -485,6 +491,8 @@ def run_operator(cluster, args, cmd, n, work, audit, tag):
         res["peak_rss_mib"] = op.hwm_kib() / 1024
         ccpu1 = cluster_cpu()
         res["cluster_cpu"] = {c: ccpu1[c] - ccpu0[c] for c in COMPONENTS}
+        res["machine_busy_s"] = machine_busy() - busy0
+        res["loadavg"] = float(open("/proc/loadavg").read().split()[0])
         if args.rest_seconds > 0:
             time.sleep(args.rest_seconds)
             res["rss_at_rest_mib"] = op.rss_kib() / 1024
@@ -571,6 +579,11 @@ def report(name, n, results):
     figure(f"{pre} cluster_cpu_s " + " ".join(f"{c}={v:.1f}" for c, v in cc.items())
            + f" operator={med(cpu):.1f} (create -> Ready, {window:.1f}s x {os.cpu_count()} cores = "
              f"{window * os.cpu_count():.0f} cpu-s available)")
+    busy = med([x["machine_busy_s"] for x in r])
+    ours = sum(cc.values()) + med(cpu)
+    figure(f"{pre} machine_busy_cpu_s={busy:.1f} cluster+operator={ours:.1f} "
+           f"other={max(0.0, busy - ours):.1f} loadavg_1m={med([x['loadavg'] for x in r]):.2f} "
+           f"(other: processes outside the cluster and the operator, e.g. compilers, this harness)")
     if all("requests" in x for x in r):
         tot = [x["requests"][0] for x in r]
         figure(f"{pre} api_requests={med(tot):.0f} per_model={med(tot) / n:.2f} {runs_note(tot, '{:.0f}')} "
