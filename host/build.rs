@@ -24,7 +24,8 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    for path in ["plugins", "wit", "Cargo.lock"] {
+    // Cargo.toml: the plugin profile (opt-level, lto) lives there.
+    for path in ["plugins", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TARGET_DIR");

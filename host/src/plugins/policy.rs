@@ -3,8 +3,8 @@
 //! Every object must parse as a Kubernetes object, be of a kind allowed for its step, live in
 //! the model's namespace (or name none), and not be cluster-scoped. The host then sets the
 //! namespace, the owner reference and its labels, overriding whatever the plugin put there.
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::DynamicObject;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{DynamicObject, TypeMeta};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,12 +151,34 @@ pub fn check(
         if !seen.insert((kind.to_string(), name.to_string())) {
             return Err(invalid(object, "returned twice".into()));
         }
-        let mut object: DynamicObject = serde_json::from_value(value)
+        let mut object = into_object(value)
             .map_err(|e| invalid(object.clone(), format!("malformed object: {e}")))?;
         decorate(&mut object, host);
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// A checked manifest as an object. By hand rather than `serde_json::from_value`: the derive of
+/// `DynamicObject` flattens, which buffers the whole object once more (a third of a render).
+fn into_object(value: Value) -> Result<DynamicObject, serde_json::Error> {
+    let Value::Object(mut map) = value else {
+        unreachable!("checked: apiVersion and kind were read from it");
+    };
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let types = TypeMeta {
+        api_version: text(map.remove("apiVersion")),
+        kind: text(map.remove("kind")),
+    };
+    let metadata: ObjectMeta = serde_json::from_value(map.remove("metadata").unwrap_or_default())?;
+    Ok(DynamicObject {
+        types: Some(types),
+        metadata,
+        data: Value::Object(map),
+    })
 }
 
 fn decorate(object: &mut DynamicObject, host: &HostAdditions<'_>) {
