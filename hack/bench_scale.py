@@ -6,7 +6,7 @@ For each N (--models, default 100) and each run (--runs): a fresh namespace, the
 test started with its own identity, N echo models (deploy/samples/echo-model.yaml with its own
 names) created in parallel chunks with `kubectl apply --server-side`, then:
 
-  time_to_ready_s    first create -> every model's status.phase == "Ready" (polled every 0.5 s)
+  time_to_ready_s    first create -> every model's status.phase == "Ready" (seen by a watch)
   peak_rss_mib       the operator's VmHWM (its process tree summed) at Ready
   cpu_s              the operator's utime+stime from the first create to Ready
   api_requests       requests the operator made from the first create to Ready, counted from the
@@ -399,6 +399,88 @@ def create_models(cluster, ns, n, work, parallel):
                                                 stdout=subprocess.DEVNULL), files))
 
 
+class PhaseWatch:
+    """The phase of every model in a namespace, kept by a watch (a list, then a watch from its
+    resourceVersion; a relist on any error), so following 1000 models costs the apiserver only
+    the changes, not a full list every poll."""
+
+    def __init__(self, cluster, ns):
+        self.cluster, self.ns = cluster, ns
+        self.path = f"/apis/mlmodel.dev/v1alpha1/namespaces/{ns}/mlmodels"
+        self.phase = {}
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                lst = self.cluster.get(self.path)
+                with self.lock:
+                    self.phase = {m["metadata"]["name"]: (m.get("status") or {}).get("phase") or "-"
+                                  for m in lst["items"]}
+                    self.changed.notify_all()
+                self._watch(lst["metadata"]["resourceVersion"])
+            except Exception as e:  # noqa: BLE001 - any failure: list again
+                if not self.stopped:
+                    log(f"  watch of models: {e}; listing again")
+                    time.sleep(0.5)
+
+    def _watch(self, rv):
+        params = urllib.parse.urlencode({"watch": "1", "resourceVersion": rv,
+                                         "allowWatchBookmarks": "true", "timeoutSeconds": "600"})
+        conn = http.client.HTTPSConnection(self.cluster.host, self.cluster.port,
+                                           context=self.cluster.ctx, timeout=120)
+        try:
+            conn.request("GET", f"{self.path}?{params}", headers={"Accept": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RuntimeError(f"watch: {resp.status}")
+            while not self.stopped:
+                line = resp.readline()
+                if not line:
+                    return  # the server ended the watch: list again
+                ev = json.loads(line)
+                if ev["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {ev['object'].get('message')}")
+                if ev["type"] == "BOOKMARK":
+                    continue
+                m = ev["object"]
+                with self.lock:
+                    name = m["metadata"]["name"]
+                    if ev["type"] == "DELETED":
+                        self.phase.pop(name, None)
+                    else:
+                        self.phase[name] = (m.get("status") or {}).get("phase") or "-"
+                    self.changed.notify_all()
+        finally:
+            conn.close()
+
+    def counts(self):
+        with self.lock:
+            out = {}
+            for ph in self.phase.values():
+                out[ph] = out.get(ph, 0) + 1
+            return len(self.phase), out
+
+    def wait_all_ready(self, n, timeout):
+        """Waits until all n models are Ready; returns the time that was seen, or None."""
+        deadline = time.time() + timeout
+        with self.lock:
+            while True:
+                if len(self.phase) == n and all(p == "Ready" for p in self.phase.values()):
+                    return time.time()
+                left = deadline - time.time()
+                if left <= 0:
+                    return None
+                self.changed.wait(min(left, 1.0))
+
+    def stop(self):
+        self.stopped = True
+
+
 def phases(cluster, ns):
     items = cluster.get(f"/apis/mlmodel.dev/v1alpha1/namespaces/{ns}/mlmodels")["items"]
     out = {}
@@ -467,25 +549,26 @@ def run_operator(cluster, args, cmd, n, work, audit, tag):
     res = {"namespace": ns, "log": logfile}
     try:
         settle(op, t_launch, audit)
+        watch = PhaseWatch(cluster, ns)
         cpu0, ccpu0, busy0 = op.cpu(), cluster_cpu(), machine_busy()
         t0 = time.time()
         create_models(cluster, ns, n, work, args.create_parallel)
         res["create_s"] = time.time() - t0
-        last_report = 0
-        while True:
-            total, ph = phases(cluster, ns)
-            now = time.time()
-            if total == n and ph.get("Ready", 0) == n:
-                break
-            if not op.alive():
-                raise RuntimeError(f"the operator exited (log: {logfile})")
-            if now - t0 > args.timeout:
-                raise RuntimeError(f"timed out: {ph} after {args.timeout}s (log: {logfile})")
-            if now - last_report >= 5:
-                log(f"  {tag}: t={now - t0:.0f}s {ph}")
-                last_report = now
-            time.sleep(0.5)
-        t1 = time.time()
+        t1 = None
+        try:
+            while t1 is None:
+                t1 = watch.wait_all_ready(n, 5)
+                now = time.time()
+                if t1 is not None:
+                    break
+                if not op.alive():
+                    raise RuntimeError(f"the operator exited (log: {logfile})")
+                if now - t0 > args.timeout:
+                    raise RuntimeError(f"timed out: {watch.counts()[1]} after {args.timeout}s "
+                                       f"(log: {logfile})")
+                log(f"  {tag}: t={now - t0:.0f}s {watch.counts()[1]}")
+        finally:
+            watch.stop()
         res["time_to_ready_s"] = t1 - t0
         res["cpu_s"] = op.cpu() - cpu0
         res["peak_rss_mib"] = op.hwm_kib() / 1024

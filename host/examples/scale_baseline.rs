@@ -33,6 +33,7 @@ use k8s_openapi::api::{
 };
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mlmodel_operator::api::{
     LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus, Phase,
@@ -138,10 +139,9 @@ async fn main() -> Result<()> {
 
     let deadline = t0 + Duration::from_secs(args.timeout);
     if args.wait_ready {
-        wait(deadline, "Jobs complete and Deployments available", || {
-            settled(&client, ns, n)
-        })
-        .await?;
+        tokio::time::timeout_at(deadline.into(), settled(&client, ns, n))
+            .await
+            .context("timed out waiting for Jobs complete and Deployments available")??;
         println!(
             "baseline-settled N={n} time_s={:.2}",
             t0.elapsed().as_secs_f64()
@@ -168,7 +168,10 @@ async fn main() -> Result<()> {
             .await?;
         let deletes = t1.elapsed().as_secs_f64();
         let deadline = t1 + Duration::from_secs(args.timeout);
-        wait(deadline, "the owned objects to be gone", || owned_left(&client, ns)).await?;
+        wait(deadline, "the owned objects to be gone", || {
+            owned_left(&client, ns)
+        })
+        .await?;
         println!(
             "baseline-delete N={n} delete_calls_s={deletes:.2} time_to_gone_s={:.2}",
             t1.elapsed().as_secs_f64()
@@ -264,35 +267,54 @@ where
     }
 }
 
-async fn settled(client: &Client, ns: &str, n: usize) -> Result<bool> {
-    let owned = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&owned).await?;
-    let done = jobs
-        .items
-        .iter()
-        .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1)
-        .count();
-    let deps = Api::<Deployment>::namespaced(client.clone(), ns)
-        .list(&owned)
-        .await?;
-    let available = deps
-        .items
-        .iter()
-        .filter(|d| {
-            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            d.status
-                .as_ref()
-                .and_then(|s| s.available_replicas)
-                .unwrap_or(0)
-                >= want
-        })
-        .count();
-    Ok(done >= n && available >= n)
+/// Waits until every Job completed and every Deployment is available, following both through
+/// watches (a poll of 1000 full objects would load the apiserver it measures).
+async fn settled(client: &Client, ns: &str, n: usize) -> Result<()> {
+    let cfg = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let (jobs, jw) = reflector::store::<Job>();
+    let (deps, dw) = reflector::store::<Deployment>();
+    let js = watcher(Api::<Job>::namespaced(client.clone(), ns), cfg.clone())
+        .default_backoff()
+        .reflect(jw)
+        .map(|_| ());
+    let ds = watcher(Api::<Deployment>::namespaced(client.clone(), ns), cfg)
+        .default_backoff()
+        .reflect(dw)
+        .map(|_| ());
+    let mut events = stream::select(js.boxed(), ds.boxed());
+    while events.next().await.is_some() {
+        let done = jobs
+            .state()
+            .iter()
+            .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1)
+            .count();
+        if done < n {
+            continue;
+        }
+        let available = deps
+            .state()
+            .iter()
+            .filter(|d| {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0)
+                    >= want
+            })
+            .count();
+        if available >= n {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the watches ended")
 }
 
 async fn owned_left(client: &Client, ns: &str) -> Result<bool> {
-    let owned = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let pods = ListParams::default().labels(LABEL_MODEL);
+    let owned = ListParams::default()
+        .labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"))
+        .limit(1);
+    let pods = ListParams::default().labels(LABEL_MODEL).limit(1);
     let left = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .list_metadata(&owned)
         .await?
@@ -319,7 +341,7 @@ async fn owned_left(client: &Client, ns: &str) -> Result<bool> {
             .items
             .len()
         + Api::<MLModel>::namespaced(client.clone(), ns)
-            .list_metadata(&ListParams::default())
+            .list_metadata(&ListParams::default().limit(1))
             .await?
             .items
             .len();
