@@ -7,6 +7,7 @@
 //! API server.
 use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus};
 use crate::apply::{self, ANNOTATION_APPLIED_HASH, ANNOTATION_MODEL_NAME};
+use crate::index::{self, Index};
 use crate::leader::{Candidate, LeaderArgs};
 use crate::metrics::{Metrics, Readiness};
 use crate::names;
@@ -111,15 +112,32 @@ impl Error {
     }
 }
 
+/// A watch cache and its index by owner (or, for pods, by model label).
+#[derive(Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + 'static> {
+    pub store: Store<K>,
+    pub index: Index<K>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
+    fn get(&self, key: &str) -> Vec<Arc<K>> {
+        self.index
+            .get(key)
+            .iter()
+            .filter_map(|r| self.store.get(r))
+            .collect()
+    }
+}
+
 /// Caches of what the operator owns, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
-    pub pvcs: Store<PersistentVolumeClaim>,
-    pub jobs: Store<Job>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub configmaps: Store<ConfigMap>,
-    pub pods: Store<Pod>,
+    pub pvcs: Cache<PersistentVolumeClaim>,
+    pub jobs: Cache<Job>,
+    pub deployments: Cache<Deployment>,
+    pub services: Cache<Service>,
+    pub configmaps: Cache<ConfigMap>,
+    pub pods: Cache<Pod>,
 }
 
 pub struct Context {
@@ -242,12 +260,12 @@ where
 /// A reflector whose cache holds only our objects (by label), without managed fields, plus the
 /// stream that keeps it filled and the subscription the controller is triggered from.
 type Shared<K> = (
-    Store<K>,
+    Cache<K>,
     BoxFuture<'static, ()>,
     reflector::ReflectHandle<K>,
 );
 
-fn shared<K>(api: Api<K>, selector: &str) -> Shared<K>
+fn shared<K>(api: Api<K>, selector: &str, key: fn(&K) -> Option<String>) -> Shared<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -262,10 +280,17 @@ where
         .subscribe()
         .expect("shared stores can be subscribed to");
     let cfg = watcher::Config::default().labels(selector);
+    let index = Index::new(key);
+    let indexer = index.clone();
     let drive = Box::pin(
         watcher(api, cfg)
             .default_backoff()
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .inspect(move |ev| {
+                if let Ok(ev) = ev {
+                    indexer.apply(ev);
+                }
+            })
             .reflect_shared(writer)
             .for_each(|ev| async move {
                 if let Err(e) = ev {
@@ -273,7 +298,7 @@ where
                 }
             }),
     );
-    (store, drive, sub)
+    (Cache { store, index }, drive, sub)
 }
 
 async fn run_scope(
@@ -284,12 +309,28 @@ async fn run_scope(
 ) -> anyhow::Result<()> {
     let ns = ns.as_deref();
     let owned = format!("{LABEL_MANAGED_BY}={MANAGER}");
-    let (pvcs, d1, s1) = shared(scoped::<PersistentVolumeClaim>(&client, ns), &owned);
-    let (jobs, d2, s2) = shared(scoped::<Job>(&client, ns), &owned);
-    let (deployments, d3, s3) = shared(scoped::<Deployment>(&client, ns), &owned);
-    let (services, d4, s4) = shared(scoped::<Service>(&client, ns), &owned);
-    let (configmaps, d5, s5) = shared(scoped::<ConfigMap>(&client, ns), &owned);
-    let (pods, d6, s6) = shared(scoped::<Pod>(&client, ns), LABEL_MODEL);
+    let (pvcs, d1, s1) = shared(
+        scoped::<PersistentVolumeClaim>(&client, ns),
+        &owned,
+        index::controller_uid,
+    );
+    let (jobs, d2, s2) = shared(scoped::<Job>(&client, ns), &owned, index::controller_uid);
+    let (deployments, d3, s3) = shared(
+        scoped::<Deployment>(&client, ns),
+        &owned,
+        index::controller_uid,
+    );
+    let (services, d4, s4) = shared(
+        scoped::<Service>(&client, ns),
+        &owned,
+        index::controller_uid,
+    );
+    let (configmaps, d5, s5) = shared(
+        scoped::<ConfigMap>(&client, ns),
+        &owned,
+        index::controller_uid,
+    );
+    let (pods, d6, s6) = shared(scoped::<Pod>(&client, ns), LABEL_MODEL, index::model_label);
     let stores = Stores {
         pvcs,
         jobs,
@@ -359,18 +400,19 @@ fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action
 }
 
 /// Objects of one model in the caches, owned by it (owner reference to its uid).
-fn owned_by<K: Resource<DynamicType = ()> + Clone>(
-    store: &Store<K>,
+fn owned_by<K: Resource<DynamicType = ()> + Clone + 'static>(
+    cache: &Cache<K>,
     model: &MLModel,
 ) -> Vec<Arc<K>> {
-    let uid = model.uid();
+    let Some(uid) = model.uid() else {
+        return Vec::new();
+    };
     let ns = model.namespace();
-    store.state_filter(|o| {
-        o.meta().namespace == ns
-            && o.owner_references()
-                .iter()
-                .any(|r| Some(&r.uid) == uid.as_ref() && r.controller == Some(true))
-    })
+    cache
+        .get(&uid)
+        .into_iter()
+        .filter(|o| o.meta().namespace == ns)
+        .collect()
 }
 
 fn pods_of<'a>(pods: &'a [Arc<Pod>], step: &str, revision: Option<&str>) -> Vec<&'a Pod> {
@@ -407,16 +449,14 @@ struct Owned {
 impl Owned {
     fn read(stores: &Stores, model: &MLModel) -> Self {
         let label = names::label_value(&model.name_any());
-        let ns = model.namespace();
+        let pods_key = format!("{}/{label}", model.namespace().unwrap_or_default());
         Owned {
             pvcs: owned_by(&stores.pvcs, model),
             jobs: owned_by(&stores.jobs, model),
             deployments: owned_by(&stores.deployments, model),
             services: owned_by(&stores.services, model),
             configmaps: owned_by(&stores.configmaps, model),
-            pods: stores.pods.state_filter(|p| {
-                p.metadata.namespace == ns && p.labels().get(LABEL_MODEL) == Some(&label)
-            }),
+            pods: stores.pods.get(&pods_key),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod fetch;
+pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod names;
