@@ -277,19 +277,7 @@ async fn plugin_switch_by_annotation_rerenders() {
     env.create(model).await;
     env.wait_phase(&name, Phase::Ready, Duration::from_secs(120))
         .await;
-    let image_of = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .image
-            .clone()
-            .unwrap()
-    };
+    let image_of = common::flow::first_image;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let before = deployments
         .list(&ListParams::default())

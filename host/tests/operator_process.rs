@@ -441,6 +441,28 @@ fn project(dir: &Path, files: &BTreeMap<String, Vec<u8>>, generation: u32) {
     }
 }
 
+/// Sets the ConfigMap's `binaryData` to `files`, then projects what the API server holds into
+/// `mount`, as the kubelet would.
+async fn publish_plugins(
+    api: &Api<ConfigMap>,
+    name: &str,
+    files: serde_json::Value,
+    mount: &Path,
+    generation: u32,
+) {
+    api.patch(
+        name,
+        &PatchParams::apply("mlmodel-tests").force(),
+        &Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "binaryData": files,
+        })),
+    )
+    .await
+    .unwrap();
+    project(mount, &configmap_files(api, name).await, generation);
+}
+
 async fn configmap_files(api: &Api<ConfigMap>, name: &str) -> BTreeMap<String, Vec<u8>> {
     let cm = api.get(name).await.expect("the plugins ConfigMap");
     cm.binary_data
@@ -487,22 +509,9 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
     env.wait_phase("swap", Phase::Ready, Duration::from_secs(60))
         .await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
-    let image = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .image
-            .clone()
-            .unwrap_or_default()
-    };
     let find_image = || async {
         let list = deployments.list(&Default::default()).await.ok()?;
-        list.items.first().map(image)
+        list.items.first().map(common::flow::first_image)
     };
     let default_image = find_image().await.expect("the echo Deployment");
     assert!(!default_image.contains("alt-echo"));
@@ -513,22 +522,14 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&alt))
     };
-    configmaps
-        .patch(
-            cm_name,
-            &PatchParams::apply("mlmodel-tests").force(),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm_name},
-                "binaryData": {"echo-server.wasm": ByteString(alt.clone())},
-            })),
-        )
-        .await
-        .unwrap();
-    project(
+    publish_plugins(
+        &configmaps,
+        cm_name,
+        serde_json::json!({"echo-server.wasm": ByteString(alt.clone())}),
         mount.path(),
-        &configmap_files(&configmaps, cm_name).await,
         2,
-    );
+    )
+    .await;
     wait_for(
         "the Deployment re-rendered by the new plugin",
         Duration::from_secs(60),
@@ -572,21 +573,7 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
     );
 
     // The key removed: back to the built-in plugin.
-    configmaps
-        .patch(
-            cm_name,
-            &PatchParams::apply("mlmodel-tests").force(),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm_name},
-            })),
-        )
-        .await
-        .unwrap();
-    project(
-        mount.path(),
-        &configmap_files(&configmaps, cm_name).await,
-        3,
-    );
+    publish_plugins(&configmaps, cm_name, serde_json::json!({}), mount.path(), 3).await;
     wait_for(
         "the built-in plugin back",
         Duration::from_secs(60),

@@ -51,6 +51,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The image of a Deployment's first container.
+pub fn first_image(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
 /// A sample from `deploy/samples/`.
 pub fn sample_model(file: &str) -> MLModel {
     let text =
