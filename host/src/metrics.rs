@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -318,14 +318,14 @@ impl Metrics {
 
 /// Set while the operator can serve (`/readyz`).
 #[derive(Default)]
-pub struct Readiness(AtomicI64);
+pub struct Readiness(AtomicBool);
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(1, Ordering::Release);
+        self.0.store(true, Ordering::Release);
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 1
+        self.0.load(Ordering::Acquire)
     }
 }
 

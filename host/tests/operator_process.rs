@@ -476,7 +476,7 @@ async fn configmap_files(api: &Api<ConfigMap>, name: &str) -> BTreeMap<String, V
 #[ignore = "needs the local cluster: make test"]
 async fn a_plugin_configmap_update_is_reloaded_without_restart() {
     let env = Env::without_controller("plugin-cm", &[]).await;
-    let mount = support::tempdir::TempDir::new();
+    let mount = support::tempdir::TempDir::new("plugin-mount");
     let configmaps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let cm_name = "mlmodel-operator-plugins";
     configmaps
