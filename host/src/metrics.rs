@@ -97,8 +97,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("mlmodel");
-        let m = Metrics {
+        let mut m = Metrics {
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(seconds_buckets),
@@ -113,64 +112,64 @@ impl Metrics {
             leader: Gauge::default(),
             model_stores: Mutex::default(),
             runtime: Mutex::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("mlmodel"),
         };
-        registry.register(
+        m.registry.register(
             "reconciles",
             "Reconciles of MLModels by result (ok, error)",
             m.reconciles.clone(),
         );
-        registry.register(
+        m.registry.register(
             "reconcile_errors",
             "Reconciles that failed and are retried, by reason",
             m.reconcile_errors.clone(),
         );
-        registry.register(
+        m.registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile took, by result",
             m.reconcile_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "models",
             "MLModels in the watched namespaces by phase",
             m.models.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_renders",
             "Plugin calls by plugin and step",
             m.plugin_renders.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_render_errors",
             "Plugin calls that failed (trap, timeout, bad output...) by plugin, step and reason",
             m.plugin_render_errors.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_render_duration_seconds",
             "Time a plugin call took (instantiate, call, parse and check)",
             m.plugin_render_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugins_loaded",
             "Plugins loaded (1 per plugin; active=false when replaced by a later one)",
             m.plugins_loaded.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_load_errors",
             "Plugin files that failed to load",
             m.plugin_load_errors.clone(),
         );
-        registry.register(
+        m.registry.register(
             "downloads",
             "Model downloads that ended, by result (succeeded, failed)",
             m.downloads.clone(),
         );
-        registry.register(
+        m.registry.register(
             "download_duration_seconds",
             "Time from the download Job's start to its end, by result",
             m.download_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "leader",
             "1 while this process holds the leader lease (or runs without leader election)",
             m.leader.clone(),
@@ -197,7 +196,7 @@ impl Metrics {
                 })
                 .inc_by(0);
         }
-        Metrics { registry, ..m }
+        m
     }
 
     pub fn reconciled(&self, result: Result<(), &str>, took: Duration) {
