@@ -56,12 +56,13 @@ helm: ## builds helm (with the control-plane tools) and prints its path
 	@echo $$(hack/build-tools.sh)/helm
 
 IMAGE ?= ghcr.io/mlmodel-dev/mlmodel-operator:v0.1.0
-image: ## the operator's container image (docker or podman, whichever is running), tagged $(IMAGE)
+image: setup ## the operator's image: docker or podman if a daemon runs (tagged $(IMAGE)), else built without one and pushed to the local registry
 	@engine=; for e in docker podman; do \
 	  if command -v $$e >/dev/null 2>&1 && $$e info >/dev/null 2>&1; then engine=$$e; break; fi; \
 	done; \
 	if [ -z "$$engine" ]; then \
-	  echo "make image: no working container engine: docker (with its daemon running) or podman is needed to build the Dockerfile" >&2; exit 1; \
+	  echo "make image: no docker/podman daemon: building it from the release binary (hack/operator-image.sh)" >&2; \
+	  exec hack/operator-image.sh $(if $(filter command line,$(origin IMAGE)),$(IMAGE)); \
 	fi; \
 	echo "$$engine build -t $(IMAGE) ." >&2; $$engine build -t $(IMAGE) .
 

@@ -46,7 +46,10 @@ build etcd "" go.etcd.io/etcd/server/v3
 build kwok "" sigs.k8s.io/kwok/cmd/kwok
 build k8s "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+# The real node's volume provisioner (hack/node.sh runs it as a pod).
+build local-path "" github.com/rancher/local-path-provisioner
 # helm shares the directory (one PATH entry for the tests); its version is not in the directory's
 # name, so a binary of another version is replaced.
 if [ -x "$bin/helm" ] && [ "$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" != "v$HELM_VERSION" ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The local Kubernetes control plane for tests and the demo: etcd, kube-apiserver,
+# The local Kubernetes cluster for tests and the demo: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kwok (fake nodes), built from source by
-# hack/build-tools.sh and run as plain processes bound to 127.0.0.1. No container runtime.
+# hack/build-tools.sh and run as plain processes, plus one real node (hack/node.sh: containerd,
+# kubelet, kube-proxy, a loopback registry) where pods that ask for it really run.
 #
 #   hack/cluster.sh up      start a fresh cluster (or say it is already up and healthy)
 #   hack/cluster.sh down    stop it (by the recorded pids only); safe when already down
@@ -34,7 +35,8 @@ scheduler_port=23259
 kwok_port=23250
 
 nodes=3                              # fake nodes kwok-node-0..2
-service_cidr=10.96.0.0/16            # ClusterIPs; nothing routes them (no kube-proxy)
+service_cidr=10.96.0.0/16            # ClusterIPs, routed by the real node's kube-proxy
+bridge_ip=10.88.0.1                  # the real node's pod bridge (hack/node.sh); pods reach the apiserver there
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 log() { echo "cluster: $*" >&2; }
@@ -74,7 +76,12 @@ healthy() {
   for c in "${components[@]}"; do
     pid_of "$c" >/dev/null && probe "$c" || return 1
   done
+  real_node || return 0
+  "$here/node.sh" healthy
 }
+
+# The real node is on unless MLMODEL_REAL_NODE=0 (then the cluster is kwok only, as before).
+real_node() { [ "${MLMODEL_REAL_NODE:-1}" != 0 ]; }
 
 any_running() {
   local c
@@ -138,8 +145,10 @@ extendedKeyUsage=clientAuth"
   sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:${service_cidr%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$bridge_ip,IP:${service_cidr%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
+  # The apiserver's identity towards kubelets (logs, exec); the real node's kubelet trusts the CA.
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
   sign kube-controller-manager "/CN=system:kube-controller-manager" "$client"
   sign kube-scheduler "/CN=system:kube-scheduler" "$client"
   # kwok acts as the kubelet of every fake node (status of nodes and pods, leases, deletions).
@@ -261,12 +270,15 @@ up() {
   wait_for etcd "etcd health" 30 probe etcd
 
   # The apiserver with the default admission chain of 1.34 (PodSecurity, ServiceAccount,
-  # ResourceQuota, webhooks and admission policies, ...) plus NodeRestriction, and real RBAC.
-  # The advertise address is loopback, which Endpoints reject, so the `kubernetes` Service gets
-  # no endpoints (no pod here would reach it anyway). The audit log records only the benchmark's
-  # identities (hack/cluster/audit-policy.yaml; hack/bench_scale.py counts requests from it).
+  # ResourceQuota, webhooks and admission policies, ...) plus NodeRestriction, PodNodeSelector
+  # and PodTolerationRestriction (a namespace's annotations send its pods to the real node), and
+  # real RBAC. It advertises the real node's bridge address, so the `kubernetes` Service routes
+  # pods to it; it listens on all addresses for that (client certificates or tokens only). The
+  # audit log records only the benchmark's identities (hack/cluster/audit-policy.yaml;
+  # hack/bench_scale.py counts requests from it).
+  "$here/node.sh" network
   start kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$apiserver_port" \
+    --bind-address=0.0.0.0 --advertise-address="$bridge_ip" --secure-port="$apiserver_port" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" --cert-dir="$dir/certs/kube-apiserver" \
     --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -276,8 +288,10 @@ up() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$service_cidr" \
-    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-    --allow-privileged=true --endpoint-reconciler-type=none \
+    --authorization-mode=Node,RBAC --anonymous-auth=false \
+    --enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --allow-privileged=true --endpoint-reconciler-type=lease \
     --audit-policy-file="$here/cluster/audit-policy.yaml" --audit-log-path="$logs/audit.log" \
     --audit-log-maxsize=100 --audit-log-maxbackup=2
   wait_for kube-apiserver "kube-apiserver readiness" 90 probe kube-apiserver
@@ -317,6 +331,7 @@ up() {
   wait_for kube-controller-manager "the default ServiceAccount" 60 kubectl -n default get serviceaccount default
   wait_for kube-scheduler "the unschedulable guards to be Ready" 60 \
     kubectl -n kube-system rollout status daemonset/kwok-unschedulable-guard --timeout=1s
+  if real_node; then "$here/node.sh" up; fi
   up_done=1
 
   log "up in $((SECONDS - t0))s: $nodes Ready kwok nodes, apiserver https://127.0.0.1:$apiserver_port, logs in $logs"
@@ -354,6 +369,7 @@ stop() {
 
 down() {
   local i stopped=0
+  "$here/node.sh" down
   # Clients first, etcd last, so no component logs a storm of errors while the others go.
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[i]}"; done
   if [ "$stopped" = 0 ]; then log "already down"; else log "down"; fi
@@ -369,6 +385,7 @@ status() {
     fi
     printf '%-24s %s\n' "$c" "$state"
   done
+  if real_node; then "$here/node.sh" status || rc=1; fi
   echo "kubeconfig: $kubeconfig"
   return "$rc"
 }

@@ -12,10 +12,25 @@ if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1; then
   python3 -m venv "$MOTO_VENV" >&2
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' >&2
 fi
-# The local cluster's scripts use openssl (certificates) and curl (health probes).
+# Debian packages: openssl (certificates) and curl (health probes) for the cluster scripts; the
+# real node's runtime (hack/node.sh): containerd, runc, the CNI plugins, the registry, busybox
+# (images), conntrack and iptables (kube-proxy), gcc and libc6-dev (the static pause binary).
 missing=()
-for tool in openssl curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for pkg in openssl curl containerd runc containernetworking-plugins docker-registry busybox-static \
+  conntrack iptables iproute2 gcc libc6-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages" >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# Cargo's target directory lives in the cache, shared by every clone on this machine (CI builds a
+# fresh clone each run): one per toolchain, so artefacts of another rustc never mix in; cargo's
+# own fingerprints rebuild whatever changed. A checkout's real `target/` directory is left alone.
+cache=${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -e "$root/target" ] || [ -L "$root/target" ]; then
+  shared="$cache/target-$(rustc -V | sha256sum | cut -c1-12)"
+  mkdir -p "$shared"
+  [ "$(readlink "$root/target" 2>/dev/null)" = "$shared" ] || ln -sfn "$shared" "$root/target"
 fi

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# The local cluster's real node, beside the kwok fake nodes: containerd + runc (Debian packages),
+# the CNI plugins on the bridge mlm0 (10.88.0.0/16, pod addresses reachable from this machine),
+# kubelet and kube-proxy of the cluster's Kubernetes version (built from source by
+# hack/build-tools.sh), a registry on loopback that containerd pulls from by name, and the
+# images the node needs (pause from Kubernetes' own source, busybox, the local-path provisioner).
+# Run by hack/cluster.sh (up after the control plane, down before it); not meant to run alone.
+#
+#   hack/node.sh up|down|status
+#
+# Pods land here only when they ask: the node is tainted mlmodel.dev/real-node=true:NoSchedule and
+# labelled mlmodel.dev/real-node=true. A namespace annotated with
+#   scheduler.alpha.kubernetes.io/node-selector: mlmodel.dev/real-node=true
+#   scheduler.alpha.kubernetes.io/defaultTolerations: '[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"}]'
+# sends all its pods here (admission plugins PodNodeSelector and PodTolerationRestriction); every
+# other pod keeps landing on the kwok nodes. Claims of the StorageClass `local-path` are real
+# directories under $MLMODEL_CACHE/node/volumes, made by rancher's local-path-provisioner.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/versions.env"
+cache=${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}
+dir=$cache/cluster                 # the control plane's state (pki, kubeconfig, logs, run)
+pki=$dir/pki
+run=$dir/run
+logs=$dir/logs
+node_dir=$cache/node               # containerd's content (kept: images stay cached), kubelet, CNI
+state=/run/mlmodel-operator        # sockets and runtime state (tmpfs, wiped by a reboot)
+sock=$state/containerd/containerd.sock
+registry_dir=$cache/registry       # the loopback registry's storage (kept between clusters)
+kubeconfig=$dir/kubeconfig
+
+apiserver_port=23443
+registry_port=23500
+kubelet_port=23251
+kubelet_healthz_port=23248
+proxy_metrics_port=23249
+proxy_healthz_port=23256
+export REGISTRY=localhost:$registry_port
+
+bridge=mlm0
+pod_cidr=10.88.0.0/16
+bridge_ip=10.88.0.1
+node_name=${MLMODEL_NODE_NAME:-$(hostname | tr 'A-Z_.' 'a-z--')}
+node_components=(registry containerd kubelet kube-proxy)
+
+log() { echo "node: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The binaries: Debian's for the runtime, ours for kubelet and kube-proxy.
+exe_of() {
+  case $1 in
+    registry) echo /usr/bin/docker-registry ;;
+    containerd) echo /usr/bin/containerd ;;
+    *) echo "$bin/$1" ;;
+  esac
+}
+
+pid_of() {
+  local name=$1 pid exe
+  [ -f "$run/$name.pid" ] || return 1
+  pid=$(<"$run/$name.pid")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  exe=${exe% (deleted)}
+  [ "${exe##*/}" = "$(basename "$(exe_of "$name")")" ] || return 1
+  echo "$pid"
+}
+
+probe() {
+  case $1 in
+    registry) curl -fsS -m 2 "http://127.0.0.1:$registry_port/v2/" ;;
+    containerd) ctr version ;;
+    kubelet) curl -fsS -m 2 "http://127.0.0.1:$kubelet_healthz_port/healthz" ;;
+    kube-proxy) curl -fsS -m 2 "http://127.0.0.1:$proxy_healthz_port/healthz" ;;
+  esac >/dev/null 2>&1
+}
+
+ctr() { command ctr --address "$sock" "$@"; }
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+wait_for() {
+  local c=$1 what=$2 secs=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out after ${secs}s waiting for $what; last lines of $logs/$c.log:"
+      tail -n 30 "$logs/$c.log" >&2 || true
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+start() {
+  local name=$1; shift
+  setsid "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$run/$name.pid"
+  sleep 0.2
+  pid_of "$name" >/dev/null || { sleep 0.5; pid_of "$name" >/dev/null || { tail -n 20 "$logs/$name.log" >&2; die "$name exited at start"; }; }
+}
+
+# What a fresh machine lacks for the node (Debian packages); the versions are Debian 12's.
+check_packages() {
+  local missing=() p
+  for p in containerd runc containernetworking-plugins docker-registry busybox-static conntrack iptables; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} = 0 ] || die "missing Debian packages ${missing[*]}: run hack/setup.sh"
+}
+
+sign() { # NAME SUBJECT: a client cert signed by the cluster CA
+  local name=$1 subj=$2
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
+  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -set_serial "0x$(openssl rand -hex 15)" -days 3650 -sha256 -out "$pki/$name.crt" \
+    -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth") 2>/dev/null
+  rm -f "$pki/$name.csr"
+}
+
+node_kubeconfig() { # FILE USER
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: mlmodel-local
+  cluster: {server: "https://127.0.0.1:$apiserver_port", certificate-authority: "$pki/ca.crt"}
+users:
+- name: $2
+  user: {client-certificate: "$pki/$2.crt", client-key: "$pki/$2.key"}
+contexts:
+- name: mlmodel-local
+  context: {cluster: mlmodel-local, user: $2}
+current-context: mlmodel-local
+EOF
+}
+
+# The registry on loopback: storage kept between clusters, so images are pushed once.
+registry_up() {
+  pid_of registry >/dev/null && probe registry && return 0
+  mkdir -p "$registry_dir"
+  cat >"$node_dir/registry.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $registry_dir}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$registry_port
+EOF
+  start registry serve "$node_dir/registry.yml"
+  wait_for registry "the registry" 30 probe registry
+}
+
+# The images every real node needs, pushed to the loopback registry (no-ops when present).
+images_up() {
+  local gomod src out=$node_dir/images
+  mkdir -p "$out"
+  # pause, from Kubernetes' own source (its module is in the Go module cache after the build).
+  gomod=$(cd "$here/tools/k8s" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  src=$gomod/build/pause/linux/pause.c
+  [ -f "$src" ] || die "no $src in the Go module cache"
+  if [ ! -x "$out/pause-$PAUSE_VERSION" ]; then
+    gcc -Os -static -Wall -Werror -DVERSION="v$PAUSE_VERSION-mlmodel" -o "$out/pause.tmp" "$src"
+    strip "$out/pause.tmp" && mv "$out/pause.tmp" "$out/pause-$PAUSE_VERSION"
+  fi
+  python3 "$here/image.py" --tag "$REGISTRY/pause:$PAUSE_VERSION" --push \
+    --add "$out/pause-$PAUSE_VERSION:/pause" --entrypoint /pause --user 65535:65535 >/dev/null
+  # busybox (Debian's static build): local-path's helper pods and the tests' file server.
+  python3 "$here/image.py" --tag "$REGISTRY/busybox:$BUSYBOX_TAG" --push \
+    --add /bin/busybox:/bin/busybox --link /bin/sh:busybox --dir /tmp:1777 \
+    --entrypoint /bin/busybox --cmd sh >/dev/null
+  # The tests' file server: busybox httpd in the foreground on port 8080, as a non-root user;
+  # `-h DIR` (the arguments) names the directory it serves.
+  python3 "$here/image.py" --tag "$REGISTRY/file-server:1" --push \
+    --add /bin/busybox:/bin/busybox --dir /tmp:1777 --user 65532:65532 \
+    --entrypoint '["/bin/busybox", "httpd", "-f", "-v", "-p", "8080"]' --cmd '["-h", "/srv"]' >/dev/null
+  # rancher's local-path-provisioner, built from source like the control plane.
+  python3 "$here/image.py" --tag "$REGISTRY/local-path-provisioner:v$LOCAL_PATH_VERSION" --push \
+    --add "$bin/local-path-provisioner:/usr/bin/local-path-provisioner" --dir /tmp:1777 \
+    --entrypoint /usr/bin/local-path-provisioner --user 65532:65532 >/dev/null
+}
+
+containerd_up() {
+  pid_of containerd >/dev/null && probe containerd && return 0
+  mkdir -p "$node_dir/containerd" "$node_dir/cni" "$node_dir/certs.d/$REGISTRY" "$state"
+  # containerd pulls localhost:23500/... over plain http; docker.io and ghcr.io images are looked
+  # up there first (a mirror), so manifests naming them work when the image was pushed locally.
+  cat >"$node_dir/certs.d/$REGISTRY/hosts.toml" <<EOF
+server = "http://$REGISTRY"
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve", "push"]
+EOF
+  local upstream
+  for upstream in docker.io ghcr.io; do
+    mkdir -p "$node_dir/certs.d/$upstream"
+    cat >"$node_dir/certs.d/$upstream/hosts.toml" <<EOF
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
+EOF
+  done
+  cat >"$node_dir/cni/10-mlmodel.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "mlmodel",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {
+        "type": "host-local", "dataDir": "$state/cni-ipam",
+        "ranges": [[{"subnet": "$pod_cidr", "gateway": "$bridge_ip"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+  cat >"$node_dir/containerd.toml" <<EOF
+version = 2
+root = "$node_dir/containerd"
+state = "$state/containerd"
+[grpc]
+  address = "$sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$REGISTRY/pause:$PAUSE_VERSION"
+  enable_unprivileged_ports = false
+  # Lowering oom_score_adj (the kubelet asks -998 for sandboxes) needs CAP_SYS_RESOURCE, which
+  # this machine's root lacks: keep containers' scores no lower than containerd's own.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$node_dir/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$node_dir/certs.d"
+EOF
+  start containerd --config "$node_dir/containerd.toml"
+  wait_for containerd "containerd" 30 probe containerd
+}
+
+network_up() {
+  # The bridge exists before the kubelet starts: its address is the node's IP (the kubelet
+  # refuses loopback) and the apiserver's advertised address, which pods reach.
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+  fi
+  local addrs; addrs=$(ip -4 -o addr show dev "$bridge")
+  [[ $addrs == *"inet $bridge_ip/"* ]] || ip addr add "$bridge_ip/16" dev "$bridge"
+  ip link set "$bridge" up
+  sysctl -qw net.ipv4.ip_forward=1
+  # Pod-to-Service traffic that kube-proxy sends back to a pod on the same bridge.
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true
+}
+
+kubelet_up() {
+  pid_of kubelet >/dev/null && probe kubelet && return 0
+  local kdir=$node_dir/kubelet
+  mkdir -p "$kdir"
+  sign "node-$node_name" "/O=system:nodes/CN=system:node:$node_name"
+  node_kubeconfig "$kdir/kubeconfig" "node-$node_name"
+  cat >"$kdir/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $bridge_ip
+port: $kubelet_port
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $kubelet_healthz_port
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: "$pki/ca.crt"}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$sock
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+registerWithTaints:
+- {key: mlmodel.dev/real-node, value: "true", effect: NoSchedule}
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+serializeImagePulls: false
+maxPods: 60
+resolvConf: /etc/resolv.conf
+rotateCertificates: false
+serverTLSBootstrap: false
+EOF
+  start kubelet --config="$kdir/config.yaml" --kubeconfig="$kdir/kubeconfig" \
+    --root-dir="$kdir/root" --cert-dir="$kdir/pki" --hostname-override="$node_name" \
+    --node-ip="$bridge_ip" --node-labels=mlmodel.dev/real-node=true --v=1
+  wait_for kubelet "the kubelet" 60 probe kubelet
+}
+
+kube_proxy_up() {
+  pid_of kube-proxy >/dev/null && probe kube-proxy && return 0
+  sign kube-proxy "/CN=system:kube-proxy"
+  node_kubeconfig "$node_dir/kube-proxy.kubeconfig" kube-proxy
+  start kube-proxy --kubeconfig="$node_dir/kube-proxy.kubeconfig" --hostname-override="$node_name" \
+    --proxy-mode=iptables --cluster-cidr="$pod_cidr" --masquerade-all \
+    --metrics-bind-address="127.0.0.1:$proxy_metrics_port" --healthz-bind-address="127.0.0.1:$proxy_healthz_port" \
+    --conntrack-max-per-core=0
+  wait_for kube-proxy "kube-proxy" 60 probe kube-proxy
+}
+
+provisioner_up() {
+  sed -e "s#@REGISTRY@#$REGISTRY#g" -e "s#@LOCAL_PATH_VERSION@#$LOCAL_PATH_VERSION#g" \
+    -e "s#@BUSYBOX_TAG@#$BUSYBOX_TAG#g" -e "s#@VOLUMES@#$node_dir/volumes#g" \
+    "$here/cluster/local-path.yaml" | kubectl apply -f - >/dev/null
+}
+
+up() {
+  check_packages
+  bin=$("$here/build-tools.sh")
+  mkdir -p "$node_dir" "$run" "$logs"
+  local t0=$SECONDS
+  registry_up
+  images_up
+  network_up
+  containerd_up
+  kubelet_up
+  kube_proxy_up
+  wait_for kubelet "node $node_name to be Ready" 90 kubectl wait --for=condition=Ready "node/$node_name" --timeout=1s
+  provisioner_up
+  wait_for kubelet "the local-path provisioner" 120 \
+    kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout=1s
+  log "real node $node_name Ready in $((SECONDS - t0))s (pods on $bridge $pod_cidr, registry $REGISTRY)"
+}
+
+stop() {
+  local name=$1 pid i
+  if pid=$(pid_of "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$run/$name.pid"
+}
+
+# Everything the node left on this machine goes: containers, their network namespaces and
+# mounts, kube-proxy's rules, the bridge. The images (containerd's content, the registry) stay.
+down() {
+  stop kube-proxy
+  stop kubelet
+  if pid_of containerd >/dev/null; then
+    local id
+    for id in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+    sleep 0.5
+    for id in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true; done
+    for id in $(ctr -n k8s.io containers ls -q 2>/dev/null); do ctr -n k8s.io containers delete "$id" >/dev/null 2>&1 || true; done
+  fi
+  stop containerd
+  pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $sock" 2>/dev/null || true
+  local m
+  for m in $(awk -v a="$node_dir/kubelet/root" -v b="$state" '$2 ~ "^"a || $2 ~ "^"b || $2 ~ "^/run/netns/cni-" {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf /run/netns/cni-* "$state/cni-ipam" "$node_dir/kubelet/root/pods" 2>/dev/null || true
+  [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  ip link del "$bridge" 2>/dev/null || true
+  stop registry
+}
+
+status() {
+  local c pid rc=0
+  for c in "${node_components[@]}"; do
+    if pid=$(pid_of "$c"); then
+      if probe "$c"; then printf '%-24s %s\n' "$c" "running, healthy (pid $pid)"; else printf '%-24s %s\n' "$c" "running, NOT healthy (pid $pid)"; rc=1; fi
+    else
+      printf '%-24s %s\n' "$c" "stopped"; rc=1
+    fi
+  done
+  return "$rc"
+}
+
+healthy() {
+  local c
+  for c in "${node_components[@]}"; do pid_of "$c" >/dev/null && probe "$c" || return 1; done
+}
+
+bin=$(dirname "$(ls -d "$cache"/k8s/v"$K8S_VERSION"-*/bin/kubelet 2>/dev/null | head -1)" 2>/dev/null || true)
+case ${1:-} in
+  up) up ;;
+  network) network_up ;;
+  down) down ;;
+  status) status ;;
+  healthy) healthy ;;
+  *) echo "usage: $0 up|network|down|status|healthy" >&2; exit 2 ;;
+esac
