@@ -27,8 +27,10 @@ test: setup ## the whole suite: lint, unit, then integration on the local cluste
 demo: setup ## the operator's main job on the local cluster
 	@hack/demo.sh
 
-demo-stop: ## ends the demo's operator and the local cluster
-	@if [ -f $(CACHE)/demo/operator.pid ]; then kill $$(cat $(CACHE)/demo/operator.pid) 2>/dev/null || true; rm -f $(CACHE)/demo/operator.pid; fi
+demo-stop: ## ends the demo's operator, its model server and the local cluster
+	@for p in operator model-server; do \
+	  if [ -f $(CACHE)/demo/$$p.pid ]; then kill $$(cat $(CACHE)/demo/$$p.pid) 2>/dev/null || true; rm -f $(CACHE)/demo/$$p.pid; fi; \
+	done
 	@hack/cluster.sh down
 
 cluster-up: tools

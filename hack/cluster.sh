@@ -291,6 +291,7 @@ up() {
     --authorization-mode=Node,RBAC --anonymous-auth=false \
     --enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --allow-privileged=true --endpoint-reconciler-type=lease \
     --audit-policy-file="$here/cluster/audit-policy.yaml" --audit-log-path="$logs/audit.log" \
     --audit-log-maxsize=100 --audit-log-maxbackup=2

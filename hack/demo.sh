@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# `make demo`: builds the operator, starts the local cluster, runs the operator against it,
-# applies the samples and follows each model until it is Ready. The operator and the cluster keep
-# running afterwards so you can look around; `make demo-stop` ends both.
+# `make demo`: builds the operator and its image, starts the local cluster (control plane, kwok
+# nodes and the real node), runs the operator against it, and deploys a model that is really
+# downloaded (from a file server this script starts on the real node's bridge: this machine has
+# no internet) and really served on the real node, then fetches it back through its Service. The
+# samples of deploy/samples are applied too: their sources are on the internet, so they show
+# what the operator says when a download cannot succeed. The operator and the cluster keep
+# running afterwards; `make demo-stop` ends them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache=${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}
 demo="$cache/demo"
-mkdir -p "$demo"
+mkdir -p "$demo/models"
+ns=mlmodel-demo
+host_ip=10.88.0.1            # the real node's bridge (hack/node.sh): pods reach this machine there
+model_port=${MLMODEL_DEMO_MODEL_PORT:-23580}
+image=localhost:23500/mlmodel-operator:dev
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -15,65 +23,122 @@ step "Building the operator and its default plugins (first build takes several m
 cargo build --bin mlmodel-operator
 bin="$root/target/debug/mlmodel-operator"
 
-step "Starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
+step "Starting the local cluster (control plane, kwok nodes, the real node with its registry)"
 hack/cluster.sh up
 export KUBECONFIG="$cache/cluster/kubeconfig"
 kubectl=$(hack/build-tools.sh)/kubectl
+"$kubectl" get nodes -L mlmodel.dev/real-node
+
+step "Building the operator's image (release binary, no container engine) into the local registry"
+hack/operator-image.sh "$image"
 
 step "Installing the MLModel CRD"
 "$kubectl" apply --server-side -f deploy/crd/mlmodel.dev_mlmodels.yaml
 "$kubectl" wait --for=condition=Established crd/mlmodels.mlmodel.dev --timeout=60s
 
-step "Starting the operator (log: $demo/operator.log)"
+step "Serving a model file from this machine at http://$host_ip:$model_port/ (log: $demo/model-server.log)"
+if [ ! -s "$demo/models/weights.bin" ]; then
+  head -c $((4 * 1024 * 1024)) /dev/urandom >"$demo/models/weights.bin"
+fi
+sha=$(sha256sum "$demo/models/weights.bin" | cut -d' ' -f1)
+if [ -f "$demo/model-server.pid" ]; then kill "$(cat "$demo/model-server.pid")" 2>/dev/null || true; fi
+python3 -m http.server "$model_port" --bind "$host_ip" --directory "$demo/models" >"$demo/model-server.log" 2>&1 &
+echo $! >"$demo/model-server.pid"
+echo "weights.bin: 4 MiB, sha256 $sha"
+
+step "Starting the operator (log: $demo/operator.log; download Jobs run $image)"
 if [ -f "$demo/operator.pid" ] && kill -0 "$(cat "$demo/operator.pid")" 2>/dev/null; then
   kill "$(cat "$demo/operator.pid")" && sleep 1
 fi
 metrics="127.0.0.1:${MLMODEL_DEMO_METRICS_PORT:-23280}"
-"$bin" run --cache-dir "$cache/wasm" --metrics-bind-address "$metrics" >"$demo/operator.log" 2>&1 &
+MLMODEL_OPERATOR_IMAGE=$image "$bin" run --cache-dir "$cache/wasm" --metrics-bind-address "$metrics" \
+  >"$demo/operator.log" 2>&1 &
 echo $! >"$demo/operator.pid"
 
-step "Applying the samples (deploy/samples)"
-"$kubectl" apply -k deploy/samples/
-models=$("$kubectl" get mlmodels -o name)
+step "A namespace whose pods run on the real node, under the restricted Pod Security Standard"
+"$kubectl" apply -f - <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $ns
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+  annotations:
+    scheduler.alpha.kubernetes.io/node-selector: mlmodel.dev/real-node=true
+    scheduler.alpha.kubernetes.io/defaultTolerations: '[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"}]'
+EOF
 
-step "Following each model's phase until Ready"
+step "Applying the models: 'weights' (served from this machine) and the samples (sources on the internet)"
+"$kubectl" -n "$ns" apply -f - <<EOF
+apiVersion: mlmodel.dev/v1alpha1
+kind: MLModel
+metadata:
+  name: weights
+spec:
+  modelURL: http://$host_ip:$model_port/weights.bin
+  sha256: $sha
+  storageSize: 64Mi
+  framework: file-server      # the built-in plugin that serves the model's files over HTTP
+  replicas: 2
+  expose: true
+  plugins:
+    config:
+      download: {storageClassName: local-path}   # the real node's provisioner
+EOF
+"$kubectl" -n "$ns" apply -k deploy/samples/
+
+step "Following the models (the samples cannot download here: no internet)"
 declare -A last
 deadline=$((SECONDS + 300))
 while :; do
-  all_ready=1
-  for m in $models; do
-    line=$("$kubectl" get "$m" -o jsonpath='{.status.phase} {.status.reason}: {.status.message}' 2>/dev/null || true)
+  for m in $("$kubectl" -n "$ns" get mlmodels -o name); do
+    line=$("$kubectl" -n "$ns" get "$m" -o jsonpath='{.status.phase} {.status.reason}: {.status.message}' 2>/dev/null || true)
     [ "$line" = " : " ] && line="(waiting for the operator)"
     if [ "${last[$m]:-}" != "$line" ]; then
-      printf '%-32s %s\n' "${m#*/}" "$line"
+      printf '%-20s %s\n' "${m#*/}" "$line"
       last[$m]=$line
     fi
-    case "$line" in Ready*) ;; *) all_ready=0 ;; esac
   done
-  [ $all_ready = 1 ] && break
-  if [ $SECONDS -gt $deadline ]; then
-    echo "models did not become Ready in time; see $demo/operator.log and 'kubectl describe mlmodels'" >&2
+  phase=$("$kubectl" -n "$ns" get mlmodel weights -o jsonpath='{.status.phase}')
+  [ "$phase" = Ready ] && break
+  if [ "$phase" = Failed ] || [ $SECONDS -gt $deadline ]; then
+    echo "weights did not become Ready; see $demo/operator.log and 'kubectl -n $ns describe mlmodel weights'" >&2
     exit 1
   fi
   sleep 1
 done
 
-step "All models are Ready"
-"$kubectl" get mlmodels
+step "weights is Ready: really downloaded, really served on the real node"
+"$kubectl" -n "$ns" get mlmodels
+echo
+"$kubectl" -n "$ns" get pods -o wide
+ip=$("$kubectl" -n "$ns" get service weights -o jsonpath='{.spec.clusterIP}')
+fetch="curl -s http://$ip/weights.bin | sha256sum"
+echo
+echo "Fetching the served file through the model's Service (ClusterIP $ip, routed by kube-proxy):"
+echo "  \$ $fetch"
+got=$(curl -fsS "http://$ip/weights.bin" | sha256sum | cut -d' ' -f1)
+echo "  $got  -"
+if [ "$got" = "$sha" ]; then
+  echo "  = the sha256 of the file this machine served ($sha)"
+else
+  echo "  differs from the source's sha256 $sha" >&2
+  exit 1
+fi
 echo
 echo "The operator's metrics (http://$metrics/metrics):"
-curl -fsS "http://$metrics/metrics" | grep -E '^mlmodel_(models|downloads_total|plugin_renders_total|reconciles_total)' || true
+curl -fsS "http://$metrics/metrics" | grep -E '^mlmodel_(models|downloads_total|reconciles_total)' || true
 cat <<MSG
 
 Look around:
   export KUBECONFIG=$KUBECONFIG
-  kubectl get mlmodels                 # phase, readiness, endpoint
-  kubectl describe mlmodel echo-model  # conditions and events
-  kubectl get deploy,job,pvc,svc -l app.kubernetes.io/managed-by=mlmodel-operator
-  mlmodel-operator render -f deploy/samples/echo-model.yaml   # what each plugin renders ($bin)
+  kubectl -n $ns get mlmodels                  # phase, readiness, endpoint
+  kubectl -n $ns describe mlmodel weights      # conditions and events
+  kubectl -n $ns describe mlmodel echo-model   # why a sample is not Ready here
+  kubectl -n $ns get deploy,job,pvc,svc,pods -o wide
+  $fetch
   tail -f $demo/operator.log
-  curl -s http://$metrics/metrics      # reconciles, renders, downloads, models by phase
 
-Stop the operator and the cluster:
+Stop the operator, the model server and the cluster:
   make demo-stop
 MSG

@@ -168,15 +168,12 @@ images_up() {
   fi
   python3 "$here/image.py" --tag "$REGISTRY/pause:$PAUSE_VERSION" --push \
     --add "$out/pause-$PAUSE_VERSION:/pause" --entrypoint /pause --user 65535:65535 >/dev/null
-  # busybox (Debian's static build): local-path's helper pods and the tests' file server.
-  python3 "$here/image.py" --tag "$REGISTRY/busybox:$BUSYBOX_TAG" --push \
+  # busybox (Debian's static build of the same upstream version) as docker.io's library/busybox,
+  # which the docker.io mirror below resolves: the file-server plugin's default image and the
+  # local-path helper pods.
+  python3 "$here/image.py" --tag "$REGISTRY/library/busybox:$BUSYBOX_TAG" --push \
     --add /bin/busybox:/bin/busybox --link /bin/sh:busybox --dir /tmp:1777 \
     --entrypoint /bin/busybox --cmd sh >/dev/null
-  # The tests' file server: busybox httpd in the foreground on port 8080, as a non-root user;
-  # `-h DIR` (the arguments) names the directory it serves.
-  python3 "$here/image.py" --tag "$REGISTRY/file-server:1" --push \
-    --add /bin/busybox:/bin/busybox --dir /tmp:1777 --user 65532:65532 \
-    --entrypoint '["/bin/busybox", "httpd", "-f", "-v", "-p", "8080"]' --cmd '["-h", "/srv"]' >/dev/null
   # rancher's local-path-provisioner, built from source like the control plane.
   python3 "$here/image.py" --tag "$REGISTRY/local-path-provisioner:v$LOCAL_PATH_VERSION" --push \
     --add "$bin/local-path-provisioner:/usr/bin/local-path-provisioner" --dir /tmp:1777 \

@@ -3,8 +3,9 @@
 #   1. setup      hack/setup.sh (toolchain pieces)
 #   2. lint       cargo fmt --check, cargo clippy -D warnings
 #   3. unit       cargo test --workspace (tests that need no cluster)
-#   4. cluster    the local control plane (hack/cluster.sh), then the tests marked
-#                 #[ignore = "needs the local cluster: make test"], run with --ignored
+#   4. cluster    the local cluster (hack/cluster.sh: control plane, kwok nodes, the real node),
+#                 the operator's image pushed to its registry (hack/operator-image.sh), then the
+#                 tests marked #[ignore = "needs the local cluster: make test"], run with --ignored
 # Stages after setup all run even when one fails, so one run reports everything; the script
 # exits non-zero if any failed and names them. A cluster this script started is stopped on exit,
 # also on failure or Ctrl-C; one that was already up (make cluster-up) is left running.
@@ -48,6 +49,9 @@ cluster_tests() {
     hack/cluster.sh up || return 1
   fi
   export KUBECONFIG=$MLMODEL_CACHE/cluster/kubeconfig
+  # The real-node tests pull the operator's image (the download Jobs' `fetch`, and the installed
+  # operator) from the cluster's registry: built from the release binary and pushed first.
+  hack/operator-image.sh >/dev/null || return 1
   cargo test --workspace -- --ignored
 }
 

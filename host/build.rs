@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("download-job", "DOWNLOAD_JOB"),
     ("tensorflow-serving", "TENSORFLOW_SERVING"),
     ("echo-server", "ECHO_SERVER"),
+    ("file-server", "FILE_SERVER"),
     ("service", "SERVICE"),
 ];
 const TARGET: &str = "wasm32-wasip2";

@@ -11,6 +11,7 @@ const PLUGINS: &[(&str, Step)] = &[
     ("download-job", Step::Download),
     ("tensorflow-serving", Step::Serve),
     ("echo-server", Step::Serve),
+    ("file-server", Step::Serve),
     ("service", Step::Expose),
 ];
 

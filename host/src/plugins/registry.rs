@@ -29,6 +29,10 @@ const BUILTINS: &[(&str, &[u8])] = &[
         include_bytes!(env!("MLMODEL_PLUGIN_WASM_ECHO_SERVER")),
     ),
     (
+        "file-server",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_FILE_SERVER")),
+    ),
+    (
         "service",
         include_bytes!(env!("MLMODEL_PLUGIN_WASM_SERVICE")),
     ),

@@ -1,0 +1,420 @@
+//! The whole flow on the local cluster's real node (hack/node.sh): a real kubelet, containerd and
+//! runc, images pulled from the loopback registry, volumes made by the local-path provisioner,
+//! Services routed by kube-proxy. Nothing here is simulated: the download Job is the operator
+//! image's `fetch` writing onto a real volume as a non-root user, the server is a real process
+//! reading it, and the bytes are fetched back through the Service's ClusterIP.
+//!
+//! Run by `make test` (which builds and pushes the operator image first, hack/operator-image.sh).
+mod common;
+
+use common::flow::Env;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams};
+use mlmodel_operator::api::{MLModel, Phase};
+use mlmodel_operator::plugins::RuntimeOptions;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The operator image as hack/operator-image.sh pushes it.
+const OPERATOR_IMAGE: &str = "localhost:23500/mlmodel-operator:dev";
+/// The real node's bridge address: this machine, as the pods see it.
+const HOST_IP: &str = "10.88.0.1";
+const NEEDS: &str = "needs the local cluster: make test";
+
+/// Bytes that do not compress to nothing, different for each seed.
+fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// An HTTP/1.1 file server on the bridge address (pods reach it), one thread per connection;
+/// the files can be replaced while it runs. Unknown paths are 404.
+struct FileServer {
+    port: u16,
+    files: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+}
+
+impl FileServer {
+    fn start(files: Vec<(&str, Vec<u8>)>) -> FileServer {
+        let listener = TcpListener::bind((HOST_IP, 0)).unwrap_or_else(|e| {
+            panic!("bind {HOST_IP}: {e} (is the real node's bridge up? hack/node.sh)")
+        });
+        let port = listener.local_addr().unwrap().port();
+        let files = Arc::new(Mutex::new(
+            files
+                .into_iter()
+                .map(|(p, b)| (p.to_string(), b))
+                .collect::<Vec<_>>(),
+        ));
+        let shared = files.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let files = shared.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let head = line.starts_with("HEAD ");
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = files
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(p, _)| *p == path)
+                        .map(|(_, b)| b.clone());
+                    let _ = match body {
+                        Some(b) => {
+                            let _ = write!(
+                                conn,
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            );
+                            if head { Ok(()) } else { conn.write_all(&b) }
+                        }
+                        None => conn.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
+                        ),
+                    };
+                });
+            }
+        });
+        FileServer { port, files }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{HOST_IP}:{}{path}", self.port)
+    }
+}
+
+/// A namespace whose pods all run on the real node (restricted Pod Security), with a controller
+/// that gives download Jobs the locally built operator image.
+async fn real_env(prefix: &str) -> Env {
+    let opts = RuntimeOptions {
+        operator_image: OPERATOR_IMAGE.into(),
+        ..RuntimeOptions::default()
+    };
+    Env::start_with(prefix, common::RESTRICTED, common::REAL_NODE, opts).await
+}
+
+/// A model served by the built-in `file-server` plugin (busybox httpd) from a claim of the real node's StorageClass.
+fn file_model(name: &str, url: &str, sha256: Option<&str>, extra: serde_json::Value) -> MLModel {
+    let mut config = serde_json::json!({
+        "download": {"storageClassName": "local-path", "backoffLimit": 0},
+    });
+    json_merge(&mut config, extra);
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlmodel.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": name},
+        "spec": {
+            "modelURL": url,
+            "storageSize": "64Mi",
+            "framework": "file-server",
+            "replicas": 1,
+            "expose": true,
+            "sha256": sha256,
+            "plugins": {"config": config},
+        },
+    }))
+    .expect("a valid model")
+}
+
+fn json_merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                json_merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+async fn cluster_ip(env: &Env, model: &str) -> String {
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
+    let svc = services.get(model).await.expect("the model's Service");
+    svc.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// The model's pods (not deleting), as the kubelet reports them.
+async fn model_pods(env: &Env, model: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    pods.list(&ListParams::default().labels(&format!("mlmodel.dev/model={model}")))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+const REAL_NODE_LABEL: &str = "mlmodel.dev/real-node";
+
+/// 3a: a file on a local server -> the download Job writes it onto a real volume as a non-root
+/// user -> a server pod serves it read-only -> the bytes come back through the Service.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
+    let _ = NEEDS;
+    let data = model_bytes(1, 300 * 1024 + 7);
+    let sha = sha256_hex(&data);
+    let server = FileServer::start(vec![("/model.bin", data.clone())]);
+    let env = real_env("real-serve").await;
+    env.create(file_model(
+        "files",
+        &server.url("/model.bin"),
+        Some(&sha),
+        serde_json::json!({}),
+    ))
+    .await;
+
+    let model = env
+        .wait_phase("files", Phase::Ready, Duration::from_secs(240))
+        .await;
+    let status = model.status.clone().unwrap();
+    assert_eq!(
+        status.download.as_ref().and_then(|d| d.sha256.clone()),
+        Some(sha.clone()),
+        "the downloader's own report of what it wrote: {status:?}"
+    );
+
+    // Ready only once a real container is: the server pod runs on the real node, under
+    // containerd, Ready, with the volume mounted read-only.
+    let pods = model_pods(&env, "files").await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    let server_pod = pods
+        .iter()
+        .find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("mlmodel.dev/step").map(String::as_str) == Some("serve"))
+        })
+        .unwrap_or_else(|| panic!("no server pod among {:?}", pods.iter().map(|p| &p.metadata.name).collect::<Vec<_>>()));
+    let node = nodes
+        .get(server_pod.spec.as_ref().unwrap().node_name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        node.metadata.labels.unwrap_or_default().contains_key(REAL_NODE_LABEL),
+        "the server pod runs on a kwok node"
+    );
+    let cs = &server_pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    assert!(cs.ready, "server container not ready: {cs:?}");
+    assert!(
+        cs.container_id.as_deref().unwrap_or_default().starts_with("containerd://"),
+        "not a containerd container: {cs:?}"
+    );
+    let mount = &server_pod.spec.as_ref().unwrap().containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(mount.read_only, Some(true), "model mount: {mount:?}");
+
+    // The download pod ran as a non-root user and wrote a real file.
+    let download_pod = pods
+        .iter()
+        .find(|p| p.metadata.labels.as_ref().is_some_and(|l| l.contains_key("job-name")))
+        .expect("the download pod is kept");
+    let uid = download_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.run_as_user);
+    assert!(uid.is_some_and(|u| u != 0), "download pod user: {uid:?}");
+    let dterm = download_pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .expect("the download container terminated");
+    assert_eq!(dterm.exit_code, 0, "download container: {dterm:?}");
+
+    // Through the Service (ClusterIP -> kube-proxy -> the pod), the same bytes.
+    let ip = cluster_ip(&env, "files").await;
+    let resp = http()
+        .get(format!("http://{ip}/model.bin"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET through the Service {ip}: {e}"));
+    assert_eq!(resp.status(), 200, "GET /model.bin through the Service");
+    let got = resp.bytes().await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256_hex(&got), sha, "served bytes differ from the source");
+}
+
+/// 3b: real download failures end in `Failed` with the downloader's own message, read from the
+/// real termination log.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn real_download_failures_show_the_downloaders_message() {
+    let data = model_bytes(2, 4096);
+    let server = FileServer::start(vec![("/model.bin", data)]);
+    let env = real_env("real-dlfail").await;
+    env.create(file_model("missing", &server.url("/missing.bin"), None, serde_json::json!({})))
+        .await;
+    let wrong = "0".repeat(64);
+    env.create(file_model("corrupt", &server.url("/model.bin"), Some(&wrong), serde_json::json!({})))
+        .await;
+
+    let missing = env
+        .wait_phase("missing", Phase::Failed, Duration::from_secs(180))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(missing.reason.as_deref(), Some("NotFound"), "{missing:?}");
+    let msg = missing.message.unwrap_or_default();
+    assert!(msg.contains("404"), "the downloader's message: {msg}");
+
+    let corrupt = env
+        .wait_phase("corrupt", Phase::Failed, Duration::from_secs(180))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(corrupt.reason.as_deref(), Some("ChecksumMismatch"), "{corrupt:?}");
+    let msg = corrupt.message.unwrap_or_default();
+    assert!(msg.contains(&wrong), "the downloader's message names the expected sum: {msg}");
+    assert!(env.event_reasons("missing").await.iter().any(|r| r == "NotFound"));
+}
+
+/// 3c: an image that cannot be pulled, and a server that exits, as the kubelet reports them.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn real_server_failures_are_reported_from_the_kubelet() {
+    let data = model_bytes(3, 4096);
+    let server = FileServer::start(vec![("/model.bin", data)]);
+    let env = real_env("real-srvfail").await;
+    env.create(file_model(
+        "nopull",
+        &server.url("/model.bin"),
+        None,
+        serde_json::json!({"serve": {"image": "localhost:23500/no-such-image:1"}}),
+    ))
+    .await;
+    env.create(file_model(
+        "crash",
+        &server.url("/model.bin"),
+        None,
+        serde_json::json!({"serve": {"directory": "no-such-directory"}}),
+    ))
+    .await;
+
+    let nopull = env
+        .wait_until("nopull to fail pulling", Duration::from_secs(180), || async {
+            let st = env.get("nopull").await.status?;
+            matches!(st.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")).then_some(st)
+        })
+        .await;
+    let msg = nopull.message.unwrap_or_default();
+    assert!(msg.contains("no-such-image"), "names the image: {msg}");
+
+    let crash = env.wait_reason("crash", "CrashLoopBackOff", Duration::from_secs(180)).await;
+    let msg = crash.status.unwrap().message.unwrap_or_default();
+    assert!(
+        msg.contains("no-such-directory"),
+        "the container's last words (busybox httpd's error) in the message: {msg}"
+    );
+}
+
+/// 3d: a URL change on a served model: GETs through the Service during the update all succeed
+/// while the new revision downloads and the Deployment rolls.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_url_change_rolls_without_a_failed_request() {
+    let old = model_bytes(4, 64 * 1024);
+    let new = model_bytes(5, 96 * 1024);
+    let server = FileServer::start(vec![("/v1/model.bin", old.clone()), ("/v2/model.bin", new.clone())]);
+    let env = real_env("real-update").await;
+    env.create(file_model("rolling", &server.url("/v1/model.bin"), None, serde_json::json!({})))
+        .await;
+    let first = env.wait_phase("rolling", Phase::Ready, Duration::from_secs(240)).await;
+    let first_rev = first.status.unwrap().revision;
+    let ip = cluster_ip(&env, "rolling").await;
+    let url = format!("http://{ip}/model.bin");
+
+    // GETs every 50 ms (at most 4 minutes' worth) until the new bytes have been seen 20 times.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = http();
+    let (old_sum, new_sum) = (sha256_hex(&old), sha256_hex(&new));
+    let prober = tokio::spawn(async move {
+        let (mut ok_old, mut ok_new, mut errors) = (0u32, 0u32, Vec::new());
+        for _ in 0..4800 {
+            if stop_rx.try_recv().is_ok() {
+                break;
+            }
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => match r.bytes().await {
+                    Ok(b) if sha256_hex(&b) == old_sum => ok_old += 1,
+                    Ok(b) if sha256_hex(&b) == new_sum => ok_new += 1,
+                    Ok(b) => errors.push(format!("unknown body of {} bytes", b.len())),
+                    Err(e) => errors.push(format!("body: {e}")),
+                },
+                Ok(r) => errors.push(format!("HTTP {}", r.status())),
+                Err(e) => errors.push(format!("request: {e}")),
+            }
+            if ok_new >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (ok_old, ok_new, errors)
+    });
+
+    env.merge_spec("rolling", serde_json::json!({"modelURL": server.url("/v2/model.bin")}))
+        .await;
+    let updated = env
+        .wait_until("the new revision to be served and Ready", Duration::from_secs(240), || async {
+            let m = env.get("rolling").await;
+            let st = m.status.clone()?;
+            (st.phase == Some(Phase::Ready)
+                && st.observed_generation == m.metadata.generation
+                && st.revision != first_rev)
+                .then_some(st)
+        })
+        .await;
+    let (ok_old, ok_new, errors) = tokio::time::timeout(Duration::from_secs(60), prober)
+        .await
+        .map(|r| r.unwrap())
+        .unwrap_or_else(|_| {
+            let _ = stop_tx.send(());
+            panic!("the prober never saw the new bytes 20 times")
+        });
+    println!("during the update: {ok_old} GETs of the old revision, {ok_new} of the new, {} errors", errors.len());
+    assert!(errors.is_empty(), "failed requests during the update: {errors:?}");
+    assert!(ok_old > 0 && ok_new >= 20, "old {ok_old}, new {ok_new}");
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    let d = deployments.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(d.len(), 1, "one Deployment rolled, not a second one");
+    assert!(updated.revision.is_some());
+}
