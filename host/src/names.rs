@@ -140,12 +140,15 @@ pub fn revision(model: &MLModel, download_plugin: &str) -> String {
 }
 
 /// The part of `spec.plugins.config` meant for `step` (`config.<step>`), or an empty object.
+/// A config out of bounds reads as empty here; nothing renders a model with one (the controller
+/// fails it with `InvalidPluginConfig`, `Runtime::render` refuses it).
 pub fn step_config(model: &MLModel, step: &str) -> serde_json::Value {
     model
         .spec
         .plugins
         .as_ref()
         .and_then(|p| p.config.as_ref())
+        .and_then(|c| c.value())
         .and_then(|c| c.get(step))
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}))

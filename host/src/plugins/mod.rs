@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use crate::api::{
-    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP, MLModel,
-    VERSION,
+    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP,
+    InvalidPluginConfig, MLModel, VERSION,
 };
 use engine::{CallFailure, PluginEngine, wit};
 use registry::{Snapshot, stderr_suffix};
@@ -153,6 +153,9 @@ pub enum PluginError {
         object: String,
         rule: String,
     },
+    /// The model's `spec.plugins.config` is out of bounds: no plugin is called with it.
+    #[error("{0}")]
+    InvalidConfig(#[from] InvalidPluginConfig),
 }
 
 impl PluginError {
@@ -168,6 +171,7 @@ impl PluginError {
             PluginError::Failed { .. } => "PluginFailed",
             PluginError::InvalidOutput { .. } => "InvalidPluginOutput",
             PluginError::Forbidden { .. } => "ForbiddenPluginOutput",
+            PluginError::InvalidConfig(_) => InvalidPluginConfig::REASON,
         }
     }
 
@@ -420,6 +424,7 @@ impl Runtime {
         revision: &str,
     ) -> Result<Vec<DynamicObject>, PluginError> {
         check_step(plugin, step)?;
+        check_config(model)?;
         let input = wit::RenderInput {
             model: context::model_json(model),
             context: context::context_json(model, step, revision, &self.inner.opts.operator_image),
@@ -458,6 +463,7 @@ impl Runtime {
         revision: &str,
         render: impl FnOnce(&str, &str) -> Result<Vec<String>, String>,
     ) -> Result<Vec<DynamicObject>, PluginError> {
+        check_config(model)?;
         let model_json = context::model_json(model);
         let context_json =
             context::context_json(model, step, revision, &self.inner.opts.operator_image);
@@ -494,6 +500,13 @@ impl Runtime {
 
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.opts
+    }
+}
+
+fn check_config(model: &MLModel) -> Result<(), PluginError> {
+    match model.spec.plugin_config_error() {
+        Some(e) => Err(e.clone().into()),
+        None => Ok(()),
     }
 }
 

@@ -71,7 +71,7 @@ pub fn sample_model(file: &str) -> MLModel {
 /// Sets `spec.plugins.config`.
 pub fn set_config(model: &mut MLModel, config: serde_json::Value) {
     model.spec.plugins = Some(mlmodel_operator::api::PluginsSpec {
-        config: Some(config),
+        config: Some(config.into()),
     });
 }
 
