@@ -5,7 +5,9 @@
 //! the revision that is downloaded (the old one keeps serving meanwhile) -> expose step -> prune
 //! -> status. Decisions live in `plan` and `status`; this module only reads caches and calls the
 //! API server.
-use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus};
+use crate::api::{
+    InvalidPluginConfig, LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus,
+};
 use crate::apply::{self, ANNOTATION_APPLIED_HASH, ANNOTATION_MODEL_NAME};
 use crate::index::{self, Index};
 use crate::leader::{Candidate, LeaderArgs};
@@ -697,6 +699,19 @@ async fn walk(run: &mut StepRun<'_>, owned: &Owned) -> Result<Walk, Error> {
             obs.blocking_error = Some((b.reason, b.message));
             return Ok(Walk::Blocked(obs, $after));
         }};
+    }
+
+    // A config out of bounds is the user's to fix: no plugin is selected or called, nothing is
+    // applied (or pruned), until the spec changes.
+    if let Some(e) = model.spec.plugin_config_error() {
+        warn!(model = %model.name_any(), namespace = %run.ns, error = %e, "invalid spec.plugins.config");
+        blocked!(
+            Blocked {
+                reason: InvalidPluginConfig::REASON.into(),
+                message: e.to_string(),
+            },
+            None
+        );
     }
 
     let download = match runtime.select(Step::Download, model) {

@@ -103,6 +103,27 @@ fn render_fails_with_the_plugins_error() {
 }
 
 #[test]
+fn render_refuses_a_config_out_of_bounds() {
+    let dir = plugin_dir(&[]);
+    let model = dir.path().join("deep.json");
+    let config = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));
+    std::fs::write(
+        &model,
+        format!(
+            r#"{{"apiVersion":"mlmodel.dev/v1alpha1","kind":"MLModel","metadata":{{"name":"deep"}},"spec":{{"modelURL":"https://example.com/m","framework":"echo","plugins":{{"config":{config}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let (out, stdout, stderr) = run(&["render", "-f", model.to_str().unwrap()]);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("spec.plugins.config nests 40 levels deep; at most 32 are allowed"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn plugins_lists_builtins_directory_plugins_and_load_errors() {
     let dir = plugin_dir(&["echo-alt", "wit-v2"]);
     let (out, stdout, _) = run(&["plugins", "--plugin-dir", dir.path().to_str().unwrap()]);
