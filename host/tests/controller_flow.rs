@@ -427,6 +427,67 @@ async fn a_faulty_plugin_fails_one_model_only() {
         .await;
 }
 
+/// An echo model whose `spec.plugins.config` nests `depth` objects deep, as JSON text.
+fn deep_config_model(name: &str, depth: usize) -> String {
+    let config = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+    format!(
+        r#"{{"apiVersion":"mlmodel.dev/v1alpha1","kind":"MLModel","metadata":{{"name":"{name}"}},"spec":{{"modelURL":"https://example.com/m","storageSize":"100Mi","framework":"echo","expose":true,"plugins":{{"config":{config}}}}}}}"#
+    )
+}
+
+/// A config nested beyond serde_json's recursion limit (128 levels for the whole list or watch
+/// document) is accepted by the API server; it fails its own model, and the models beside it,
+/// in the initial list and in later watch events alike, are still reconciled.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_too_deep_plugin_config_fails_that_model_only() {
+    let mut env = Env::without_controller("deepconfig", &[]).await;
+    // One before the controller starts (in its initial list), one after (a watch event).
+    env.create_raw(deep_config_model("deep-listed", 130)).await;
+    env.start_controller();
+    env.create_raw(deep_config_model("deep-watched", 130)).await;
+    let good = sample_model("echo-model.yaml");
+    let good_name = good.name_any();
+    env.create(good).await;
+
+    for name in ["deep-listed", "deep-watched"] {
+        let m = env
+            .wait_phase(name, Phase::Failed, Duration::from_secs(60))
+            .await;
+        let st = m.status.clone().unwrap();
+        assert_eq!(st.reason.as_deref(), Some("InvalidPluginConfig"), "{name}");
+        assert_eq!(
+            st.message.as_deref(),
+            Some("spec.plugins.config nests 130 levels deep; at most 32 are allowed"),
+            "{name}"
+        );
+        assert_eq!(
+            st.condition("Ready")
+                .map(|c| (c.status.as_str(), c.reason.as_str())),
+            Some(("False", "InvalidPluginConfig")),
+            "{name}"
+        );
+        assert!(
+            env.event_reasons(name)
+                .await
+                .iter()
+                .any(|r| r == "InvalidPluginConfig"),
+            "{name}: no InvalidPluginConfig event"
+        );
+    }
+    env.wait_phase(&good_name, Phase::Ready, Duration::from_secs(120))
+        .await;
+    // Nothing was rendered for the deep ones (checked after the good model is Ready, so the
+    // controller has had every chance to create something).
+    for name in ["deep-listed", "deep-watched"] {
+        let m = env.get(name).await;
+        let owned = env.owned_objects(&m).await;
+        assert!(owned.is_empty(), "{name} owns {owned:?}");
+        let labelled = env.labelled_objects(name).await;
+        assert!(labelled.is_empty(), "{name} has objects: {labelled:?}");
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn samples_are_ready_under_the_restricted_pod_security_standard() {

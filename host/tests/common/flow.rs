@@ -195,6 +195,18 @@ impl Env {
             .expect("create model");
     }
 
+    /// Creates a model from its JSON text, sent as given (the reply is not decoded).
+    pub async fn create_raw(&self, json: String) {
+        let url = format!("/apis/mlmodel.dev/v1alpha1/namespaces/{}/mlmodels", self.ns);
+        let request = kube::core::Request::new(url)
+            .create(&PostParams::default(), json.into_bytes())
+            .expect("build the create request");
+        self.client
+            .request_text(request)
+            .await
+            .expect("create model from JSON");
+    }
+
     pub async fn get(&self, name: &str) -> MLModel {
         self.models().get(name).await.expect("get model")
     }
