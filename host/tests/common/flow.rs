@@ -111,6 +111,8 @@ pub struct Env {
     pub client: Client,
     pub ns: String,
     controller: Option<JoinHandle<()>>,
+    /// What the in-process controller's plugin runtime is built with (a cache dir is added).
+    opts: RuntimeOptions,
     _namespace: super::TestNamespace,
 }
 
@@ -137,13 +139,26 @@ impl PhaseRecorder {
 impl Env {
     /// A fresh namespace (with `labels`) and a controller watching only it.
     pub async fn start(prefix: &str, labels: &[(&str, &str)]) -> Env {
+        Self::start_with(prefix, labels, &[], RuntimeOptions::default()).await
+    }
+
+    /// A fresh namespace (with `labels` and `annotations`) and a controller watching only it,
+    /// whose plugin runtime is built from `opts`.
+    pub async fn start_with(
+        prefix: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+        opts: RuntimeOptions,
+    ) -> Env {
         let client = super::client().await;
         ensure_crd(&client).await;
-        let namespace = super::TestNamespace::with_labels(&client, prefix, labels).await;
+        let namespace =
+            super::TestNamespace::with_meta(&client, prefix, labels, annotations).await;
         let mut env = Env {
             client,
             ns: namespace.name().to_string(),
             controller: None,
+            opts,
             _namespace: namespace,
         };
         env.start_controller();
@@ -159,6 +174,7 @@ impl Env {
             client,
             ns: namespace.name().to_string(),
             controller: None,
+            opts: RuntimeOptions::default(),
             _namespace: namespace,
         }
     }
@@ -167,7 +183,7 @@ impl Env {
         let (client, ns) = (self.client.clone(), self.ns.clone());
         let opts = RuntimeOptions {
             cache_dir: Some(std::env::temp_dir().join("mlmodel-test-wasm-cache")),
-            ..RuntimeOptions::default()
+            ..self.opts.clone()
         };
         let runtime = Runtime::new(opts).expect("plugin runtime");
         self.controller = Some(tokio::spawn(async move {

@@ -33,6 +33,19 @@ use serde::de::DeserializeOwned;
 /// Labels that make PodSecurity admission enforce the `restricted` standard in a namespace.
 pub const RESTRICTED: &[(&str, &str)] = &[("pod-security.kubernetes.io/enforce", "restricted")];
 
+/// Namespace annotations that send every pod of the namespace to the local cluster's real node
+/// (admission plugins PodNodeSelector and PodTolerationRestriction; see hack/node.sh).
+pub const REAL_NODE: &[(&str, &str)] = &[
+    (
+        "scheduler.alpha.kubernetes.io/node-selector",
+        "mlmodel.dev/real-node=true",
+    ),
+    (
+        "scheduler.alpha.kubernetes.io/defaultTolerations",
+        r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#,
+    ),
+];
+
 /// The kubeconfig the tests use: `$KUBECONFIG` when set, else the local cluster's
 /// (`$MLMODEL_CACHE/cluster/kubeconfig`, default `~/.cache/mlmodel-operator/cluster/kubeconfig`).
 /// Never `~/.kube/config`: a test must not land on a real cluster by accident.
@@ -133,15 +146,28 @@ impl TestNamespace {
 
     /// Same, with namespace labels, e.g. [`RESTRICTED`].
     pub async fn with_labels(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        Self::with_meta(client, prefix, labels, &[]).await
+    }
+
+    /// Same, with labels and annotations (e.g. [`REAL_NODE`]).
+    pub async fn with_meta(
+        client: &Client,
+        prefix: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Self {
         let name = unique_name(prefix);
-        let labels: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(labels),
+                labels: Some(map(labels)),
+                annotations: Some(map(annotations)),
                 ..Default::default()
             },
             ..Default::default()
