@@ -28,8 +28,10 @@ pub struct LogArgs {
 /// Logs go to stderr so that `render` and `crd` keep stdout for their YAML.
 pub fn init(args: &LogArgs) -> Result<()> {
     let filter = EnvFilter::try_new(&args.log_level)?;
+    // Colours only on a terminal: in a container's log (`kubectl logs`) escape codes are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),

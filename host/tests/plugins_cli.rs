@@ -160,5 +160,5 @@ fn plugins_lists_builtins_directory_plugins_and_load_errors() {
 
     let (out, stdout, stderr) = run(&["plugins"]);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
 }

@@ -16,7 +16,7 @@ use mlmodel_operator::plugins::RuntimeOptions;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The operator image as hack/operator-image.sh pushes it.
@@ -42,11 +42,10 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// An HTTP/1.1 file server on the bridge address (pods reach it), one thread per connection;
-/// the files can be replaced while it runs. Unknown paths are 404.
+/// An HTTP/1.1 file server on the bridge address (pods reach it), one thread per connection.
+/// Unknown paths are 404.
 struct FileServer {
     port: u16,
-    files: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
 }
 
 impl FileServer {
@@ -55,13 +54,8 @@ impl FileServer {
             panic!("bind {HOST_IP}: {e} (is the real node's bridge up? hack/node.sh)")
         });
         let port = listener.local_addr().unwrap().port();
-        let files = Arc::new(Mutex::new(
-            files
-                .into_iter()
-                .map(|(p, b)| (p.to_string(), b))
-                .collect::<Vec<_>>(),
-        ));
-        let shared = files.clone();
+        let shared: Arc<Vec<(String, Vec<u8>)>> =
+            Arc::new(files.into_iter().map(|(p, b)| (p.to_string(), b)).collect());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -81,8 +75,6 @@ impl FileServer {
                         }
                     }
                     let body = files
-                        .lock()
-                        .unwrap()
                         .iter()
                         .find(|(p, _)| *p == path)
                         .map(|(_, b)| b.clone());
@@ -102,7 +94,7 @@ impl FileServer {
                 });
             }
         });
-        FileServer { port, files }
+        FileServer { port }
     }
 
     fn url(&self, path: &str) -> String {
@@ -160,12 +152,43 @@ async fn cluster_ip(env: &Env, model: &str) -> String {
     svc.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP")
 }
 
+/// An error with its sources (reqwest's Display stops at "error sending request").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()
         .unwrap()
+}
+
+/// GET `url` through a Service that may have been created a moment ago: kube-proxy programs a
+/// new Service within its sync period (about 1 s), and until then the ClusterIP refuses
+/// connections. Retries connection errors for at most 10 s.
+async fn get_when_routed(url: &str) -> reqwest::Response {
+    let t0 = std::time::Instant::now();
+    loop {
+        match http().get(url).send().await {
+            Ok(r) => {
+                println!("{url} routed {:?} after the first try", t0.elapsed());
+                return r;
+            }
+            Err(e) if e.is_connect() && t0.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("GET {url} through the Service: {}", chain(&e)),
+        }
+    }
 }
 
 /// The model's pods (not deleting), as the kubelet reports them.
@@ -222,19 +245,44 @@ async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
                 .as_ref()
                 .is_some_and(|l| l.get("mlmodel.dev/step").map(String::as_str) == Some("serve"))
         })
-        .unwrap_or_else(|| panic!("no server pod among {:?}", pods.iter().map(|p| &p.metadata.name).collect::<Vec<_>>()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no server pod among {:?}",
+                pods.iter().map(|p| &p.metadata.name).collect::<Vec<_>>()
+            )
+        });
     let node = nodes
-        .get(server_pod.spec.as_ref().unwrap().node_name.as_deref().unwrap())
+        .get(
+            server_pod
+                .spec
+                .as_ref()
+                .unwrap()
+                .node_name
+                .as_deref()
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert!(
-        node.metadata.labels.unwrap_or_default().contains_key(REAL_NODE_LABEL),
+        node.metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key(REAL_NODE_LABEL),
         "the server pod runs on a kwok node"
     );
-    let cs = &server_pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let cs = &server_pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
     assert!(cs.ready, "server container not ready: {cs:?}");
     assert!(
-        cs.container_id.as_deref().unwrap_or_default().starts_with("containerd://"),
+        cs.container_id
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("containerd://"),
         "not a containerd container: {cs:?}"
     );
     let mount = &server_pod.spec.as_ref().unwrap().containers[0]
@@ -246,7 +294,12 @@ async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
     // The download pod ran as a non-root user and wrote a real file.
     let download_pod = pods
         .iter()
-        .find(|p| p.metadata.labels.as_ref().is_some_and(|l| l.contains_key("job-name")))
+        .find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key("job-name"))
+        })
         .expect("the download pod is kept");
     let uid = download_pod
         .spec
@@ -254,7 +307,13 @@ async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
         .and_then(|s| s.security_context.as_ref())
         .and_then(|c| c.run_as_user);
     assert!(uid.is_some_and(|u| u != 0), "download pod user: {uid:?}");
-    let dterm = download_pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
+    let dterm = download_pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
         .state
         .as_ref()
         .and_then(|s| s.terminated.clone())
@@ -263,11 +322,7 @@ async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
 
     // Through the Service (ClusterIP -> kube-proxy -> the pod), the same bytes.
     let ip = cluster_ip(&env, "files").await;
-    let resp = http()
-        .get(format!("http://{ip}/model.bin"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET through the Service {ip}: {e}"));
+    let resp = get_when_routed(&format!("http://{ip}/model.bin")).await;
     assert_eq!(resp.status(), 200, "GET /model.bin through the Service");
     let got = resp.bytes().await.unwrap();
     assert_eq!(got.len(), data.len());
@@ -282,30 +337,62 @@ async fn real_download_failures_show_the_downloaders_message() {
     let data = model_bytes(2, 4096);
     let server = FileServer::start(vec![("/model.bin", data)]);
     let env = real_env("real-dlfail").await;
-    env.create(file_model("missing", &server.url("/missing.bin"), None, serde_json::json!({})))
-        .await;
+    env.create(file_model(
+        "missing",
+        &server.url("/missing.bin"),
+        None,
+        serde_json::json!({}),
+    ))
+    .await;
     let wrong = "0".repeat(64);
-    env.create(file_model("corrupt", &server.url("/model.bin"), Some(&wrong), serde_json::json!({})))
-        .await;
+    env.create(file_model(
+        "corrupt",
+        &server.url("/model.bin"),
+        Some(&wrong),
+        serde_json::json!({}),
+    ))
+    .await;
 
+    // The status names the downloader's own reason and message, read from the termination log
+    // of the real container (the JSON report `fetch` writes to /dev/termination-log).
     let missing = env
         .wait_phase("missing", Phase::Failed, Duration::from_secs(180))
         .await
         .status
         .unwrap();
-    assert_eq!(missing.reason.as_deref(), Some("NotFound"), "{missing:?}");
+    assert_eq!(
+        missing.reason.as_deref(),
+        Some("DownloadFailed"),
+        "{missing:?}"
+    );
     let msg = missing.message.unwrap_or_default();
-    assert!(msg.contains("404"), "the downloader's message: {msg}");
+    assert!(
+        msg.contains("(NotFound)") && msg.contains("HTTP 404 Not Found from http://"),
+        "the downloader's message: {msg}"
+    );
 
     let corrupt = env
         .wait_phase("corrupt", Phase::Failed, Duration::from_secs(180))
         .await
         .status
         .unwrap();
-    assert_eq!(corrupt.reason.as_deref(), Some("ChecksumMismatch"), "{corrupt:?}");
+    assert_eq!(
+        corrupt.reason.as_deref(),
+        Some("DownloadFailed"),
+        "{corrupt:?}"
+    );
     let msg = corrupt.message.unwrap_or_default();
-    assert!(msg.contains(&wrong), "the downloader's message names the expected sum: {msg}");
-    assert!(env.event_reasons("missing").await.iter().any(|r| r == "NotFound"));
+    assert!(
+        msg.contains("(ChecksumMismatch)") && msg.contains(&format!("expected {wrong}")),
+        "the downloader's message names the expected sum: {msg}"
+    );
+    for model in ["missing", "corrupt"] {
+        let reasons = env.event_reasons(model).await;
+        assert!(
+            reasons.iter().any(|r| r == "DownloadFailed"),
+            "{model}: {reasons:?}"
+        );
+    }
 }
 
 /// 3c: an image that cannot be pulled, and a server that exits, as the kubelet reports them.
@@ -331,15 +418,25 @@ async fn real_server_failures_are_reported_from_the_kubelet() {
     .await;
 
     let nopull = env
-        .wait_until("nopull to fail pulling", Duration::from_secs(180), || async {
-            let st = env.get("nopull").await.status?;
-            matches!(st.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")).then_some(st)
-        })
+        .wait_until(
+            "nopull to fail pulling",
+            Duration::from_secs(180),
+            || async {
+                let st = env.get("nopull").await.status?;
+                matches!(
+                    st.reason.as_deref(),
+                    Some("ErrImagePull" | "ImagePullBackOff")
+                )
+                .then_some(st)
+            },
+        )
         .await;
     let msg = nopull.message.unwrap_or_default();
     assert!(msg.contains("no-such-image"), "names the image: {msg}");
 
-    let crash = env.wait_reason("crash", "CrashLoopBackOff", Duration::from_secs(180)).await;
+    let crash = env
+        .wait_reason("crash", "CrashLoopBackOff", Duration::from_secs(180))
+        .await;
     let msg = crash.status.unwrap().message.unwrap_or_default();
     assert!(
         msg.contains("no-such-directory"),
@@ -354,14 +451,25 @@ async fn real_server_failures_are_reported_from_the_kubelet() {
 async fn a_url_change_rolls_without_a_failed_request() {
     let old = model_bytes(4, 64 * 1024);
     let new = model_bytes(5, 96 * 1024);
-    let server = FileServer::start(vec![("/v1/model.bin", old.clone()), ("/v2/model.bin", new.clone())]);
+    let server = FileServer::start(vec![
+        ("/v1/model.bin", old.clone()),
+        ("/v2/model.bin", new.clone()),
+    ]);
     let env = real_env("real-update").await;
-    env.create(file_model("rolling", &server.url("/v1/model.bin"), None, serde_json::json!({})))
+    env.create(file_model(
+        "rolling",
+        &server.url("/v1/model.bin"),
+        None,
+        serde_json::json!({}),
+    ))
+    .await;
+    let first = env
+        .wait_phase("rolling", Phase::Ready, Duration::from_secs(240))
         .await;
-    let first = env.wait_phase("rolling", Phase::Ready, Duration::from_secs(240)).await;
     let first_rev = first.status.unwrap().revision;
     let ip = cluster_ip(&env, "rolling").await;
     let url = format!("http://{ip}/model.bin");
+    assert_eq!(get_when_routed(&url).await.status(), 200);
 
     // GETs every 50 ms (at most 4 minutes' worth) until the new bytes have been seen 20 times.
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -381,7 +489,7 @@ async fn a_url_change_rolls_without_a_failed_request() {
                     Err(e) => errors.push(format!("body: {e}")),
                 },
                 Ok(r) => errors.push(format!("HTTP {}", r.status())),
-                Err(e) => errors.push(format!("request: {e}")),
+                Err(e) => errors.push(format!("request: {}", chain(&e))),
             }
             if ok_new >= 20 {
                 break;
@@ -391,17 +499,24 @@ async fn a_url_change_rolls_without_a_failed_request() {
         (ok_old, ok_new, errors)
     });
 
-    env.merge_spec("rolling", serde_json::json!({"modelURL": server.url("/v2/model.bin")}))
-        .await;
+    env.merge_spec(
+        "rolling",
+        serde_json::json!({"modelURL": server.url("/v2/model.bin")}),
+    )
+    .await;
     let updated = env
-        .wait_until("the new revision to be served and Ready", Duration::from_secs(240), || async {
-            let m = env.get("rolling").await;
-            let st = m.status.clone()?;
-            (st.phase == Some(Phase::Ready)
-                && st.observed_generation == m.metadata.generation
-                && st.revision != first_rev)
-                .then_some(st)
-        })
+        .wait_until(
+            "the new revision to be served and Ready",
+            Duration::from_secs(240),
+            || async {
+                let m = env.get("rolling").await;
+                let st = m.status.clone()?;
+                (st.phase == Some(Phase::Ready)
+                    && st.observed_generation == m.metadata.generation
+                    && st.revision != first_rev)
+                    .then_some(st)
+            },
+        )
         .await;
     let (ok_old, ok_new, errors) = tokio::time::timeout(Duration::from_secs(60), prober)
         .await
@@ -410,11 +525,21 @@ async fn a_url_change_rolls_without_a_failed_request() {
             let _ = stop_tx.send(());
             panic!("the prober never saw the new bytes 20 times")
         });
-    println!("during the update: {ok_old} GETs of the old revision, {ok_new} of the new, {} errors", errors.len());
-    assert!(errors.is_empty(), "failed requests during the update: {errors:?}");
+    println!(
+        "during the update: {ok_old} GETs of the old revision, {ok_new} of the new, {} errors",
+        errors.len()
+    );
+    assert!(
+        errors.is_empty(),
+        "failed requests during the update: {errors:?}"
+    );
     assert!(ok_old > 0 && ok_new >= 20, "old {ok_old}, new {ok_new}");
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
-    let d = deployments.list(&ListParams::default()).await.unwrap().items;
+    let d = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(d.len(), 1, "one Deployment rolled, not a second one");
     assert!(updated.revision.is_some());
 }

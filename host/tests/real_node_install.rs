@@ -33,7 +33,12 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
         .expect("run kubectl");
     if let Some(text) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -52,8 +57,20 @@ impl Drop for Installed {
     fn drop(&mut self) {
         let kubeconfig = common::kubeconfig_path();
         for args in [
-            vec!["-n", SYSTEM_NS, "scale", "deployment/mlmodel-operator", "--replicas=0"],
-            vec!["delete", "namespace", SYSTEM_NS, "--wait=false", "--ignore-not-found"],
+            vec![
+                "-n",
+                SYSTEM_NS,
+                "scale",
+                "deployment/mlmodel-operator",
+                "--replicas=0",
+            ],
+            vec![
+                "delete",
+                "namespace",
+                SYSTEM_NS,
+                "--wait=false",
+                "--ignore-not-found",
+            ],
         ] {
             let _ = Command::new(kubectl_path())
                 .arg("--kubeconfig")
@@ -69,7 +86,14 @@ async fn wait_namespace_gone(client: &kube::Client) {
     common::wait_until(
         "the namespace mlmodel-system left by an earlier test to be deleted",
         Duration::from_secs(120),
-        || async { namespaces.get_opt(SYSTEM_NS).await.ok()?.is_none().then_some(()) },
+        || async {
+            namespaces
+                .get_opt(SYSTEM_NS)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
     )
     .await;
 }
@@ -86,29 +110,34 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
         .await;
     wait_namespace_gone(&client).await;
 
-    // install.yaml as shipped, with the image set to the local one and the operator's namespace
-    // sent to the real node (the annotations of hack/node.sh).
+    // The operator's namespace is sent to the real node first (the annotations of
+    // hack/node.sh, by a field manager of the test's own), then install.yaml as shipped, with the
+    // image set to the local one.
+    let annotations: serde_json::Map<String, serde_json::Value> = common::REAL_NODE
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    let namespace = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": SYSTEM_NS, "annotations": annotations},
+    });
+    let _installed = Installed;
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=real-node-test",
+            "-f",
+            "-",
+        ],
+        Some(&namespace.to_string()),
+    );
     let manifest = std::fs::read_to_string(common::flow::repo_root().join("deploy/install.yaml"))
         .expect("deploy/install.yaml")
         .replace(RELEASED_IMAGE, OPERATOR_IMAGE);
-    let mut docs: Vec<serde_json::Value> = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&manifest) {
-        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        if v["kind"] == "Namespace" && v["metadata"]["name"] == SYSTEM_NS {
-            for (k, a) in common::REAL_NODE {
-                v["metadata"]["annotations"][*k] = serde_json::json!(a);
-            }
-        }
-        docs.push(v);
-    }
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
-    let _installed = Installed;
     kubectl(
         &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-        Some(&list.to_string()),
+        Some(&manifest),
     );
 
     // The operator's pod: on the real node, its own ServiceAccount, Ready (its /readyz passed).
@@ -131,20 +160,30 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
         .find(|p| p.metadata.deletion_timestamp.is_none())
         .expect("the operator's pod");
     let spec = pod.spec.clone().unwrap();
-    assert_eq!(spec.service_account_name.as_deref(), Some("mlmodel-operator"));
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("mlmodel-operator")
+    );
     assert_eq!(spec.containers[0].image.as_deref(), Some(OPERATOR_IMAGE));
     let node = Api::<Node>::all(client.clone())
         .get(spec.node_name.as_deref().unwrap())
         .await
         .unwrap();
     assert!(
-        node.metadata.labels.unwrap_or_default().contains_key("mlmodel.dev/real-node"),
+        node.metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key("mlmodel.dev/real-node"),
         "the operator's pod is not on the real node"
     );
     let status = pod.status.clone().unwrap();
     let cs = &status.container_statuses.unwrap()[0];
     assert!(
-        cs.container_id.as_deref().unwrap_or_default().starts_with("containerd://") && cs.ready,
+        cs.container_id
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("containerd://")
+            && cs.ready,
         "{cs:?}"
     );
     let ip = status.pod_ip.expect("a pod IP");
@@ -179,6 +218,9 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
         metrics.contains("mlmodel_reconciles_total") && metrics.contains("mlmodel_leader 1"),
         "/metrics of the operator's pod:\n{metrics}"
     );
-    let logs = kubectl(&["-n", SYSTEM_NS, "logs", "deployment/mlmodel-operator"], None);
+    let logs = kubectl(
+        &["-n", SYSTEM_NS, "logs", "deployment/mlmodel-operator"],
+        None,
+    );
     assert!(!logs.is_empty(), "the operator's pod wrote no log");
 }

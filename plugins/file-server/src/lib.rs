@@ -18,7 +18,10 @@ pub struct FileServer;
 
 /// `directory` as a path under the model root: relative, no `..`, no empty or `.` parts.
 fn served_dir(root: &str, directory: Option<&str>) -> Result<String, String> {
-    let Some(dir) = directory.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty()) else {
+    let Some(dir) = directory
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty())
+    else {
         return Ok(root.to_string());
     };
     if dir.split('/').any(|part| matches!(part, "" | "." | "..")) {
@@ -83,7 +86,10 @@ mod tests {
     fn directory_stays_inside_the_model() {
         assert_eq!(served_dir("/models/m", None).unwrap(), "/models/m");
         assert_eq!(served_dir("/models/m", Some("1/")).unwrap(), "/models/m/1");
-        assert_eq!(served_dir("/models/m", Some("a/b")).unwrap(), "/models/m/a/b");
+        assert_eq!(
+            served_dir("/models/m", Some("a/b")).unwrap(),
+            "/models/m/a/b"
+        );
         for bad in ["..", "a/../..", "./a", "a//b"] {
             assert!(served_dir("/models/m", Some(bad)).is_err(), "{bad}");
         }
