@@ -152,8 +152,7 @@ impl Env {
     ) -> Env {
         let client = super::client().await;
         ensure_crd(&client).await;
-        let namespace =
-            super::TestNamespace::with_meta(&client, prefix, labels, annotations).await;
+        let namespace = super::TestNamespace::with_meta(&client, prefix, labels, annotations).await;
         let mut env = Env {
             client,
             ns: namespace.name().to_string(),
