@@ -85,7 +85,16 @@ spec:
     config:
       download: {storageClassName: local-path}   # the real node's provisioner
 EOF
-"$kubectl" -n "$ns" apply -k deploy/samples/
+# The samples as shipped, with their claims on the real node's StorageClass (the default class,
+# kwok's, makes volumes only kwok nodes can pretend to mount).
+"$kubectl" -n "$ns" apply -k deploy/samples/ --dry-run=client -o json | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+for m in doc.get("items", [doc]):
+    config = m["spec"].setdefault("plugins", {}).setdefault("config", {})
+    config.setdefault("download", {})["storageClassName"] = "local-path"
+json.dump(doc, sys.stdout)
+' | "$kubectl" -n "$ns" apply -f -
 
 step "Following the models (the samples cannot download here: no internet)"
 declare -A last
@@ -117,6 +126,8 @@ fetch="curl -s http://$ip/weights.bin | sha256sum"
 echo
 echo "Fetching the served file through the model's Service (ClusterIP $ip, routed by kube-proxy):"
 echo "  \$ $fetch"
+# A Service created a moment ago is routed once kube-proxy has synced (about a second).
+for _ in $(seq 50); do curl -fsS -o /dev/null "http://$ip/weights.bin" 2>/dev/null && break; sleep 0.2; done
 got=$(curl -fsS "http://$ip/weights.bin" | sha256sum | cut -d' ' -f1)
 echo "  $got  -"
 if [ "$got" = "$sha" ]; then
