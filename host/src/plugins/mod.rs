@@ -11,6 +11,7 @@
 pub mod cli;
 mod context;
 mod engine;
+mod podsecurity;
 pub mod policy;
 mod registry;
 mod stdio;
@@ -524,7 +525,14 @@ fn check_output(
         labels: &labels,
         owner: owner_reference(model),
     };
-    policy::check(plugin, step, manifests, limits.output_bytes, &host)
+    policy::check(
+        plugin,
+        step,
+        manifests,
+        limits.output_bytes,
+        &host,
+        &policy::Allowances::default(),
+    )
 }
 
 fn framework_default(step: Step, framework: &str) -> String {

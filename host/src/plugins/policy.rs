@@ -1,14 +1,32 @@
 //! The output policy: what a plugin may return for a step, and what the host adds to it.
 //!
 //! Every object must parse as a Kubernetes object, be of a kind allowed for its step, live in
-//! the model's namespace (or name none), and not be cluster-scoped. The host then sets the
-//! namespace, the owner reference and its labels, overriding whatever the plugin put there.
+//! the model's namespace (or name none), and not be cluster-scoped. What it asks for is checked
+//! too, whatever the namespace's labels say: pod templates meet the `restricted` Pod Security
+//! Standard, run as the namespace's default ServiceAccount and are not bound to a node; Services
+//! are ClusterIP without external IPs; claims do not pick a volume or a data source. The admin
+//! can widen the ServiceAccount and Service-type rules per plugin ([`Allowances`]). The host then
+//! sets the namespace, the owner reference and its labels, overriding whatever the plugin put
+//! there.
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DynamicObject, TypeMeta};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::podsecurity::restricted_violations;
 use super::{PluginError, Step};
+
+/// What the cluster admin allows one plugin beyond the defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Allowances {
+    /// Pod templates may name a ServiceAccount other than `default`.
+    pub service_accounts: bool,
+    /// Service types allowed besides `ClusterIP` (e.g. `LoadBalancer`, `NodePort`).
+    pub service_types: Vec<String>,
+}
+
+/// Violations listed in one refusal (the rest are counted).
+const MAX_LISTED: usize = 4;
 
 /// Objects one render may return.
 const MAX_OBJECTS: usize = 64;
@@ -68,6 +86,7 @@ pub fn check(
     manifests: &[String],
     max_bytes: usize,
     host: &HostAdditions<'_>,
+    allow: &Allowances,
 ) -> Result<Vec<DynamicObject>, PluginError> {
     let invalid = |object: String, message: String| PluginError::InvalidOutput {
         plugin: plugin.into(),
@@ -148,6 +167,19 @@ pub fn check(
                 host.namespace
             )));
         }
+        let broken = content_violations(kind, &value, allow);
+        if !broken.is_empty() {
+            let more = broken.len().saturating_sub(MAX_LISTED);
+            let mut rule = broken
+                .into_iter()
+                .take(MAX_LISTED)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if more > 0 {
+                rule.push_str(&format!(" (and {more} more)"));
+            }
+            return Err(forbidden(rule));
+        }
         if !seen.insert((kind.to_string(), name.to_string())) {
             return Err(invalid(object, "returned twice".into()));
         }
@@ -157,6 +189,76 @@ pub fn check(
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// What an object asks for that the policy refuses, as sentences.
+fn content_violations(kind: &str, value: &Value, allow: &Allowances) -> Vec<String> {
+    let spec = value.get("spec").unwrap_or(&Value::Null);
+    match kind {
+        "Pod" => pod_violations(spec, allow),
+        "Deployment" | "Job" => match spec.pointer("/template/spec") {
+            Some(pod) => pod_violations(pod, allow),
+            None => vec![format!("{kind} without spec.template.spec")],
+        },
+        "Service" => {
+            let mut out = Vec::new();
+            let t = spec
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
+            if t != "ClusterIP" && !allow.service_types.iter().any(|a| a == t) {
+                out.push(format!(
+                    "Service type {t} is not allowed (ClusterIP only, unless the admin allows {t} for this plugin)"
+                ));
+            }
+            if spec
+                .get("externalIPs")
+                .and_then(Value::as_array)
+                .is_some_and(|ips| !ips.is_empty())
+            {
+                out.push("Services must not set externalIPs".into());
+            }
+            out
+        }
+        "PersistentVolumeClaim" => ["volumeName", "dataSource", "dataSourceRef"]
+            .into_iter()
+            .filter(|k| spec.get(*k).is_some_and(|v| !v.is_null()))
+            .map(|k| {
+                format!(
+                    "claims must not set spec.{k} (it would bind an existing volume or copy data)"
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn pod_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["serviceAccountName", "serviceAccount"] {
+        if let Some(sa) = pod.get(key).and_then(Value::as_str)
+            && !sa.is_empty()
+            && sa != "default"
+            && !allow.service_accounts
+        {
+            out.push(format!(
+                "{key} {sa:?}: pods run as the namespace's default ServiceAccount unless the admin allows others for this plugin"
+            ));
+        }
+    }
+    if pod
+        .get("nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
+        out.push("pods must not set nodeName (it bypasses the scheduler)".into());
+    }
+    out.extend(
+        restricted_violations(pod)
+            .into_iter()
+            .map(|v| format!("violates the restricted Pod Security Standard: {v}")),
+    );
+    out
 }
 
 /// A checked manifest as an object. By hand rather than `serde_json::from_value`: the derive of
@@ -224,7 +326,14 @@ mod tests {
             owner: Some(owner),
         };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
-        check("p", step, &manifests, 1 << 20, &host)
+        check(
+            "p",
+            step,
+            &manifests,
+            1 << 20,
+            &host,
+            &Allowances::default(),
+        )
     }
 
     fn obj(api_version: &str, kind: &str, name: &str) -> Value {
@@ -250,23 +359,11 @@ mod tests {
         assert!(
             run(
                 Step::Download,
-                &[
-                    obj("v1", "PersistentVolumeClaim", "v"),
-                    obj("batch/v1", "Job", "j")
-                ]
+                &[obj("v1", "PersistentVolumeClaim", "v"), job()]
             )
             .is_ok()
         );
-        assert!(
-            run(
-                Step::Serve,
-                &[
-                    obj("apps/v1", "Deployment", "d"),
-                    obj("v1", "ConfigMap", "c")
-                ]
-            )
-            .is_ok()
-        );
+        assert!(run(Step::Serve, &[deployment(), obj("v1", "ConfigMap", "c")]).is_ok());
         let err = run(Step::Serve, &[obj("v1", "Service", "s")]).unwrap_err();
         assert_eq!(err.reason(), "ForbiddenPluginOutput");
         let text = err.to_string();
@@ -308,7 +405,15 @@ mod tests {
             labels: &labels,
             owner: None,
         };
-        let err = check("p", Step::Serve, &["{not json".to_string()], 1 << 20, &host).unwrap_err();
+        let err = check(
+            "p",
+            Step::Serve,
+            &["{not json".to_string()],
+            1 << 20,
+            &host,
+            &Allowances::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason(), "InvalidPluginOutput");
         assert!(
             err.to_string().contains("object #1") && err.to_string().contains("not JSON"),
@@ -336,7 +441,7 @@ mod tests {
                 .contains("twice")
         );
         let big = vec!["x".repeat(100); 2];
-        assert!(check("p", Step::Serve, &big, 150, &host).is_err());
+        assert!(check("p", Step::Serve, &big, 150, &host, &Allowances::default()).is_err());
         let out = run(Step::Serve, &[obj("v1", "ConfigMap", "c")]).unwrap();
         assert!(out[0].metadata.owner_references.is_some());
         let none = check(
@@ -345,11 +450,136 @@ mod tests {
             &[obj("v1", "ConfigMap", "c").to_string()],
             1 << 20,
             &host,
+            &Allowances::default(),
         )
         .unwrap();
         assert!(
             none[0].metadata.owner_references.is_none(),
             "no uid, no owner reference"
         );
+    }
+
+    /// A Deployment whose pod meets the restricted standard, for the attacks to break.
+    fn deployment() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "c", "image": "i", "securityContext": {
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}})
+    }
+
+    fn job() -> Value {
+        let mut j = deployment();
+        j["apiVersion"] = json!("batch/v1");
+        j["kind"] = json!("Job");
+        j["metadata"]["name"] = json!("j");
+        j
+    }
+
+    #[test]
+    fn the_plugin_attacks_of_the_trust_issue_are_refused() {
+        let pod = "/spec/template/spec";
+        let attacks: Vec<(&str, Step, Value)> = vec![
+            ("privileged", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["containers"][0]["securityContext"]["privileged"] =
+                    json!(true);
+                d
+            }),
+            ("hostPath", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["volumes"] =
+                    json!([{"name": "root", "hostPath": {"path": "/"}}]);
+                d
+            }),
+            ("hostNetwork", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["hostNetwork"] = json!(true);
+                d
+            }),
+            ("hostPID", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["hostPID"] = json!(true);
+                d
+            }),
+            ("must not add NET_ADMIN", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["containers"][0]["securityContext"]["capabilities"]["add"] =
+                    json!(["NET_ADMIN"]);
+                d
+            }),
+            ("serviceAccountName \"admin\"", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["serviceAccountName"] = json!("admin");
+                d.pointer_mut(pod).unwrap()["automountServiceAccountToken"] = json!(true);
+                d
+            }),
+            ("nodeName", Step::Serve, {
+                let mut d = deployment();
+                d.pointer_mut(pod).unwrap()["nodeName"] = json!("control-plane");
+                d
+            }),
+            (
+                "externalIPs",
+                Step::Expose,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"externalIPs": ["1.2.3.4"], "ports": [{"port": 80}]}}),
+            ),
+            (
+                "LoadBalancer",
+                Step::Expose,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+            ),
+            (
+                "spec.volumeName",
+                Step::Download,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "v"}, "spec": {"volumeName": "someone-elses-pv"}}),
+            ),
+            (
+                "spec.dataSource",
+                Step::Download,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "v"}, "spec": {"dataSource": {"kind": "PersistentVolumeClaim", "name": "secrets"}}}),
+            ),
+            (
+                "runAsNonRoot",
+                Step::Download,
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "securityContext": {
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"}}}]}}}}),
+            ),
+        ];
+        for (rule, step, object) in attacks {
+            let err = run(step, std::slice::from_ref(&object)).unwrap_err();
+            assert_eq!(err.reason(), "ForbiddenPluginOutput", "{rule}: {err}");
+            assert!(err.to_string().contains(rule), "{rule}: {err}");
+        }
+        assert!(run(Step::Serve, &[deployment()]).is_ok());
+    }
+
+    #[test]
+    fn the_admin_can_widen_service_accounts_and_service_types_per_plugin() {
+        let labels = BTreeMap::new();
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: None,
+        };
+        let mut d = deployment();
+        d.pointer_mut("/spec/template/spec").unwrap()["serviceAccountName"] = json!("reader");
+        let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"type": "LoadBalancer"}});
+        let allow = Allowances {
+            service_accounts: true,
+            service_types: vec!["LoadBalancer".into()],
+        };
+        assert!(check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).is_ok());
+        assert!(check("p", Step::Expose, &[lb.to_string()], 1 << 20, &host, &allow).is_ok());
+        // Widening one rule leaves the others: still no privileged pod.
+        d.pointer_mut("/spec/template/spec").unwrap()["hostNetwork"] = json!(true);
+        assert!(check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).is_err());
     }
 }
