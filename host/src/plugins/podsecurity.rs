@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn each_rule_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("hostNetwork", Box::new(|s| s["hostNetwork"] = json!(true))),
             ("hostPID", Box::new(|s| s["hostPID"] = json!(true))),
             (
