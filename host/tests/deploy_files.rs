@@ -336,6 +336,15 @@ fn rbac_rules_are_the_same_in_every_copy() {
 }
 
 #[test]
+fn helm_chart_admission_policy_is_the_one_in_deploy() {
+    assert!(
+        read("deploy/helm/mlmodel-operator/files/model-author-rights.yaml")
+            == read("deploy/admission/model-author-rights.yaml"),
+        "deploy/helm/mlmodel-operator/files/ is stale: run `make manifests`"
+    );
+}
+
+#[test]
 fn helm_chart_crd_is_the_generated_one() {
     assert!(
         read("deploy/helm/mlmodel-operator/crds/mlmodel.dev_mlmodels.yaml")

@@ -258,10 +258,12 @@ fn install_yaml_is_the_kustomize_build_of_deploy() {
         "RoleBinding/mlmodel-system/mlmodel-operator-leader-election",
         "ConfigMap/mlmodel-system/mlmodel-operator-plugins",
         "Deployment/mlmodel-system/mlmodel-operator",
+        "ValidatingAdmissionPolicy/mlmodel-author-rights",
+        "ValidatingAdmissionPolicyBinding/mlmodel-author-rights",
     ] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
-    assert_eq!(kinds.len(), 9, "{kinds:?}");
+    assert_eq!(kinds.len(), 11, "{kinds:?}");
     assert!(
         !kinds.iter().any(|k| k.starts_with("MLModel/")),
         "no samples"
@@ -327,6 +329,8 @@ fn helm_chart_lints_and_renders_the_defaults() {
             "RoleBinding/ops/rel-mlmodel-operator-leader-election",
             "Service/ops/rel-mlmodel-operator-metrics",
             "ServiceAccount/ops/rel-mlmodel-operator",
+            "ValidatingAdmissionPolicy/mlmodel-author-rights",
+            "ValidatingAdmissionPolicyBinding/mlmodel-author-rights",
         ]
     );
     assert_eq!(
@@ -1013,4 +1017,103 @@ async fn operator_binary_with_leader_election_runs_as_its_service_account() {
     drop(child);
     let _ = leases.delete(&lease_id, &DeleteParams::default()).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates `model` as `client`; `Err` with the API server's message when refused.
+async fn create_as(client: &Client, ns: &str, model: &MLModel) -> Result<(), String> {
+    let api: Api<MLModel> = Api::namespaced(client.clone(), ns);
+    match api.create(&PostParams::default(), model).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
+        Err(e) => panic!("create: {e}"),
+    }
+}
+
+/// A Role for `user` in `ns` with `rules`, replacing the previous one.
+async fn grant(admin: &Client, ns: &str, user: &str, rules: Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Patch, PatchParams};
+    let pp = PatchParams::apply("mlmodel-tests").force();
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "model-author"}, "rules": rules,
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), ns)
+        .patch("model-author", &pp, &Patch::Apply(&role))
+        .await
+        .expect("apply the Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "model-author"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "model-author"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .patch("model-author", &pp, &Patch::Apply(&binding))
+        .await
+        .expect("apply the RoleBinding");
+}
+
+/// The admission policy of deploy/admission: a user who may create MLModels but not pods, or not
+/// read the Secret a model names, is refused at `kubectl apply`; granted those rights, accepted.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn model_authors_get_no_more_than_their_own_rights() {
+    let admin = common::client().await;
+    ensure_crd(&admin).await;
+    apply(&["-k", "deploy/admission"]);
+    let ns = common::TestNamespace::new(&admin, "author-rights").await;
+    let user = common::unique_name("alice");
+    let author = common::client_as(&user, &[]).await;
+    let models_only = json!([{"apiGroups": ["mlmodel.dev"], "resources": ["mlmodels"],
+        "verbs": ["create", "get", "list", "update", "patch"]}]);
+    grant(&admin, ns.name(), &user, models_only.clone()).await;
+
+    let mut model = sample_model("echo-model.yaml");
+    model.metadata.namespace = Some(ns.name().into());
+    // A new policy takes a moment to reach the apiserver's admission chain.
+    let refused = common::wait_until(
+        "the admission policy to refuse a model author without pod rights",
+        Duration::from_secs(30),
+        || async { create_as(&author, ns.name(), &model).await.err() },
+    )
+    .await;
+    assert!(
+        refused.starts_with("403") && refused.contains("may not create pods in namespace"),
+        "{refused}"
+    );
+
+    let mut rules = models_only.as_array().unwrap().clone();
+    rules.push(json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}));
+    grant(&admin, ns.name(), &user, json!(rules)).await;
+    common::wait_until(
+        "the author with pod rights to be admitted",
+        Duration::from_secs(30),
+        || async { create_as(&author, ns.name(), &model).await.ok() },
+    )
+    .await;
+
+    let mut with_secret = model.clone();
+    with_secret.metadata.name = Some("with-secret".into());
+    with_secret.spec.credentials_secret_ref = Some(mlmodel_operator::api::SecretRef {
+        name: "db-credentials".into(),
+    });
+    let refused = create_as(&author, ns.name(), &with_secret)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("may not get the Secret db-credentials"),
+        "{refused}"
+    );
+    rules.push(json!({"apiGroups": [""], "resources": ["secrets"],
+        "resourceNames": ["db-credentials"], "verbs": ["get"]}));
+    grant(&admin, ns.name(), &user, json!(rules)).await;
+    common::wait_until(
+        "the author with the Secret's get to be admitted",
+        Duration::from_secs(30),
+        || async { create_as(&author, ns.name(), &with_secret).await.ok() },
+    )
+    .await;
 }
