@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod names;
 pub mod plan;
 pub mod plugins;
+pub mod redact;
 pub mod render;
 pub mod server;
 pub mod status;

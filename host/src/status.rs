@@ -2,6 +2,7 @@
 //! change deserves. Pure, so every phase rule is unit-tested.
 use crate::api::{DownloadStatus, MLModel, MLModelStatus, Phase};
 use crate::plan::{DownloadState, ServingState};
+use crate::redact;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
@@ -245,10 +246,19 @@ pub fn compute(
     let download = Some(download_status(rev, &obs.download, previous));
     let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
 
+    // Model URLs may carry credentials (userinfo, a presigned query): every reader of the
+    // model sees its status, so messages show them redacted.
+    let conditions = conditions
+        .into_iter()
+        .map(|mut c| {
+            c.message = redact::urls_in(&c.message);
+            c
+        })
+        .collect();
     MLModelStatus {
         phase: Some(phase),
         reason: Some(reason),
-        message: Some(message),
+        message: Some(redact::urls_in(&message)),
         conditions,
         observed_generation: generation,
         service_endpoint: endpoint.as_ref().map(|e| e.endpoint.clone()),
@@ -509,6 +519,42 @@ mod tests {
         assert_eq!(s.condition("Ready").unwrap().status, "True");
         assert_eq!(s.revision.as_deref(), Some("r1"));
         assert!(s.condition("Exposed").is_none());
+    }
+
+    #[test]
+    fn url_secrets_stay_out_of_messages_conditions_and_events() {
+        let mut m = model();
+        m.spec.model_url = "https://user:hunter2@x.example/m.bin?X-Amz-Signature=deadbeef".into();
+        let mut o = obs();
+        o.download = DownloadState::Running {
+            attempts: 1,
+            started: None,
+        };
+        let running = compute(&m, &o, None);
+        o.download = DownloadState::Failed {
+            reason: "NotFound".into(),
+            message: format!("HTTP 404 Not Found from {}", m.spec.model_url),
+            attempts: 1,
+        };
+        let failed = compute(&m, &o, Some(&running));
+        let event = event(Some(&running), &failed).unwrap();
+        for s in [&running, &failed] {
+            let mut texts = vec![s.message.clone().unwrap_or_default()];
+            texts.extend(s.conditions.iter().map(|c| c.message.clone()));
+            for text in texts {
+                assert!(
+                    !text.contains("hunter2") && !text.contains("deadbeef"),
+                    "{text}"
+                );
+            }
+        }
+        assert!(!event.message.contains("hunter2") && !event.message.contains("deadbeef"));
+        assert!(
+            failed
+                .message
+                .unwrap()
+                .contains("https://REDACTED@x.example/m.bin?X-Amz-Signature=REDACTED"),
+        );
     }
 
     #[test]
