@@ -582,4 +582,30 @@ mod tests {
         d.pointer_mut("/spec/template/spec").unwrap()["hostNetwork"] = json!(true);
         assert!(check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).is_err());
     }
+
+    /// The corpus of hostile plugin outputs (host/tests/hostile/plugin-outputs.json): each is
+    /// refused with its reason, and the refusal names the rule.
+    #[test]
+    fn every_hostile_output_of_the_corpus_is_refused() {
+        let corpus: Vec<Value> =
+            serde_json::from_str(include_str!("../../tests/hostile/plugin-outputs.json")).unwrap();
+        assert!(corpus.len() >= 30, "{} cases", corpus.len());
+        for case in corpus {
+            let step = match case["step"].as_str().unwrap() {
+                "download" => Step::Download,
+                "serve" => Step::Serve,
+                _ => Step::Expose,
+            };
+            let objects = case["objects"].as_array().unwrap();
+            let name = case["name"].as_str().unwrap();
+            let err = run(step, objects).expect_err(name);
+            assert_eq!(
+                err.reason(),
+                case["reason"].as_str().unwrap(),
+                "{name}: {err}"
+            );
+            let expect = case["expect"].as_str().unwrap();
+            assert!(err.to_string().contains(expect), "{name}: {err}");
+        }
+    }
 }
