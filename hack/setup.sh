@@ -32,9 +32,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -e "$root/target" ] || [ -L "$root/target" ]; then
   shared="$cache/target-$(rustc -V | sha256sum | cut -c1-12)"
   # Each clone's own crates are built again beside the shared dependencies: start over when the
-  # directory has grown past 60 GiB, so many CI runs cannot fill the disk.
-  if [ -d "$shared" ] && [ "$(du -s --block-size=1G "$shared" | cut -f1)" -gt 60 ]; then
-    echo "setup: $shared is over 60 GiB: emptying it" >&2
+  # directory has grown past 30 GiB (one clean-clone run adds about 20), so runs cannot fill the disk.
+  if [ -d "$shared" ] && [ "$(du -s --block-size=1G "$shared" | cut -f1)" -gt 30 ]; then
+    echo "setup: $shared is over 30 GiB: emptying it" >&2
     rm -rf "$shared"
   fi
   mkdir -p "$shared"
