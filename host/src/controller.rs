@@ -9,13 +9,15 @@ use crate::api::{
     InvalidPluginConfig, LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus,
 };
 use crate::apply::{self, ANNOTATION_APPLIED_HASH, ANNOTATION_MODEL_NAME};
+pub use crate::error::Error;
 use crate::index::{self, Index};
 use crate::leader::{Candidate, LeaderArgs};
-use crate::metrics::{Metrics, Readiness};
+use crate::metrics::Metrics;
 use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
 use crate::plugins::cli::SourceArgs;
 use crate::plugins::{PluginError, Runtime, RuntimeOptions, Step};
+use crate::server::Readiness;
 use crate::status::{self, Endpoint, Observation};
 use anyhow::Context as _;
 use clap::Args;
@@ -86,30 +88,6 @@ impl RunArgs {
             defaults,
             operator_image: self.operator_image.clone(),
             ..self.source.options()
-        }
-    }
-}
-
-/// Errors a reconcile returns to be retried with backoff (everything a user caused is written
-/// to status instead and is not an error here).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("model has no namespace")]
-    NoNamespace,
-}
-
-impl Error {
-    /// Every value of [`Error::metric_label`].
-    pub const METRIC_LABELS: &[&str] = &["ApiError", "ApiUnreachable", "NoNamespace"];
-
-    /// The `reason` label of `mlmodel_reconcile_errors_total`.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Kube(kube::Error::Api(_)) => "ApiError",
-            Error::Kube(_) => "ApiUnreachable",
-            Error::NoNamespace => "NoNamespace",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod fetch;
 pub mod index;
 pub mod leader;
