@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
 use crate::plugins::cli::SourceArgs;
-use crate::plugins::{PluginError, Runtime, RuntimeOptions, Step};
+use crate::plugins::{DEFAULT_OPERATOR_IMAGE, PluginError, Runtime, RuntimeOptions, Step};
 use crate::server::Readiness;
 use crate::status::{self, Endpoint, Observation};
 use anyhow::Context as _;
@@ -38,8 +38,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-pub const DEFAULT_OPERATOR_IMAGE: &str = "ghcr.io/mlmodel-dev/mlmodel-operator:v0.1.0";
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
