@@ -162,3 +162,8 @@ async fn publish(ctx: &Context, model: &MLModel, note: status::EventNote) {
         warn!(error = %e, "could not publish event");
     }
 }
+
+#[cfg(test)]
+mod fake_api;
+#[cfg(test)]
+mod tests;
