@@ -76,12 +76,7 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
     }
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
     let owned = Owned::read(&ctx.stores, model);
-    let mut applier = Applier::new(
-        (&ctx.client, &ctx.runtime, &ctx.metrics),
-        model,
-        &ns,
-        &owned,
-    );
+    let mut applier = Applier::new(&ctx.client, &ctx.runtime, &ctx.metrics, model, &ns, &owned);
     let (obs, requeue) = match run_steps(&mut applier, &owned).await? {
         Progress::Done(obs) => (obs, None),
         Progress::Blocked(obs, after) => (obs, after),

@@ -102,7 +102,9 @@ pub struct Applier<'a> {
 
 impl<'a> Applier<'a> {
     pub fn new(
-        (client, runtime, metrics): (&'a Client, &'a Runtime, &'a Metrics),
+        client: &'a Client,
+        runtime: &'a Runtime,
+        metrics: &'a Metrics,
         model: &'a MLModel,
         ns: &'a str,
         owned: &Owned,
