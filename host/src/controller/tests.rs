@@ -2,7 +2,7 @@
 use super::fake_api::{Call, Expect, FakeApi};
 use super::watches::{Cache, Stores};
 use super::{Context, reconcile};
-use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel};
+use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel, Phase};
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
 use crate::names;
@@ -204,6 +204,78 @@ async fn a_model_whose_objects_are_current_costs_no_request() {
     assert_eq!(calls[0].body["status"]["phase"], "Downloading");
     model.status = Some(serde_json::from_value(calls[0].body["status"].clone()).unwrap());
     // Nothing changed since: no apply, no status patch, no event.
+    let calls = reconcile_once(&model, &cluster, vec![]).await;
+    assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// Takes the status a reconcile patched in, as the next watch event would bring it.
+fn patched_status(model: &mut MLModel, call: &Call) {
+    assert!(call.path.ends_with("/status"), "{call:?}");
+    model.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+}
+
+#[tokio::test]
+async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
+    let mut model = echo_model();
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+
+    // The download Job completed: serve and expose are applied.
+    let job = &mut cluster.jobs[0];
+    job.status = Some(
+        serde_json::from_value(serde_json::json!({
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }))
+        .unwrap(),
+    );
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![
+            Expect::apply(format!(
+                "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+            )),
+            Expect::apply(format!("/api/v1/namespaces/{NS}/services/echo-model")),
+            Expect::status_patch(&model),
+            Expect::event(NS),
+        ],
+    )
+    .await;
+    assert_eq!(calls[0].body["kind"], "Deployment");
+    assert_eq!(calls[1].body["kind"], "Service");
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+    assert_ne!(model.status.as_ref().unwrap().phase, Some(Phase::Ready));
+
+    // The Deployment rolled out: Ready, with the Service's endpoint.
+    cluster.deployments[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        }))
+        .unwrap(),
+    );
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Ready", "{status}");
+    assert!(
+        status
+            .to_string()
+            .contains("http://echo-model.models.svc.cluster.local:80"),
+        "{status}"
+    );
+    patched_status(&mut model, &calls[0]);
+
+    // Nothing changed since: no apply, no prune, no status patch, no event.
     let calls = reconcile_once(&model, &cluster, vec![]).await;
     assert!(calls.is_empty(), "{calls:?}");
 }
