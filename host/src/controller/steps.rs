@@ -183,7 +183,7 @@ impl<'a> Applier<'a> {
 }
 
 /// The plugin of each step of one model.
-pub struct Plugins {
+struct Plugins {
     download: Arc<LoadedPlugin>,
     serve: Arc<LoadedPlugin>,
     expose: Option<Arc<LoadedPlugin>>,
@@ -192,7 +192,7 @@ pub struct Plugins {
 /// Runs the steps, in order, as far as they can go now.
 pub async fn run_steps(applier: &mut Applier<'_>, owned: &Owned) -> Result<Progress, Error> {
     let mut obs = observe_serving(applier.model, owned);
-    match steps(applier, owned, &mut obs).await {
+    match in_order(applier, owned, &mut obs).await {
         Ok(()) => Ok(Progress::Done(obs)),
         Err(Stop::Blocked(b)) => {
             obs.blocking_error = Some((b.reason, b.message));
@@ -202,7 +202,8 @@ pub async fn run_steps(applier: &mut Applier<'_>, owned: &Owned) -> Result<Progr
     }
 }
 
-async fn steps(
+/// Each step in turn; the first that cannot go on stops the others.
+async fn in_order(
     applier: &mut Applier<'_>,
     owned: &Owned,
     obs: &mut Observation,
