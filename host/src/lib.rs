@@ -1,11 +1,14 @@
 //! The mlmodel-operator library: API types, plugin runtime, downloader and controller.
 //!
 //! Reading order: `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
-//! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events).
+//! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events) ->
+//! `controller` (reconcile; `steps`, `watches`, `run`). `error` (the reconcile error and its
+//! metric reasons) and `server` (HTTP endpoints, readiness) import nothing of the controller.
 pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod fetch;
 pub mod index;
 pub mod leader;

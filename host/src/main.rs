@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig.
-    Run(controller::RunArgs),
+    Run(controller::run::RunArgs),
     /// Print what each step of a model would apply, with no cluster.
     Render(render::RenderArgs),
     /// Download a model into a directory (what the default download Job runs).
@@ -30,7 +30,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     telemetry::init(&cli.log)?;
     match cli.command {
-        Command::Run(args) => controller::run(args),
+        Command::Run(args) => controller::run::run(args),
         Command::Render(args) => render::run(args),
         Command::Fetch(args) => std::process::exit(fetch::run(args)),
         Command::Crd => crd::print(),

@@ -4,6 +4,7 @@
 //! (models by phase, loaded plugins, leadership) are computed when scraped, from the caches,
 //! so they can never drift from what the operator sees.
 use crate::api::MLModel;
+use crate::error::ErrorReason;
 use crate::plugins::Runtime;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,7 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,10 +182,10 @@ impl Metrics {
                 })
                 .inc_by(0);
         }
-        for reason in crate::controller::Error::METRIC_LABELS {
+        for reason in ErrorReason::all() {
             m.reconcile_errors
                 .get_or_create(&ErrorLabels {
-                    reason: (*reason).into(),
+                    reason: reason.as_str().into(),
                 })
                 .inc_by(0);
         }
@@ -312,19 +312,6 @@ impl Metrics {
             self.plugin_load_errors
                 .set(runtime.load_errors().len() as i64);
         }
-    }
-}
-
-/// Set while the operator can serve (`/readyz`).
-#[derive(Default)]
-pub struct Readiness(AtomicBool);
-
-impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
     }
 }
 

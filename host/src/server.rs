@@ -1,6 +1,6 @@
 //! The operator's HTTP endpoints: `/metrics` (OpenMetrics text), `/healthz` (the process
 //! answers) and `/readyz` (plugins loaded and the controller or the leader election started).
-use crate::metrics::{Metrics, Readiness};
+use crate::metrics::Metrics;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
@@ -9,7 +9,21 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
+
+/// Set while the operator can serve (`/readyz`).
+#[derive(Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 #[derive(Clone)]
 struct Shared {

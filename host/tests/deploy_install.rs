@@ -23,10 +23,12 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mlmodel_operator::api::{MLModel, Phase};
 use mlmodel_operator::controller;
+use mlmodel_operator::metrics::Metrics;
 use mlmodel_operator::plugins::{Runtime, RuntimeOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 const SYSTEM_NS: &str = "mlmodel-system";
@@ -181,7 +183,14 @@ impl Controller {
         let runtime = Runtime::new(opts).expect("plugin runtime");
         let ns = ns.to_string();
         Controller(tokio::spawn(async move {
-            if let Err(e) = controller::run_with(client, runtime, vec![ns]).await {
+            if let Err(e) = controller::run::run_controllers(
+                client,
+                runtime,
+                vec![ns],
+                Arc::new(Metrics::new()),
+            )
+            .await
+            {
                 panic!("controller stopped: {e:#}");
             }
         }))

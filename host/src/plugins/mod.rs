@@ -228,12 +228,19 @@ impl Default for RuntimeOptions {
     }
 }
 
-/// `MLMODEL_OPERATOR_IMAGE`, or `mlmodel-operator:<version>`.
+/// The released image of this version: what the download Job runs when neither
+/// `--operator-image` nor `MLMODEL_OPERATOR_IMAGE` names another (as `deploy/` ships it).
+pub const DEFAULT_OPERATOR_IMAGE: &str = concat!(
+    "ghcr.io/mlmodel-dev/mlmodel-operator:v",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// `MLMODEL_OPERATOR_IMAGE`, or [`DEFAULT_OPERATOR_IMAGE`].
 pub fn default_operator_image() -> String {
     std::env::var("MLMODEL_OPERATOR_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("mlmodel-operator:{}", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| DEFAULT_OPERATOR_IMAGE.to_string())
 }
 
 /// The loaded plugins and the engine that runs them. Cheap to clone; usable from any thread.
@@ -583,6 +590,19 @@ mod tests {
         fn sendable<T: Send + Sync>() {}
         sendable::<Arc<LoadedPlugin>>();
         sendable::<PluginError>();
+    }
+
+    #[test]
+    fn the_default_operator_image_is_the_one_deploy_ships() {
+        let install = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/install.yaml"
+        ));
+        let line = format!("image: {DEFAULT_OPERATOR_IMAGE}\n");
+        assert!(
+            install.contains(&line),
+            "{line:?} missing from deploy/install.yaml"
+        );
     }
 
     #[test]

@@ -12,9 +12,11 @@ use kube::{Client, CustomResourceExt, ResourceExt};
 use mlmodel_operator::api::{MLModel, Phase};
 use mlmodel_operator::apply::api_resource;
 use mlmodel_operator::controller;
+use mlmodel_operator::metrics::Metrics;
 use mlmodel_operator::plugins::{Runtime, RuntimeOptions};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -186,7 +188,14 @@ impl Env {
         };
         let runtime = Runtime::new(opts).expect("plugin runtime");
         self.controller = Some(tokio::spawn(async move {
-            if let Err(e) = controller::run_with(client, runtime, vec![ns]).await {
+            if let Err(e) = controller::run::run_controllers(
+                client,
+                runtime,
+                vec![ns],
+                Arc::new(Metrics::new()),
+            )
+            .await
+            {
                 panic!("controller stopped: {e:#}");
             }
         }));

@@ -1,0 +1,164 @@
+//! The MLModel controller (`mlmodel-operator run`): watches models and what they own, renders
+//! each step through its plugin, applies, prunes, and writes status.
+//!
+//! One reconcile is: select plugins -> download step for the wanted revision -> serve step for
+//! the revision that is downloaded (the old one keeps serving meanwhile) -> expose step -> prune
+//! -> status. Decisions live in `plan` and `status`; this module only reads caches and calls the
+//! API server.
+//!
+//! - this module: [`reconcile`], the error policy and the [`Context`] they share;
+//! - [`steps`]: one function per step, and the applier that renders and applies;
+//! - [`watches`]: the shared reflectors of what the operator owns, their caches, [`Owned`];
+//! - [`run`]: the process (metrics and health server, leader election, signals) and
+//!   [`run::run_controllers`], one controller per watched namespace.
+pub mod run;
+mod steps;
+mod watches;
+
+pub use crate::error::Error;
+pub use watches::{Cache, Stores};
+
+use crate::api::{MANAGER, MLModel, MLModelStatus};
+use crate::apply;
+use crate::metrics::Metrics;
+use crate::plan;
+use crate::plugins::{Runtime, Step};
+use crate::status;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use steps::{Applier, Progress, run_steps};
+use tracing::{info, warn};
+use watches::Owned;
+
+pub struct Context {
+    pub client: Client,
+    pub runtime: Runtime,
+    pub stores: Stores,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per model, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
+}
+
+fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(model.as_ref());
+    let n = {
+        let mut f = ctx.failures.lock().expect("not poisoned");
+        let n = f.entry(key).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = Duration::from_millis(500 * 2u64.pow(n.min(8))).min(Duration::from_secs(120));
+    warn!(model = %model.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let t0 = Instant::now();
+    let result = reconcile_model(&model, &ctx).await;
+    ctx.metrics.reconciled(
+        result.as_ref().map(|_| ()).map_err(Error::metric_label),
+        t0.elapsed(),
+    );
+    result
+}
+
+async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    if model.metadata.deletion_timestamp.is_some() {
+        // Owner references hand everything to the garbage collector.
+        return Ok(Action::await_change());
+    }
+    let ns = model.namespace().ok_or(Error::NoNamespace)?;
+    let owned = Owned::read(&ctx.stores, model);
+    let mut applier = Applier::new(&ctx.client, &ctx.runtime, &ctx.metrics, model, &ns, &owned);
+    let (obs, requeue) = match run_steps(&mut applier, &owned).await? {
+        Progress::Done(obs) => (obs, None),
+        Progress::Blocked(obs, after) => (obs, after),
+    };
+
+    // Prune only after a complete plan: a step that failed to render must not lose its objects.
+    if obs.blocking_error.is_none() {
+        let mut in_use: BTreeSet<String> = owned
+            .pods_of(Step::Serve.as_str(), None)
+            .iter()
+            .filter_map(|p| plan::revision_of(*p).map(str::to_string))
+            .collect();
+        in_use.extend(obs.serve_revision.clone());
+        let existing: Vec<_> = owned
+            .inventory()
+            .into_iter()
+            .map(|o| (o.key, o.revision))
+            .collect();
+        for key in plan::prune(&existing, &applier.rendered, &in_use) {
+            info!(model = %model.name_any(), kind = %key.kind, name = %key.name, "pruning");
+            apply::delete(&ctx.client, &ns, &key.kind, &key.name).await?;
+        }
+    }
+
+    let new = status::compute(model, &obs, model.status.as_ref());
+    if let Some((succeeded, took)) = status::download_ended(model.status.as_ref(), &new, &obs) {
+        ctx.metrics.download_ended(succeeded, took);
+    }
+    if status::changed(model.status.as_ref(), &new) {
+        patch_status(&ctx.client, model, &new).await?;
+        if let Some(note) = status::event(model.status.as_ref(), &new) {
+            publish(ctx, model, note).await;
+        }
+    }
+    ctx.failures
+        .lock()
+        .expect("not poisoned")
+        .remove(&ObjectRef::from_obj(model.as_ref()));
+    // Watches bring every change of what the model owns; the periodic requeue is a safety net.
+    Ok(requeue
+        .map(Action::requeue)
+        .unwrap_or_else(|| Action::requeue(Duration::from_secs(300))))
+}
+
+async fn patch_status(
+    client: &Client,
+    model: &MLModel,
+    status: &MLModelStatus,
+) -> Result<(), Error> {
+    let api: Api<MLModel> = Api::namespaced(client.clone(), &model.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "mlmodel.dev/v1alpha1",
+        "kind": "MLModel",
+        "status": status,
+    });
+    api.patch_status(
+        &model.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, model: &MLModel, note: status::EventNote) {
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason,
+        note: Some(note.message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &model.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod fake_api;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! The `mlmodel-operator run` process: the metrics and health server, leader election, signals,
+//! and one controller per watched namespace.
+use super::watches::{Watches, scoped};
+use super::{Context, error_policy, reconcile};
+use crate::api::{MANAGER, MLModel};
+use crate::apply::ANNOTATION_MODEL_NAME;
+use crate::leader::{Candidate, LeaderArgs};
+use crate::metrics::Metrics;
+use crate::plugins::cli::SourceArgs;
+use crate::plugins::{DEFAULT_OPERATOR_IMAGE, Runtime, RuntimeOptions, Step};
+use crate::server::{self, Readiness};
+use anyhow::Context as _;
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Config, ResourceExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Plugin directories (watched for changes) and the compile cache.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Image the download Job runs (`mlmodel-operator fetch`).
+    #[arg(long, env = "MLMODEL_OPERATOR_IMAGE", default_value = DEFAULT_OPERATOR_IMAGE)]
+    pub operator_image: String,
+    /// Download plugin used when a model's annotation names none.
+    #[arg(long)]
+    pub default_download_plugin: Option<String>,
+    /// Serve plugin used when a model's annotation names none (before `framework` is looked at).
+    #[arg(long)]
+    pub default_serve_plugin: Option<String>,
+    /// Expose plugin used when a model's annotation names none.
+    #[arg(long)]
+    pub default_expose_plugin: Option<String>,
+    /// Watch only these namespaces (repeatable or comma-separated); all when empty.
+    #[arg(long = "namespace", env = "MLMODEL_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (port 0: any free port, logged).
+    #[arg(
+        long,
+        env = "MLMODEL_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_bind_address: SocketAddr,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+impl RunArgs {
+    pub fn runtime_options(&self) -> RuntimeOptions {
+        let mut defaults = BTreeMap::new();
+        for (step, flag) in [
+            (Step::Download, &self.default_download_plugin),
+            (Step::Serve, &self.default_serve_plugin),
+            (Step::Expose, &self.default_expose_plugin),
+        ] {
+            if let Some(name) = flag {
+                defaults.insert(step, name.clone());
+            }
+        }
+        RuntimeOptions {
+            defaults,
+            operator_image: self.operator_image.clone(),
+            ..self.source.options()
+        }
+    }
+}
+
+/// `mlmodel-operator run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let config = Config::infer()
+            .await
+            .context("reading the kubeconfig or the in-cluster config")?;
+        let client = Client::try_from(config.clone()).context("connecting to the cluster")?;
+        let runtime = Runtime::new(args.runtime_options()).context("loading plugins")?;
+        runtime.log_loaded();
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_plugins(runtime.clone());
+        let readiness = Arc::new(Readiness::default());
+        let addr =
+            server::serve(args.metrics_bind_address, metrics.clone(), readiness.clone()).await?;
+        info!(%addr, "serving /metrics, /healthz and /readyz");
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+
+        if !args.leader.leader_elect {
+            metrics.set_leader(true);
+            readiness.set_ready();
+            return tokio::select! {
+                r = run_controllers(client, runtime, args.namespaces.clone(), metrics) => r,
+                _ = &mut shutdown => { info!("shutting down"); Ok(()) }
+            };
+        }
+
+        let mut candidate = Candidate::join(&config, &args.leader).await?;
+        // A standby is healthy and ready: it serves metrics and is there to take over.
+        readiness.set_ready();
+        tokio::select! {
+            r = candidate.lead() => r?,
+            _ = &mut shutdown => { info!("shutting down before leading"); candidate.release().await; return Ok(()) }
+        }
+        metrics.set_leader(true);
+        let result = tokio::select! {
+            r = run_controllers(client, runtime, args.namespaces.clone(), metrics.clone()) => r,
+            _ = candidate.lost() => Err(anyhow::anyhow!(
+                "lost the leader lease; exiting so that this process stands again as a standby"
+            )),
+            _ = &mut shutdown => { info!("shutting down; handing the lease over"); Ok(()) }
+        };
+        metrics.set_leader(false);
+        candidate.release().await;
+        result
+    })
+}
+
+/// Ctrl-C or SIGTERM (what the kubelet sends).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Runs the controllers until one fails: one per watched namespace (or one for all when
+/// `namespaces` is empty), recording into `metrics`. What `run` runs once it leads; tests run it
+/// in-process.
+pub async fn run_controllers(
+    client: Client,
+    runtime: Runtime,
+    namespaces: Vec<String>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    if let Err(e) = runtime.watch_plugin_dirs() {
+        warn!(error = %e, "plugin directories are not watched for changes");
+    }
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let (client, runtime, metrics) = (&client, &runtime, &metrics);
+    let controllers = scopes.into_iter().map(|ns| async move {
+        let ns = ns.as_deref();
+        let Watches {
+            stores,
+            triggers,
+            drivers,
+        } = Watches::start(client, ns);
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        // Each reload that changed the plugins renders every model again (unchanged output is
+        // not applied: the hash annotation says so).
+        let reloads = futures::stream::unfold(runtime.subscribe(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        });
+        let ctx = Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client: client.clone(),
+            runtime: runtime.clone(),
+            stores,
+            metrics: metrics.clone(),
+            failures: Mutex::default(),
+        });
+        let controller = Controller::new(
+            scoped::<MLModel>(client, ns),
+            watcher::Config::default().any_semantic(),
+        );
+        metrics.watch_models(controller.store());
+        let controller = controller
+            .reconcile_all_on(reloads)
+            .owns_shared_stream(triggers.pvcs)
+            .owns_shared_stream(triggers.jobs)
+            .owns_shared_stream(triggers.deployments)
+            .owns_shared_stream(triggers.services)
+            .owns_shared_stream(triggers.configmaps)
+            .watches_shared_stream(triggers.pods, |pod: Arc<Pod>| {
+                let name = pod.annotations().get(ANNOTATION_MODEL_NAME).cloned();
+                let ns = pod.namespace();
+                name.zip(ns).map(|(n, ns)| ObjectRef::new(&n).within(&ns))
+            })
+            .run(reconcile, error_policy, ctx)
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "reconcile failed");
+                }
+            });
+        info!(namespace = ns.unwrap_or("<all>"), "controller started");
+        tokio::select! {
+            _ = controller => {},
+            _ = futures::future::select_all(drivers) => {},
+        }
+        Err::<(), _>(anyhow::anyhow!("a watch stream ended unexpectedly"))
+    });
+    futures::future::try_join_all(controllers).await?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `reconcile` against a fake API server ([`FakeApi`]) and caches filled by hand: no cluster.
+use super::fake_api::{Call, Expect, FakeApi};
+use super::watches::{Cache, Stores};
+use super::{Context, reconcile};
+use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel, Phase};
+use crate::index::{self, Index};
+use crate::metrics::Metrics;
+use crate::names;
+use crate::plugins::{Runtime, RuntimeOptions};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::Job,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+};
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+const NS: &str = "models";
+
+/// The built-in plugins, compiled once per test binary (and cached across runs).
+fn runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+            Runtime::new(RuntimeOptions {
+                cache_dir: Some(target.join("plugin-test-cache")),
+                operator_image: "mlmodel-operator:test".into(),
+                ..RuntimeOptions::default()
+            })
+            .expect("plugin runtime")
+        })
+        .clone()
+}
+
+/// `deploy/samples/echo-model.yaml` as the cluster hands it over.
+fn echo_model() -> MLModel {
+    let yaml = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/samples/echo-model.yaml"
+    ));
+    let mut model: MLModel = serde_yaml::from_str(yaml).unwrap();
+    model.metadata.namespace = Some(NS.into());
+    model.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    model.metadata.generation = Some(1);
+    model
+}
+
+/// A cache holding `objs`, as a reflector would after seeing them.
+fn cache<K>(key: fn(&K) -> Option<String>, objs: &[K]) -> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut writer = Writer::default();
+    let index = Index::new(key);
+    for obj in objs {
+        let event = watcher::Event::Apply(obj.clone());
+        index.apply(&event);
+        writer.apply_watcher_event(&event);
+    }
+    Cache {
+        store: writer.as_reader(),
+        index,
+    }
+}
+
+/// What the caches hold.
+#[derive(Default)]
+struct Cluster {
+    pvcs: Vec<PersistentVolumeClaim>,
+    jobs: Vec<Job>,
+    deployments: Vec<Deployment>,
+    services: Vec<Service>,
+    configmaps: Vec<ConfigMap>,
+    pods: Vec<Pod>,
+}
+
+impl Cluster {
+    fn stores(&self) -> Stores {
+        Stores {
+            pvcs: cache(index::controller_uid, &self.pvcs),
+            jobs: cache(index::controller_uid, &self.jobs),
+            deployments: cache(index::controller_uid, &self.deployments),
+            services: cache(index::controller_uid, &self.services),
+            configmaps: cache(index::controller_uid, &self.configmaps),
+            pods: cache(index::model_label, &self.pods),
+        }
+    }
+
+    /// Puts what a request applied into the caches, as the watches would.
+    fn applied(&mut self, call: &Call) {
+        let mut obj = call.body.clone();
+        obj["metadata"]["namespace"] = NS.into();
+        match call.body["kind"].as_str() {
+            Some("PersistentVolumeClaim") => self.pvcs.push(serde_json::from_value(obj).unwrap()),
+            Some("Job") => self.jobs.push(serde_json::from_value(obj).unwrap()),
+            Some("Deployment") => self.deployments.push(serde_json::from_value(obj).unwrap()),
+            Some("Service") => self.services.push(serde_json::from_value(obj).unwrap()),
+            Some("ConfigMap") => self.configmaps.push(serde_json::from_value(obj).unwrap()),
+            other => panic!("unexpected kind {other:?} in {call:?}"),
+        }
+    }
+}
+
+fn context(client: Client, cluster: &Cluster) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: None,
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        runtime: runtime(),
+        stores: cluster.stores(),
+        metrics: Arc::new(Metrics::new()),
+        failures: Mutex::default(),
+    })
+}
+
+/// One reconcile of `model` against a fake API server playing `scenario`; the requests made.
+async fn reconcile_once(model: &MLModel, cluster: &Cluster, scenario: Vec<Expect>) -> Vec<Call> {
+    let (client, api) = FakeApi::start(scenario);
+    let ctx = context(client, cluster);
+    reconcile(Arc::new(model.clone()), ctx)
+        .await
+        .expect("reconcile succeeds");
+    api.verify()
+}
+
+/// The applies a new echo model starts with (the download step), its status, and the event.
+fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
+    let revision = names::revision(model, "download-job");
+    vec![
+        Expect::apply(format!(
+            "/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}"
+        )),
+        Expect::apply(format!(
+            "/apis/batch/v1/namespaces/{NS}/jobs/echo-model-download-{revision}"
+        )),
+        Expect::status_patch(model),
+        Expect::event(NS),
+    ]
+}
+
+#[tokio::test]
+async fn a_new_model_gets_its_download_step_applied_then_its_status() {
+    let model = echo_model();
+    let calls = reconcile_once(&model, &Cluster::default(), new_model_scenario(&model)).await;
+    assert_eq!(calls[0].body["kind"], "PersistentVolumeClaim");
+    assert_eq!(calls[1].body["kind"], "Job");
+    for apply in &calls[..2] {
+        let meta = &apply.body["metadata"];
+        assert_eq!(
+            meta["ownerReferences"][0]["uid"],
+            model.uid().unwrap().as_str()
+        );
+        assert!(meta["annotations"]["mlmodel.dev/applied-hash"].is_string());
+    }
+    let status = &calls[2].body["status"];
+    assert_eq!(status["phase"], "CreatingStorage", "{status}");
+    assert_eq!(status["plugins"]["serve"], "echo-server@0.1.0", "{status}");
+    assert_eq!(calls[3].body["reason"], "CreatingStorage");
+}
+
+#[tokio::test]
+async fn an_unknown_plugin_fails_the_model_and_applies_nothing() {
+    let mut model = echo_model();
+    model
+        .annotations_mut()
+        .insert(ANNOTATION_SERVE_PLUGIN.into(), "no-such-plugin".into());
+    let calls = reconcile_once(
+        &model,
+        &Cluster::default(),
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["reason"], "PluginNotFound", "{status}");
+    assert_eq!(calls[1].body["type"], "Warning");
+}
+
+#[tokio::test]
+async fn a_model_whose_objects_are_current_costs_no_request() {
+    let mut model = echo_model();
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    for call in &calls[..2] {
+        cluster.applied(call);
+    }
+    model.status = Some(serde_json::from_value(calls[2].body["status"].clone()).unwrap());
+    // The caches caught up with what was applied: the status moves on once.
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    assert_eq!(calls[0].body["status"]["phase"], "Downloading");
+    model.status = Some(serde_json::from_value(calls[0].body["status"].clone()).unwrap());
+    // Nothing changed since: no apply, no status patch, no event.
+    let calls = reconcile_once(&model, &cluster, vec![]).await;
+    assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// Takes the status a reconcile patched in, as the next watch event would bring it.
+fn patched_status(model: &mut MLModel, call: &Call) {
+    assert!(call.path.ends_with("/status"), "{call:?}");
+    model.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+}
+
+#[tokio::test]
+async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
+    let mut model = echo_model();
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+
+    // The download Job completed: serve and expose are applied.
+    let job = &mut cluster.jobs[0];
+    job.status = Some(
+        serde_json::from_value(serde_json::json!({
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }))
+        .unwrap(),
+    );
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![
+            Expect::apply(format!(
+                "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+            )),
+            Expect::apply(format!("/api/v1/namespaces/{NS}/services/echo-model")),
+            Expect::status_patch(&model),
+            Expect::event(NS),
+        ],
+    )
+    .await;
+    assert_eq!(calls[0].body["kind"], "Deployment");
+    assert_eq!(calls[1].body["kind"], "Service");
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+    assert_ne!(model.status.as_ref().unwrap().phase, Some(Phase::Ready));
+
+    // The Deployment rolled out: Ready, with the Service's endpoint.
+    cluster.deployments[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        }))
+        .unwrap(),
+    );
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Ready", "{status}");
+    assert!(
+        status
+            .to_string()
+            .contains("http://echo-model.models.svc.cluster.local:80"),
+        "{status}"
+    );
+    patched_status(&mut model, &calls[0]);
+
+    // Nothing changed since: no apply, no prune, no status patch, no event.
+    let calls = reconcile_once(&model, &cluster, vec![]).await;
+    assert!(calls.is_empty(), "{calls:?}");
+}

@@ -1,0 +1,260 @@
+//! What the controller watches besides the models: one label-selected, shared reflector per kind
+//! the operator owns (the controller is triggered from the same watches), their caches indexed by
+//! owner, and the view of one model's objects that a reconcile reads.
+use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel};
+use crate::apply::ANNOTATION_APPLIED_HASH;
+use crate::index::{self, Index};
+use crate::names;
+use crate::plan::{self, ObjectKey};
+use futures::{StreamExt, future::BoxFuture};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::Job,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Arc;
+use tracing::warn;
+
+/// `Api::namespaced` in `ns`, or `Api::all` when the operator watches every namespace.
+pub fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A watch cache and its index by owner (or, for pods, by model label).
+#[derive(Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + 'static> {
+    pub store: Store<K>,
+    pub index: Index<K>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
+    fn get(&self, key: &str) -> Vec<Arc<K>> {
+        self.index
+            .get(key)
+            .iter()
+            .filter_map(|r| self.store.get(r))
+            .collect()
+    }
+}
+
+/// Caches of what the operator owns, shared by every reconcile.
+#[derive(Clone)]
+pub struct Stores {
+    pub pvcs: Cache<PersistentVolumeClaim>,
+    pub jobs: Cache<Job>,
+    pub deployments: Cache<Deployment>,
+    pub services: Cache<Service>,
+    pub configmaps: Cache<ConfigMap>,
+    pub pods: Cache<Pod>,
+}
+
+/// The subscriptions to the shared reflectors that the controller is triggered from.
+pub struct Triggers {
+    pub pvcs: ReflectHandle<PersistentVolumeClaim>,
+    pub jobs: ReflectHandle<Job>,
+    pub deployments: ReflectHandle<Deployment>,
+    pub services: ReflectHandle<Service>,
+    pub configmaps: ReflectHandle<ConfigMap>,
+    pub pods: ReflectHandle<Pod>,
+}
+
+/// The watches of one scope (a namespace, or all): the caches, the subscriptions, and the
+/// streams that keep both filled (they must be polled; none of them ends while all is well).
+pub struct Watches {
+    pub stores: Stores,
+    pub triggers: Triggers,
+    pub drivers: Vec<BoxFuture<'static, ()>>,
+}
+
+impl Watches {
+    /// Our objects (by label) in `ns`, or in every namespace.
+    pub fn start(client: &Client, ns: Option<&str>) -> Watches {
+        let owned = format!("{LABEL_MANAGED_BY}={MANAGER}");
+        let pvcs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let jobs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let deployments = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let services = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let configmaps = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let pods = SharedWatch::start(scoped(client, ns), LABEL_MODEL, index::model_label);
+        Watches {
+            drivers: vec![
+                pvcs.driver,
+                jobs.driver,
+                deployments.driver,
+                services.driver,
+                configmaps.driver,
+                pods.driver,
+            ],
+            stores: Stores {
+                pvcs: pvcs.cache,
+                jobs: jobs.cache,
+                deployments: deployments.cache,
+                services: services.cache,
+                configmaps: configmaps.cache,
+                pods: pods.cache,
+            },
+            triggers: Triggers {
+                pvcs: pvcs.trigger,
+                jobs: jobs.trigger,
+                deployments: deployments.trigger,
+                services: services.trigger,
+                configmaps: configmaps.trigger,
+                pods: pods.trigger,
+            },
+        }
+    }
+}
+
+/// A reflector whose cache holds only our objects (by label), without managed fields, plus the
+/// stream that keeps it filled and the subscription the controller is triggered from.
+struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
+    cache: Cache<K>,
+    driver: BoxFuture<'static, ()>,
+    trigger: ReflectHandle<K>,
+}
+
+impl<K> SharedWatch<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    fn start(api: Api<K>, selector: &str, key: fn(&K) -> Option<String>) -> Self {
+        let (store, writer) = reflector::store_shared(1024);
+        let trigger = writer
+            .subscribe()
+            .expect("shared stores can be subscribed to");
+        let cfg = watcher::Config::default().labels(selector);
+        let index = Index::new(key);
+        let indexer = index.clone();
+        let driver = Box::pin(
+            watcher(api, cfg)
+                .default_backoff()
+                .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+                .inspect(move |ev| {
+                    if let Ok(ev) = ev {
+                        indexer.apply(ev);
+                    }
+                })
+                .reflect_shared(writer)
+                .for_each(|ev| async move {
+                    if let Err(e) = ev {
+                        warn!(error = %e, kind = %K::kind(&()), "watch error");
+                    }
+                }),
+        );
+        SharedWatch {
+            cache: Cache { store, index },
+            driver,
+            trigger,
+        }
+    }
+}
+
+/// Everything one model owns now, by kind and name, with its revision label.
+pub struct Owned {
+    pub pvcs: Vec<Arc<PersistentVolumeClaim>>,
+    pub jobs: Vec<Arc<Job>>,
+    pub deployments: Vec<Arc<Deployment>>,
+    pub services: Vec<Arc<Service>>,
+    pub configmaps: Vec<Arc<ConfigMap>>,
+    pub pods: Vec<Arc<Pod>>,
+}
+
+/// One owned object as the plan sees it: kind and name, revision label, applied hash.
+pub struct OwnedObject {
+    pub key: ObjectKey,
+    pub revision: Option<String>,
+    pub applied_hash: Option<String>,
+}
+
+impl Owned {
+    pub fn read(stores: &Stores, model: &MLModel) -> Self {
+        let label = names::label_value(&model.name_any());
+        let pods_key = format!("{}/{label}", model.namespace().unwrap_or_default());
+        Owned {
+            pvcs: owned_by(&stores.pvcs, model),
+            jobs: owned_by(&stores.jobs, model),
+            deployments: owned_by(&stores.deployments, model),
+            services: owned_by(&stores.services, model),
+            configmaps: owned_by(&stores.configmaps, model),
+            pods: stores.pods.get(&pods_key),
+        }
+    }
+
+    /// Every owned object the host applies.
+    pub fn inventory(&self) -> Vec<OwnedObject> {
+        fn add<K: Resource>(out: &mut Vec<OwnedObject>, kind: &str, objs: &[Arc<K>]) {
+            for o in objs {
+                out.push(OwnedObject {
+                    key: ObjectKey {
+                        kind: kind.into(),
+                        name: o.meta().name.clone().unwrap_or_default(),
+                    },
+                    revision: plan::revision_of(o.as_ref()).map(str::to_string),
+                    applied_hash: o
+                        .meta()
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_APPLIED_HASH).cloned()),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        add(&mut out, "PersistentVolumeClaim", &self.pvcs);
+        add(&mut out, "Job", &self.jobs);
+        add(&mut out, "Deployment", &self.deployments);
+        add(&mut out, "Service", &self.services);
+        add(&mut out, "ConfigMap", &self.configmaps);
+        out
+    }
+
+    /// Live pods of `step` (of `revision`, when given).
+    pub fn pods_of(&self, step: &str, revision: Option<&str>) -> Vec<&Pod> {
+        self.pods
+            .iter()
+            .filter(|p| plan::step_of(p.as_ref()) == Some(step))
+            .filter(|p| revision.is_none() || plan::revision_of(p.as_ref()) == revision)
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.as_ref())
+            .collect()
+    }
+}
+
+/// Objects of one model in the caches, owned by it (owner reference to its uid).
+fn owned_by<K: Resource<DynamicType = ()> + Clone + 'static>(
+    cache: &Cache<K>,
+    model: &MLModel,
+) -> Vec<Arc<K>> {
+    let Some(uid) = model.uid() else {
+        return Vec::new();
+    };
+    let ns = model.namespace();
+    cache
+        .get(&uid)
+        .into_iter()
+        .filter(|o| o.meta().namespace == ns)
+        .collect()
+}
+
+/// The object called `name` among `objs`.
+pub fn find<'a, K: Resource>(objs: &'a [Arc<K>], name: &str) -> Option<&'a K> {
+    objs.iter()
+        .find(|o| o.meta().name.as_deref() == Some(name))
+        .map(|o| o.as_ref())
+}
