@@ -7,9 +7,9 @@ use reqwest::header::{
 };
 use reqwest::{Client, StatusCode, Url};
 
-use super::error::FetchError;
-use super::netguard;
-use super::transfer::{AttemptError, Opened, network_body};
+use crate::error::FetchError;
+use crate::netguard;
+use crate::transfer::{AttemptError, Opened, network_body};
 
 /// The one HTTP client of a run (connection pool shared by listing and downloads).
 pub fn client(allow_link_local: bool) -> Result<Client, FetchError> {

@@ -1,4 +1,5 @@
-//! `mlmodel-operator fetch`: the downloader the default download Job runs.
+//! `mlmodel-fetch`: the downloader the default download Job runs (`mlmodel-operator fetch`, which
+//! calls [`run`]).
 //!
 //! What DEST holds afterwards (the serving plugins mount it read-only):
 //! - a single file, not unpacked: `DEST/<name>`, where `<name>` is `--filename` or the last

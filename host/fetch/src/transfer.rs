@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::error::FetchError;
-use super::http::HttpRemote;
-use super::objects::ObjectRemote;
-use super::place::{PartMeta, Staging};
-use super::progress::Progress;
+use crate::error::FetchError;
+use crate::http::HttpRemote;
+use crate::objects::ObjectRemote;
+use crate::place::{PartMeta, Staging};
+use crate::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -50,7 +50,7 @@ where
     stream
         .map(move |r| {
             r.map_err(|e| {
-                FetchError::Network(format!("reading {what}: {}", super::http::chain(&e)))
+                FetchError::Network(format!("reading {what}: {}", crate::http::chain(&e)))
             })
         })
         .boxed()

@@ -20,11 +20,11 @@ use object_store::{
     StaticCredentialProvider,
 };
 
-use super::error::FetchError;
-use super::http::chain;
-use super::netguard;
-use super::place::check_rel;
-use super::transfer::{AttemptError, Opened, Settings, network_body, with_retries};
+use crate::error::FetchError;
+use crate::http::chain;
+use crate::netguard;
+use crate::place::check_rel;
+use crate::transfer::{AttemptError, Opened, Settings, network_body, with_retries};
 
 /// Hands object_store the same guarded client as plain HTTP (link-local refusal, ring TLS).
 #[derive(Debug)]
@@ -34,7 +34,7 @@ struct GuardedConnector {
 
 impl HttpConnector for GuardedConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let client = super::http::client(self.allow_link_local).map_err(|e| {
+        let client = crate::http::client(self.allow_link_local).map_err(|e| {
             object_store::Error::Generic {
                 store: "fetch",
                 source: Box::new(e),

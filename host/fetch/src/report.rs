@@ -8,8 +8,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::error::FetchError;
-use super::place::Marker;
+use crate::error::FetchError;
+use crate::place::Marker;
 
 pub const MAX_BYTES: usize = 4096;
 
