@@ -12,8 +12,9 @@ use serde::Deserialize;
 use crate::error::FetchError;
 use crate::http::{redact, send, status_error};
 use crate::place::check_rel;
+use crate::remote::AttemptError;
+use crate::retry::{Settings, with_retries};
 use crate::source::percent_decode;
-use crate::transfer::{Settings, with_retries};
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -105,7 +106,7 @@ pub async fn list(
                     .await
                     .map_err(|e| crate::http::classify(&e, &url))?;
                 let page = serde_json::from_slice(&body).map_err(|e| {
-                    crate::transfer::AttemptError::Fatal(FetchError::Http {
+                    AttemptError::Fatal(FetchError::Http {
                         message: format!("unexpected listing from {}: {e}", redact(&url)),
                         status: 200,
                     })

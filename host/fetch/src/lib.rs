@@ -15,6 +15,12 @@
 //!
 //! Credentials come from the environment (see [`objects`] and [`hf`]); nothing is passed on a
 //! command line, which is visible to anyone who can list pods.
+//!
+//! Modules, none importing one that imports it back: `error`, `source`, `netguard`, `place`,
+//! `progress` at the bottom; `remote` (a source of one file: [`remote::Remote`], `Opened`,
+//! `AttemptError`) and `retry` (settings, backoff) above them; the sources `http`, `objects`
+//! (S3, GCS) and `hf` implement `remote`, and `transfer` (one file, any `Remote`) uses it, neither
+//! knowing the other; `checksum`, `extract` and `report` finish; this file wires them together.
 mod checksum;
 mod error;
 mod extract;
@@ -24,7 +30,9 @@ mod netguard;
 mod objects;
 mod place;
 mod progress;
+mod remote;
 mod report;
+mod retry;
 mod source;
 mod transfer;
 
@@ -38,8 +46,9 @@ use tracing::{error, info};
 
 pub use error::FetchError;
 use place::{Inputs, Marker, Staging};
+use retry::Settings;
 use source::Location;
-use transfer::{FileJob, Remote, Settings};
+use transfer::FileJob;
 
 #[derive(Args, Debug, Clone)]
 pub struct FetchArgs {
@@ -256,7 +265,7 @@ async fn plan(
     match location {
         Location::Http(url) => single(vec![FileJob {
             rel: file_name_of(url.path()),
-            remote: Remote::Http(http::HttpRemote {
+            remote: Box::new(http::HttpRemote {
                 client: http::client(allow)?,
                 url: url.clone(),
                 bearer: None,
@@ -279,7 +288,7 @@ async fn plan(
                     .map(|(rel, meta)| FileJob {
                         rel,
                         size: Some(meta.size),
-                        remote: Remote::Object(objects::ObjectRemote {
+                        remote: Box::new(objects::ObjectRemote {
                             store: store.clone(),
                             display: format!("{base}/{}", meta.location),
                             path: meta.location,
@@ -316,7 +325,7 @@ async fn plan(
                         rel: f.rel,
                         size: f.size,
                         expected_sha256: f.sha256,
-                        remote: Remote::Http(http::HttpRemote {
+                        remote: Box::new(http::HttpRemote {
                             client: client.clone(),
                             url: f.url,
                             bearer: token.clone(),
