@@ -46,6 +46,7 @@ use tracing::{error, info};
 
 pub use error::FetchError;
 use place::{Inputs, Marker, Staging};
+pub use report::FetchReport;
 use retry::Settings;
 use source::Location;
 use transfer::FileJob;
