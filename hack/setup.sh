@@ -5,7 +5,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "setup: adding rust target wasm32-wasip2" >&2
   rustup target add wasm32-wasip2 >&2
 fi
-# S3-compatible server for the downloader's tests (host/tests/fetch_s3.rs), in a venv of its own.
+# S3-compatible server for the downloader's tests (host/fetch/tests/fetch/s3.rs), in a venv of its own.
 MOTO_VENV="${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}/venv"
 if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1; then
   echo "setup: installing moto[server] into $MOTO_VENV" >&2

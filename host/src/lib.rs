@@ -1,4 +1,5 @@
-//! The mlmodel-operator library: API types, plugin runtime, downloader and controller.
+//! The mlmodel-operator library: API types, plugin runtime and controller (the downloader is
+//! the `mlmodel-fetch` crate, `host/fetch/`).
 //!
 //! Reading order: `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
 //! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events) ->
@@ -9,7 +10,6 @@ pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod error;
-pub mod fetch;
 pub mod index;
 pub mod leader;
 pub mod metrics;

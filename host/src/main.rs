@@ -1,7 +1,7 @@
 //! `mlmodel-operator`: the operator, its plugin tools and the model downloader in one binary.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mlmodel_operator::{controller, crd, fetch, plugins, render, telemetry};
+use mlmodel_operator::{controller, crd, plugins, render, telemetry};
 
 #[derive(Parser)]
 #[command(name = "mlmodel-operator", version, about)]
@@ -19,7 +19,7 @@ enum Command {
     /// Print what each step of a model would apply, with no cluster.
     Render(render::RenderArgs),
     /// Download a model into a directory (what the default download Job runs).
-    Fetch(fetch::FetchArgs),
+    Fetch(mlmodel_fetch::FetchArgs),
     /// Print the MLModel CustomResourceDefinition as YAML.
     Crd,
     /// List the plugins found (built in and in plugin directories).
@@ -32,7 +32,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Run(args) => controller::run::run(args),
         Command::Render(args) => render::run(args),
-        Command::Fetch(args) => std::process::exit(fetch::run(args)),
+        Command::Fetch(args) => std::process::exit(mlmodel_fetch::run(args)),
         Command::Crd => crd::print(),
         Command::Plugins(args) => plugins::cli::run(args),
     }

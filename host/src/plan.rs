@@ -7,7 +7,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use serde::Deserialize;
+// The one-line JSON the downloader writes to its termination log: the downloader's own type.
+use mlmodel_fetch::FetchReport;
 use std::collections::BTreeSet;
 
 /// Where the download of one revision stands.
@@ -31,19 +32,6 @@ pub enum DownloadState {
         message: String,
         attempts: i32,
     },
-}
-
-/// The one-line JSON the downloader writes to its termination log.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct FetchReport {
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub bytes: Option<u64>,
-    #[serde(default)]
-    pub sha256: Option<String>,
 }
 
 fn job_condition<'a>(

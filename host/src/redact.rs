@@ -1,7 +1,7 @@
 //! Secrets that ride in model URLs (userinfo, the query of a presigned URL) kept out of what
 //! every reader of a model sees: status messages, conditions and Events. The full URL stays only
 //! in the download Job's arguments, where the downloader needs it.
-use reqwest::Url;
+use url::Url;
 
 const HIDDEN: &str = "REDACTED";
 

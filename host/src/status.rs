@@ -377,7 +377,7 @@ pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::FetchReport;
+    use mlmodel_fetch::FetchReport;
 
     fn model() -> MLModel {
         let mut m: MLModel = serde_yaml::from_str(

@@ -1,4 +1,4 @@
-//! `mlmodel-operator render` and `plugins` through the real binary.
+//! `mlmodel-operator render`, `plugins` and `fetch` through the real binary.
 #[path = "fixtures/support.rs"]
 mod support;
 
@@ -161,4 +161,30 @@ fn plugins_lists_builtins_directory_plugins_and_load_errors() {
     let (out, stdout, stderr) = run(&["plugins"]);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 6, "{stdout}");
+}
+
+/// The `fetch` subcommand reaches the downloader (`mlmodel-fetch`, whose own tests cover it):
+/// arguments parsed, exit code 1 and the reason on the termination log.
+#[test]
+fn fetch_runs_the_downloader_and_writes_the_termination_log() {
+    let dir = support::tempdir::TempDir::new("fetch-cli");
+    let dest = dir.path().join("dest");
+    let term = dir.path().join("termination-log");
+    // Nothing listens on the discard port: connection refused, then NetworkError.
+    let (out, _, stderr) = run(&[
+        "fetch",
+        "--url",
+        "http://127.0.0.1:9/m.bin",
+        "--dest",
+        dest.to_str().unwrap(),
+        "--termination-log",
+        term.to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = std::fs::read_to_string(&term).unwrap();
+    let report: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(report["reason"], "NetworkError", "{line}");
+    assert!(stderr.contains("download failed"), "{stderr}");
 }

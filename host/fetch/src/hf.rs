@@ -9,11 +9,12 @@ use reqwest::header::LINK;
 use reqwest::{Client, Url};
 use serde::Deserialize;
 
-use super::error::FetchError;
-use super::http::{redact, send, status_error};
-use super::place::check_rel;
-use super::source::percent_decode;
-use super::transfer::{Settings, with_retries};
+use crate::error::FetchError;
+use crate::http::{redact, send, status_error};
+use crate::place::check_rel;
+use crate::remote::AttemptError;
+use crate::retry::{Settings, with_retries};
+use crate::source::percent_decode;
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -103,9 +104,9 @@ pub async fn list(
                 let body = resp
                     .bytes()
                     .await
-                    .map_err(|e| super::http::classify(&e, &url))?;
+                    .map_err(|e| crate::http::classify(&e, &url))?;
                 let page = serde_json::from_slice(&body).map_err(|e| {
-                    super::transfer::AttemptError::Fatal(FetchError::Http {
+                    AttemptError::Fatal(FetchError::Http {
                         message: format!("unexpected listing from {}: {e}", redact(&url)),
                         status: 200,
                     })

@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use flate2::read::GzDecoder;
 use tracing::warn;
 
-use super::error::FetchError;
+use crate::error::FetchError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -230,7 +230,7 @@ impl Unpacker {
             .open(&path)
             .map_err(|e| io_err(name, &self.root, e))?;
         io::copy(data, &mut out).map_err(|e| {
-            if super::error::is_disk_full(&e) {
+            if crate::error::is_disk_full(&e) {
                 io_err(&format!("writing {name}"), &self.root, e)
             } else {
                 FetchError::ExtractFailed(format!("unpacking {name:?}: {e}"))

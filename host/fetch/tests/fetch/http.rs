@@ -1,9 +1,8 @@
 //! `mlmodel-operator fetch` over HTTP against a misbehaving local server.
-mod fetch_support;
 
 use std::time::Duration;
 
-use fetch_support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex};
+use crate::support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex};
 
 const MIB: usize = 1 << 20;
 
@@ -392,7 +391,7 @@ async fn other_inputs_replace_the_previous_result_and_its_partial_data() {
     // ... which a download of something else discards.
     let run = Fetch::new(&srv.url("/b.bin"), &dest).run().await;
     run.assert_ok();
-    assert_eq!(fetch_support::tree(&dest), vec![("b.bin".to_string(), b)]);
+    assert_eq!(crate::support::tree(&dest), vec![("b.bin".to_string(), b)]);
     assert!(!dest.join(".mlmodel-partial").exists());
 }
 

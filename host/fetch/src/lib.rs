@@ -1,4 +1,5 @@
-//! `mlmodel-operator fetch`: the downloader the default download Job runs.
+//! `mlmodel-fetch`: the downloader the default download Job runs (`mlmodel-operator fetch`, which
+//! calls [`run`]).
 //!
 //! What DEST holds afterwards (the serving plugins mount it read-only):
 //! - a single file, not unpacked: `DEST/<name>`, where `<name>` is `--filename` or the last
@@ -14,6 +15,12 @@
 //!
 //! Credentials come from the environment (see [`objects`] and [`hf`]); nothing is passed on a
 //! command line, which is visible to anyone who can list pods.
+//!
+//! Modules, none importing one that imports it back: `error`, `source`, `netguard`, `place`,
+//! `progress` at the bottom; `remote` (a source of one file: [`remote::Remote`], `Opened`,
+//! `AttemptError`) and `retry` (settings, backoff) above them; the sources `http`, `objects`
+//! (S3, GCS) and `hf` implement `remote`, and `transfer` (one file, any `Remote`) uses it, neither
+//! knowing the other; `checksum`, `extract` and `report` finish; this file wires them together.
 mod checksum;
 mod error;
 mod extract;
@@ -23,7 +30,9 @@ mod netguard;
 mod objects;
 mod place;
 mod progress;
+mod remote;
 mod report;
+mod retry;
 mod source;
 mod transfer;
 
@@ -37,8 +46,10 @@ use tracing::{error, info};
 
 pub use error::FetchError;
 use place::{Inputs, Marker, Staging};
+pub use report::FetchReport;
+use retry::Settings;
 use source::Location;
-use transfer::{FileJob, Remote, Settings};
+use transfer::FileJob;
 
 #[derive(Args, Debug, Clone)]
 pub struct FetchArgs {
@@ -255,7 +266,7 @@ async fn plan(
     match location {
         Location::Http(url) => single(vec![FileJob {
             rel: file_name_of(url.path()),
-            remote: Remote::Http(http::HttpRemote {
+            remote: Box::new(http::HttpRemote {
                 client: http::client(allow)?,
                 url: url.clone(),
                 bearer: None,
@@ -278,7 +289,7 @@ async fn plan(
                     .map(|(rel, meta)| FileJob {
                         rel,
                         size: Some(meta.size),
-                        remote: Remote::Object(objects::ObjectRemote {
+                        remote: Box::new(objects::ObjectRemote {
                             store: store.clone(),
                             display: format!("{base}/{}", meta.location),
                             path: meta.location,
@@ -315,7 +326,7 @@ async fn plan(
                         rel: f.rel,
                         size: f.size,
                         expected_sha256: f.sha256,
-                        remote: Remote::Http(http::HttpRemote {
+                        remote: Box::new(http::HttpRemote {
                             client: client.clone(),
                             url: f.url,
                             bearer: token.clone(),

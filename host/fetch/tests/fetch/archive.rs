@@ -1,10 +1,9 @@
 //! Archives: layout after unpacking, and one test per traversal attack (tar and zip).
-mod fetch_support;
 
 use std::io::Write;
 use std::path::Path;
 
-use fetch_support::{Fetch, Route, Run, Server, TempDir, tree};
+use crate::support::{Fetch, Route, Run, Server, TempDir, tree};
 use tar::EntryType;
 
 /// A tar entry written with raw header bytes, so names the `tar` crate would refuse still go in.

@@ -1,7 +1,7 @@
 //! What `--url` names: parsed into a location per scheme.
 use reqwest::Url;
 
-use super::error::FetchError;
+use crate::error::FetchError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {

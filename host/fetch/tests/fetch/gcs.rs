@@ -1,9 +1,8 @@
 //! `gs://` through object_store's GCS client, pointed at the local test server (its XML API: HEAD
 //! and GET of objects, S3-style listing) with a service-account file that disables OAuth, the
 //! switch object_store offers for emulators.
-mod fetch_support;
 
-use fetch_support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex, tree};
+use crate::support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex, tree};
 
 const MODIFIED: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::error::human_bytes;
+use crate::error::human_bytes;
 
 #[derive(Debug)]
 pub struct Progress {

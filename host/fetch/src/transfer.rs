@@ -15,98 +15,17 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::error::FetchError;
-use super::http::HttpRemote;
-use super::objects::ObjectRemote;
-use super::place::{PartMeta, Staging};
-use super::progress::Progress;
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Failed attempts in a row (without progress) before giving up.
-    pub retries: u32,
-    /// No byte for this long -> the attempt is abandoned and retried.
-    pub stall: Duration,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-}
-
-/// A successfully opened body, starting at `start` (0 when the server ignored the Range).
-pub struct Opened {
-    pub body: BoxStream<'static, Result<Bytes, FetchError>>,
-    pub start: u64,
-    /// Length of the whole object, when known.
-    pub total: Option<u64>,
-    /// ETag (strong) or Last-Modified: what a later Range request is validated with.
-    pub validator: Option<String>,
-}
-
-/// A remote's byte stream as a body, its read errors named after `what` (a redacted URL).
-pub fn network_body<S, E>(stream: S, what: String) -> BoxStream<'static, Result<Bytes, FetchError>>
-where
-    S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: std::error::Error + 'static,
-{
-    stream
-        .map(move |r| {
-            r.map_err(|e| {
-                FetchError::Network(format!("reading {what}: {}", super::http::chain(&e)))
-            })
-        })
-        .boxed()
-}
-
-#[derive(Debug)]
-pub enum AttemptError {
-    /// May pass: retry after a backoff (or the server's Retry-After).
-    Retry {
-        error: FetchError,
-        after: Option<Duration>,
-    },
-    /// The remote object changed or refused the range: drop the partial data, retry at once.
-    Restart(String),
-    /// Will not pass by retrying.
-    Fatal(FetchError),
-}
-
-impl AttemptError {
-    pub fn retry(error: FetchError) -> Self {
-        Self::Retry { error, after: None }
-    }
-}
-
-/// Where one file comes from.
-pub enum Remote {
-    Http(HttpRemote),
-    Object(ObjectRemote),
-}
-
-impl Remote {
-    async fn open(
-        &self,
-        offset: u64,
-        validator: Option<&str>,
-        stall: Duration,
-    ) -> Result<Opened, AttemptError> {
-        match self {
-            Remote::Http(h) => h.open(offset, validator, stall).await,
-            Remote::Object(o) => o.open(offset, validator, stall).await,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Remote::Http(h) => h.describe(),
-            Remote::Object(o) => o.describe(),
-        }
-    }
-}
+use crate::error::FetchError;
+use crate::place::{PartMeta, Staging};
+use crate::progress::Progress;
+use crate::remote::{AttemptError, Remote};
+use crate::retry::{Settings, backoff};
 
 /// One file to download into the staging tree.
 pub struct FileJob {
     /// Path relative to the result tree (already checked by `place::check_rel`).
     pub rel: String,
-    pub remote: Remote,
+    pub remote: Box<dyn Remote>,
     pub size: Option<u64>,
     /// Digest published by the source for this file (e.g. a Hugging Face LFS oid).
     pub expected_sha256: Option<String>,
@@ -117,57 +36,6 @@ pub struct Done {
     pub rel: String,
     pub bytes: u64,
     pub sha256: String,
-}
-
-/// Backoff before retry number `failures` (1-based): exponential with equal jitter, or what the
-/// server asked for (capped, so a silly Retry-After cannot park the Job for hours).
-pub fn backoff(settings: &Settings, failures: u32, retry_after: Option<Duration>) -> Duration {
-    const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-    if let Some(after) = retry_after {
-        return after.min(MAX_RETRY_AFTER);
-    }
-    let exp = settings
-        .backoff_base
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    let d = exp.min(settings.backoff_max);
-    d / 2 + d.mul_f64(random_unit() / 2.0)
-}
-
-/// A uniform value in [0, 1) from std's randomly keyed hasher: enough for jitter, no extra crate.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let x = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Runs `f` until it succeeds, fails fatally, or `settings.retries` retries have failed.
-pub async fn with_retries<T, F, Fut>(
-    settings: &Settings,
-    what: &str,
-    mut f: F,
-) -> Result<T, FetchError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AttemptError>>,
-{
-    let mut failures = 0;
-    loop {
-        let (error, after) = match f().await {
-            Ok(v) => return Ok(v),
-            Err(AttemptError::Fatal(e)) => return Err(e),
-            Err(AttemptError::Retry { error, after }) => (error, after),
-            Err(AttemptError::Restart(why)) => (FetchError::Network(why), None),
-        };
-        failures += 1;
-        if failures > settings.retries {
-            return Err(error);
-        }
-        let delay = backoff(settings, failures, after);
-        warn!(what, attempt = failures, retry_in = ?delay, "{error}; retrying");
-        tokio::time::sleep(delay).await;
-    }
 }
 
 /// Downloads one file into `staging`, resuming what an earlier attempt or run left there.
@@ -502,63 +370,5 @@ impl Writer {
     async fn finish(self) -> Result<(Sha256, u64), (std::io::Error, u64)> {
         drop(self.tx);
         self.handle.await.expect("writer thread panicked")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> Settings {
-        Settings {
-            retries: 3,
-            stall: Duration::from_secs(1),
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-        }
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let s = settings();
-        for failures in 1..10 {
-            let d = backoff(&s, failures, None);
-            let full = (s.backoff_base * (1 << (failures - 1))).min(s.backoff_max);
-            assert!(d >= full / 2 && d <= full, "{failures}: {d:?} vs {full:?}");
-        }
-        assert_eq!(
-            backoff(&s, 1, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-        assert_eq!(
-            backoff(&s, 1, Some(Duration::from_secs(100_000))),
-            Duration::from_secs(300)
-        );
-    }
-
-    #[tokio::test]
-    async fn retries_stop_after_the_limit_and_fatal_stops_at_once() {
-        let s = settings();
-        let mut calls = 0;
-        let r: Result<(), _> = with_retries(&s, "t", || {
-            calls += 1;
-            async { Err(AttemptError::retry(FetchError::Network("down".into()))) }
-        })
-        .await;
-        assert_eq!(r.unwrap_err().reason(), "NetworkError");
-        assert_eq!(calls, 4);
-        let mut calls = 0;
-        let r: Result<(), _> = with_retries(&s, "t", || {
-            calls += 1;
-            async {
-                Err(AttemptError::Fatal(FetchError::NotFound {
-                    message: "gone".into(),
-                    status: Some(404),
-                }))
-            }
-        })
-        .await;
-        assert_eq!(r.unwrap_err().reason(), "NotFound");
-        assert_eq!(calls, 1);
     }
 }

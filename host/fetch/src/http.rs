@@ -2,14 +2,15 @@
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
 };
 use reqwest::{Client, StatusCode, Url};
 
-use super::error::FetchError;
-use super::netguard;
-use super::transfer::{AttemptError, Opened, network_body};
+use crate::error::{FetchError, chain};
+use crate::netguard;
+use crate::remote::{AttemptError, Opened, Remote, network_body};
 
 /// The one HTTP client of a run (connection pool shared by listing and downloads).
 pub fn client(allow_link_local: bool) -> Result<Client, FetchError> {
@@ -32,12 +33,24 @@ pub struct HttpRemote {
     pub allow_link_local: bool,
 }
 
-impl HttpRemote {
-    pub fn describe(&self) -> String {
-        redact(&self.url)
+impl Remote for HttpRemote {
+    fn open<'a>(
+        &'a self,
+        offset: u64,
+        validator: Option<&'a str>,
+        stall: Duration,
+    ) -> BoxFuture<'a, Result<Opened, AttemptError>> {
+        Box::pin(self.get(offset, validator, stall))
     }
 
-    pub async fn open(
+    fn describe(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl HttpRemote {
+    /// One GET from `offset` (with `Range`, and `If-Range` against `validator`).
+    async fn get(
         &self,
         offset: u64,
         validator: Option<&str>,
@@ -252,20 +265,6 @@ pub fn redact(url: &Url) -> String {
         u.set_query(Some("..."));
     }
     u.to_string()
-}
-
-/// An error with its sources, "a: b: c" (reqwest's own Display hides the cause).
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::client::{HttpClient, HttpConnector};
@@ -20,11 +21,11 @@ use object_store::{
     StaticCredentialProvider,
 };
 
-use super::error::FetchError;
-use super::http::chain;
-use super::netguard;
-use super::place::check_rel;
-use super::transfer::{AttemptError, Opened, Settings, network_body, with_retries};
+use crate::error::{FetchError, chain};
+use crate::netguard;
+use crate::place::check_rel;
+use crate::remote::{AttemptError, Opened, Remote, network_body};
+use crate::retry::{Settings, with_retries};
 
 /// Hands object_store the same guarded client as plain HTTP (link-local refusal, ring TLS).
 #[derive(Debug)]
@@ -34,7 +35,7 @@ struct GuardedConnector {
 
 impl HttpConnector for GuardedConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let client = super::http::client(self.allow_link_local).map_err(|e| {
+        let client = crate::http::client(self.allow_link_local).map_err(|e| {
             object_store::Error::Generic {
                 store: "fetch",
                 source: Box::new(e),
@@ -44,7 +45,7 @@ impl HttpConnector for GuardedConnector {
     }
 }
 
-/// Retries are ours (transfer.rs), as for HTTP: object_store's own would resume a broken body
+/// Retries are ours (retry.rs, transfer.rs), as for HTTP: object_store's own would resume a broken body
 /// behind our back, without the validation and accounting done there.
 fn retry_config(settings: &Settings) -> RetryConfig {
     RetryConfig {
@@ -210,12 +211,24 @@ async fn with_stall<T>(
     }
 }
 
-impl ObjectRemote {
-    pub fn describe(&self) -> String {
-        self.display.clone()
+impl Remote for ObjectRemote {
+    fn open<'a>(
+        &'a self,
+        offset: u64,
+        validator: Option<&'a str>,
+        stall: Duration,
+    ) -> BoxFuture<'a, Result<Opened, AttemptError>> {
+        Box::pin(self.get(offset, validator, stall))
     }
 
-    pub async fn open(
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+}
+
+impl ObjectRemote {
+    /// One GET from `offset` (with `If-Match` against `validator`).
+    async fn get(
         &self,
         offset: u64,
         validator: Option<&str>,

@@ -1,11 +1,10 @@
-//! Shared by the `fetch_*` tests: a scriptable HTTP/1.1 server on loopback that misbehaves on
+//! Shared by the downloader's tests: a scriptable HTTP/1.1 server on loopback that misbehaves on
 //! request (drop mid-body, stall, error statuses, lying Content-Length, no Range, ETag change),
-//! counts the body bytes it served, and a runner for `mlmodel-operator fetch`.
+//! counts the body bytes it served, and a runner for `mlmodel-fetch fetch` (the
+//! command line of `mlmodel-operator fetch`).
 #![allow(dead_code)]
 
-#[path = "../tempdir/mod.rs"]
-mod tempdir;
-pub use tempdir::TempDir;
+pub use crate::tempdir::TempDir;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -527,7 +526,7 @@ impl Fetch {
     pub async fn run(self) -> Run {
         let _ = std::fs::remove_file(&self.term);
         tokio::task::spawn_blocking(move || {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"));
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mlmodel-fetch"));
             cmd.args(&self.args).env("MLMODEL_LOG", "info");
             for (k, _) in std::env::vars() {
                 let strip = ["AWS_", "GOOGLE_", "HF_", "HUGGING_FACE"]
@@ -541,7 +540,7 @@ impl Fetch {
             for (k, v) in &self.env {
                 cmd.env(k, v);
             }
-            let out = cmd.output().expect("running mlmodel-operator");
+            let out = cmd.output().expect("running mlmodel-fetch");
             let term_raw = std::fs::read_to_string(&self.term).unwrap_or_default();
             let term = serde_json::from_str(term_raw.trim()).unwrap_or(serde_json::Value::Null);
             Run {

@@ -1,11 +1,10 @@
 //! `DiskFull` on a real full filesystem: DEST is a 1 MiB tmpfs mounted by the test (needs root,
 //! as on the project's machines and CI; the test fails, never skips, when it cannot mount).
-mod fetch_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fetch_support::{Fetch, Route, Server, TempDir, payload};
+use crate::support::{Fetch, Route, Server, TempDir, payload};
 use serde_json::json;
 
 struct Tmpfs(PathBuf);

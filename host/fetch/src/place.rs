@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::error::FetchError;
+use crate::error::FetchError;
 
 pub const MARKER: &str = ".mlmodel-complete.json";
 pub const STAGING: &str = ".mlmodel-partial";

@@ -1,7 +1,6 @@
 //! `hf://` against a Hub-like endpoint (tree API + resolve, bearer token, LFS digests).
-mod fetch_support;
 
-use fetch_support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex, tree};
+use crate::support::{Fetch, Route, Server, Step, TempDir, payload, sha256_hex, tree};
 use serde_json::json;
 
 const TOKEN: &str = "hf_test_token";

@@ -1,14 +1,13 @@
 //! `s3://` against a real S3-compatible server: moto's standalone server, installed by
 //! `hack/setup.sh` into `~/.cache/mlmodel-operator/venv` (or named by `MLMODEL_MOTO_SERVER`).
 //! Without it these tests fail, loudly: they never pass by skipping.
-mod fetch_support;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fetch_support::{Fetch, TempDir, payload, sha256_hex, tree};
+use crate::support::{Fetch, TempDir, payload, sha256_hex, tree};
 
 struct Moto {
     child: Child,

@@ -5,8 +5,8 @@
 //! `<hex>  <relative path>\n` per file sorted by path, so `sha256sum` over the tree reproduces it.
 use sha2::{Digest, Sha256};
 
-use super::error::FetchError;
-use super::transfer::Done;
+use crate::error::FetchError;
+use crate::transfer::Done;
 
 /// Accepts 64 hex digits, optionally prefixed `sha256:`; returns them lowercased.
 pub fn parse_expected(raw: &str) -> Result<String, FetchError> {
