@@ -30,7 +30,7 @@ async fn invalid_specs_are_refused_by_kubectl_apply() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "the corpus has {} specs", files.len());
+    assert!(files.len() >= 30, "the corpus has {} specs", files.len());
     for file in files {
         let out = apply(file.clone());
         let stderr = String::from_utf8_lossy(&out.stderr);
