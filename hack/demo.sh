@@ -127,7 +127,7 @@ echo
 echo "Fetching the served file through the model's Service (ClusterIP $ip, routed by kube-proxy):"
 echo "  \$ $fetch"
 # A Service created a moment ago is routed once kube-proxy has synced (about a second).
-for _ in $(seq 50); do curl -fsS -o /dev/null "http://$ip/weights.bin" 2>/dev/null && break; sleep 0.2; done
+for _ in $(seq 50); do curl -fsS -m 5 -o /dev/null "http://$ip/weights.bin" 2>/dev/null && break; sleep 0.2; done
 got=$(curl -fsS "http://$ip/weights.bin" | sha256sum | cut -d' ' -f1)
 echo "  $got  -"
 if [ "$got" = "$sha" ]; then

@@ -40,6 +40,8 @@ export REGISTRY=localhost:$registry_port
 
 bridge=mlm0
 pod_cidr=10.88.0.0/16
+service_cidr=10.96.0.0/16          # hack/cluster.sh's --service-cluster-ip-range
+kwok_pod_cidr=10.244.0.0/16        # the kwok nodes' fake pod IPs
 bridge_ip=10.88.0.1
 node_name=${MLMODEL_NODE_NAME:-$(hostname | tr 'A-Z_.' 'a-z--')}
 node_components=(registry containerd kubelet kube-proxy)
@@ -253,6 +255,11 @@ network_up() {
   local addrs; addrs=$(ip -4 -o addr show dev "$bridge")
   [[ $addrs == *"inet $bridge_ip/"* ]] || ip addr add "$bridge_ip/16" dev "$bridge"
   ip link set "$bridge" up
+  # Nothing addressed to the cluster's virtual ranges may leave this machine: ClusterIPs go to
+  # the bridge (kube-proxy's DNAT rewrites them to a pod; an unprogrammed one finds no neighbour
+  # there and fails here), and kwok's fake pod IPs go nowhere.
+  ip route replace "$service_cidr" dev "$bridge"
+  ip route replace blackhole "$kwok_pod_cidr"
   sysctl -qw net.ipv4.ip_forward=1
   # Pod-to-Service traffic that kube-proxy sends back to a pod on the same bridge.
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true
@@ -365,6 +372,7 @@ down() {
   rm -rf /run/netns/cni-* "$state/cni-ipam" "$node_dir/kubelet/root/pods" 2>/dev/null || true
   [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
   ip link del "$bridge" 2>/dev/null || true
+  ip route del blackhole "$kwok_pod_cidr" 2>/dev/null || true
   stop registry
 }
 

@@ -52,7 +52,7 @@ cluster_tests() {
   # The real-node tests pull the operator's image (the download Jobs' `fetch`, and the installed
   # operator) from the cluster's registry: built from the release binary and pushed first.
   hack/operator-image.sh >/dev/null || return 1
-  cargo test --workspace -- --ignored
+  cargo test --workspace --no-fail-fast -- --ignored
 }
 
 # Without the toolchain nothing else can work: stop at once.

@@ -1030,8 +1030,22 @@ async fn operator_binary_with_leader_election_runs_as_its_service_account() {
 
 /// Creates `model` as `client`; `Err` with the API server's message when refused.
 async fn create_as(client: &Client, ns: &str, model: &MLModel) -> Result<(), String> {
+    create_with(client, ns, model, false).await
+}
+
+/// A server-side dry run of the create: admission runs (policies included), nothing is stored.
+async fn create_with(
+    client: &Client,
+    ns: &str,
+    model: &MLModel,
+    dry_run: bool,
+) -> Result<(), String> {
     let api: Api<MLModel> = Api::namespaced(client.clone(), ns);
-    match api.create(&PostParams::default(), model).await {
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    match api.create(&pp, model).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
         Err(e) => panic!("create: {e}"),
@@ -1082,13 +1096,19 @@ async fn model_authors_get_no_more_than_their_own_rights() {
 
     let mut model = sample_model("echo-model.yaml");
     model.metadata.namespace = Some(ns.name().into());
-    // A new policy takes a moment to reach the apiserver's admission chain.
+    // A new policy takes a moment to reach the apiserver's admission chain: wait with dry runs,
+    // which pass through admission but store nothing.
     let refused = common::wait_until(
         "the admission policy to refuse a model author without pod rights",
         Duration::from_secs(30),
-        || async { create_as(&author, ns.name(), &model).await.err() },
+        || async { create_with(&author, ns.name(), &model, true).await.err() },
     )
     .await;
+    assert_eq!(
+        create_as(&author, ns.name(), &model).await.unwrap_err(),
+        refused,
+        "the real create is refused the same way"
+    );
     assert!(
         refused.starts_with("403") && refused.contains("may not create pods in namespace"),
         "{refused}"

@@ -173,8 +173,9 @@ fn http() -> reqwest::Client {
 }
 
 /// GET `url` through a Service that may have been created a moment ago: kube-proxy programs a
-/// new Service within its sync period (about 1 s), and until then the ClusterIP refuses
-/// connections. Retries connection errors for at most 10 s.
+/// new Service within its sync period (about 1 s); until then the ClusterIP is unreachable (the
+/// service range is routed to the bridge, so nothing leaves the machine). Retries connection
+/// errors for at most 20 s.
 async fn get_when_routed(url: &str) -> reqwest::Response {
     let t0 = std::time::Instant::now();
     loop {
@@ -183,7 +184,9 @@ async fn get_when_routed(url: &str) -> reqwest::Response {
                 println!("{url} routed {:?} after the first try", t0.elapsed());
                 return r;
             }
-            Err(e) if e.is_connect() && t0.elapsed() < Duration::from_secs(10) => {
+            Err(e)
+                if (e.is_connect() || e.is_timeout()) && t0.elapsed() < Duration::from_secs(20) =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
             Err(e) => panic!("GET {url} through the Service: {}", chain(&e)),
