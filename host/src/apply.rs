@@ -117,6 +117,26 @@ pub async fn apply(client: &Client, ns: &str, obj: &DynamicObject) -> Result<(),
     Ok(())
 }
 
+/// Whether an object `kind/name` exists in `ns`, and if so the uid of its controller (the owner
+/// reference with `controller: true`), `None` when nothing controls it.
+pub async fn existing_controller(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Option<String>>, kube::Error> {
+    let ar = api_resource(kind).expect("the output policy only lets known kinds through");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    Ok(api.get_opt(name).await?.map(|obj| {
+        obj.metadata
+            .owner_references
+            .into_iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid)
+    }))
+}
+
 /// Deletes one object; its dependents (a Job's pods) go too. Already gone is fine.
 pub async fn delete(client: &Client, ns: &str, kind: &str, name: &str) -> Result<(), kube::Error> {
     let Some(ar) = api_resource(kind) else {

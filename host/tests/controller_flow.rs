@@ -527,3 +527,58 @@ async fn a_253_character_dotted_name_is_served() {
         assert!(name.len() <= 63, "{kind} {name}");
     }
 }
+
+/// The trust issue's takeover: a model named like an existing Service (not the operator's) with
+/// `expose: true` must not overwrite it, own it, or delete it with the model.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn an_existing_service_of_the_same_name_is_never_taken_over() {
+    let env = Env::start("no-adopt", &[]).await;
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
+    let theirs: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo-model", "labels": {"team": "frontend"}},
+        "spec": {"ports": [{"port": 443, "targetPort": 8443}], "selector": {"app": "frontend"}},
+    }))
+    .unwrap();
+    services
+        .create(&Default::default(), &theirs)
+        .await
+        .expect("the team's Service");
+    env.create(sample_model("echo-model.yaml")).await;
+    let model = env
+        .wait_reason("echo-model", "NameConflict", Duration::from_secs(60))
+        .await;
+    let message = model.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("Service \"echo-model\" already exists"),
+        "{message}"
+    );
+    env.wait_until("a NameConflict Event", Duration::from_secs(20), || async {
+        env.event_reasons("echo-model")
+            .await
+            .iter()
+            .any(|r| r == "NameConflict")
+            .then_some(())
+    })
+    .await;
+    let svc = services.get("echo-model").await.unwrap();
+    assert!(
+        svc.metadata.owner_references.is_none(),
+        "{:?}",
+        svc.metadata
+    );
+    assert_eq!(
+        svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+        443
+    );
+    assert!(!svc.labels().contains_key("mlmodel.dev/model"));
+
+    // Deleting the model leaves the team's Service alone.
+    env.models()
+        .delete("echo-model", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(services.get_opt("echo-model").await.unwrap().is_some());
+}

@@ -16,6 +16,10 @@ pub enum Reply {
     Echo,
     /// `model` with the status the request patched in (a status patch).
     ModelWithStatus(Box<MLModel>),
+    /// 404 Not Found (a GET of an object that does not exist).
+    NotFound,
+    /// This object (a GET of an object that exists).
+    Object(Value),
 }
 
 /// One expected request: method and path (no query).
@@ -31,6 +35,24 @@ impl Expect {
             method: "PATCH",
             path: path.into(),
             reply: Reply::Echo,
+        }
+    }
+
+    /// A GET of an object that does not exist (the check before creating one).
+    pub fn absent(path: impl Into<String>) -> Self {
+        Expect {
+            method: "GET",
+            path: path.into(),
+            reply: Reply::NotFound,
+        }
+    }
+
+    /// A GET of an object that exists.
+    pub fn present(path: impl Into<String>, object: Value) -> Self {
+        Expect {
+            method: "GET",
+            path: path.into(),
+            reply: Reply::Object(object),
         }
     }
 
@@ -101,6 +123,18 @@ impl FakeApi {
                         reply["status"] = body["status"].clone();
                         (200, reply)
                     }
+                    Some(Expect {
+                        reply: Reply::NotFound,
+                        ..
+                    }) => (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "not found", "reason": "NotFound", "code": 404}),
+                    ),
+                    Some(Expect {
+                        reply: Reply::Object(object),
+                        ..
+                    }) => (200, object.clone()),
                     None => (
                         500,
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",

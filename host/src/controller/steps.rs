@@ -124,6 +124,34 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// An object this model does not own yet (not in its caches) is created only if nothing of
+    /// that name exists, or if what exists is already this model's (the cache lags behind):
+    /// server-side apply would otherwise take over someone else's object, and the garbage
+    /// collector would delete it with the model. Costs one GET per object, once.
+    async fn refuse_to_adopt(&self, kind: &str, name: &str) -> Result<(), Stop> {
+        let Some(controller) = apply::existing_controller(self.client, self.ns, kind, name).await?
+        else {
+            return Ok(());
+        };
+        if controller.is_some() && controller.as_deref() == self.model.metadata.uid.as_deref() {
+            return Ok(());
+        }
+        let by = match controller {
+            Some(uid) => format!("is controlled by another owner (uid {uid})"),
+            None => "was not created by this MLModel".to_string(),
+        };
+        Err(Blocked::new(
+            "NameConflict",
+            format!(
+                "{kind} {name:?} already exists in namespace {} and {by}: the operator never takes over an object it did not create; remove or rename that object, or rename the model",
+                self.ns
+            ),
+        )
+        // Nothing watches the other object: look again now and then.
+        .retry_after(Duration::from_secs(30))
+        .into())
+    }
+
     /// Renders `step` with `plugin`, then applies what changed. Returns the rendered objects.
     async fn render_and_apply(
         &mut self,
@@ -158,6 +186,9 @@ impl<'a> Applier<'a> {
             };
             if unchanged {
                 continue;
+            }
+            if !self.applied_hashes.contains_key(&key) {
+                self.refuse_to_adopt(&kind, &key.name).await?;
             }
             match apply::apply(self.client, self.ns, obj).await {
                 Ok(()) => {}

@@ -129,22 +129,32 @@ async fn reconcile_once(model: &MLModel, cluster: &Cluster, scenario: Vec<Expect
     reconcile(Arc::new(model.clone()), ctx)
         .await
         .expect("reconcile succeeds");
+    // The scenario checked the GETs before each first apply (never adopt); the tests read the
+    // writes.
     api.verify()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect()
+}
+
+/// A first apply: the check that nothing of that name exists, then the apply.
+fn create(path: String) -> [Expect; 2] {
+    [Expect::absent(path.clone()), Expect::apply(path)]
 }
 
 /// The applies a new echo model starts with (the download step), its status, and the event.
 fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
     let revision = names::revision(model, "download-job");
-    vec![
-        Expect::apply(format!(
-            "/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}"
-        )),
-        Expect::apply(format!(
-            "/apis/batch/v1/namespaces/{NS}/jobs/echo-model-download-{revision}"
-        )),
-        Expect::status_patch(model),
-        Expect::event(NS),
-    ]
+    let mut scenario = Vec::new();
+    scenario.extend(create(format!(
+        "/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}"
+    )));
+    scenario.extend(create(format!(
+        "/apis/batch/v1/namespaces/{NS}/jobs/echo-model-download-{revision}"
+    )));
+    scenario.push(Expect::status_patch(model));
+    scenario.push(Expect::event(NS));
+    scenario
 }
 
 #[tokio::test]
@@ -235,14 +245,15 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
     let calls = reconcile_once(
         &model,
         &cluster,
-        vec![
-            Expect::apply(format!(
-                "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
-            )),
-            Expect::apply(format!("/api/v1/namespaces/{NS}/services/echo-model")),
-            Expect::status_patch(&model),
-            Expect::event(NS),
-        ],
+        create(format!(
+            "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+        ))
+        .into_iter()
+        .chain(create(format!(
+            "/api/v1/namespaces/{NS}/services/echo-model"
+        )))
+        .chain([Expect::status_patch(&model), Expect::event(NS)])
+        .collect(),
     )
     .await;
     assert_eq!(calls[0].body["kind"], "Deployment");
@@ -278,4 +289,45 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
     // Nothing changed since: no apply, no prune, no status patch, no event.
     let calls = reconcile_once(&model, &cluster, vec![]).await;
     assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// An object of the same name that the model does not control is never taken over: the model
+/// fails with NameConflict naming it, and nothing is applied over it.
+#[tokio::test]
+async fn an_existing_object_of_another_owner_is_not_adopted() {
+    let mut model = echo_model();
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+    cluster.jobs[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }))
+        .unwrap(),
+    );
+    // A Service `echo-model` made by someone else (e.g. the team's frontend) already exists.
+    let svc = format!("/api/v1/namespaces/{NS}/services/echo-model");
+    let theirs = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo-model", "namespace": NS, "uid": "someone-else"}});
+    let mut scenario: Vec<Expect> = create(format!(
+        "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+    ))
+    .into();
+    scenario.push(Expect::present(svc, theirs));
+    scenario.push(Expect::status_patch(&model));
+    scenario.push(Expect::event(NS));
+    let calls = reconcile_once(&model, &cluster, scenario).await;
+    assert_eq!(calls[0].body["kind"], "Deployment", "{calls:?}");
+    let status = &calls[1].body["status"];
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["reason"], "NameConflict", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("Service \"echo-model\" already exists")
+            && message.contains("never takes over"),
+        "{message}"
+    );
 }
