@@ -23,7 +23,21 @@ pub struct Allowances {
     pub service_accounts: bool,
     /// Service types allowed besides `ClusterIP` (e.g. `LoadBalancer`, `NodePort`).
     pub service_types: Vec<String>,
+    /// Containers may turn the downloader's guards off or point it elsewhere
+    /// ([`GUARD_FLAGS`], [`ENDPOINT_VARIABLES`]).
+    pub downloader_overrides: bool,
 }
+
+/// Downloader flags that turn a guard off: an admin's decision, not a model author's (who could
+/// otherwise pass them through a plugin's config, e.g. `extraArgs`).
+pub const GUARD_FLAGS: &[&str] = &["--allow-link-local"];
+/// Variables that send the downloader (and the credentials it holds) to another endpoint.
+pub const ENDPOINT_VARIABLES: &[&str] = &[
+    "HF_ENDPOINT",
+    "AWS_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+];
 
 /// Violations listed in one refusal (the rest are counted).
 const MAX_LISTED: usize = 4;
@@ -246,6 +260,9 @@ fn pod_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
             ));
         }
     }
+    if !allow.downloader_overrides {
+        out.extend(downloader_overrides(pod));
+    }
     if pod
         .get("nodeName")
         .and_then(Value::as_str)
@@ -258,6 +275,42 @@ fn pod_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
             .into_iter()
             .map(|v| format!("violates the restricted Pod Security Standard: {v}")),
     );
+    out
+}
+
+/// Guard flags and endpoint variables in a pod's containers, as violations.
+fn downloader_overrides(pod: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| pod.get(*f)?.as_array())
+        .flatten()
+    {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+        let words = ["command", "args"]
+            .iter()
+            .filter_map(|f| c.get(*f)?.as_array())
+            .flatten()
+            .filter_map(Value::as_str);
+        for word in words {
+            if let Some(flag) = GUARD_FLAGS
+                .iter()
+                .find(|f| word == **f || word.starts_with(&format!("{f}=")))
+            {
+                out.push(format!(
+                    "container {name:?} passes {flag}, which turns a downloader guard off: only the admin may allow it for this plugin"
+                ));
+            }
+        }
+        for var in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+            let var = var.get("name").and_then(Value::as_str).unwrap_or_default();
+            if ENDPOINT_VARIABLES.contains(&var) {
+                out.push(format!(
+                    "container {name:?} sets {var}, which sends downloads and their credentials elsewhere: only the admin may allow it for this plugin"
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -575,6 +628,7 @@ mod tests {
         let allow = Allowances {
             service_accounts: true,
             service_types: vec!["LoadBalancer".into()],
+            ..Allowances::default()
         };
         assert!(check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).is_ok());
         assert!(check("p", Step::Expose, &[lb.to_string()], 1 << 20, &host, &allow).is_ok());
