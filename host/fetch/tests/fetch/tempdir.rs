@@ -1,4 +1,5 @@
-//! A temporary directory removed on drop, without a crate for it (as `host/tests/tempdir`).
+//! A temporary directory removed on drop, without a crate for it; the operator's test
+//! supports include this file too.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
