@@ -254,3 +254,33 @@ fn watcher_picks_up_new_files() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `--plugin-allow`: what the admin allows one plugin (here a LoadBalancer Service) passes the
+/// output policy for that plugin only; every other plugin is still refused it.
+#[test]
+fn allowances_widen_the_output_policy_for_one_plugin_only() {
+    use mlmodel_operator::plugins::policy::Allowances;
+    let (name, allow) = Allowances::parse_flag("lb-service:service-type=LoadBalancer").unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        allowances: BTreeMap::from([(name, allow)]),
+        ..options()
+    })
+    .unwrap();
+    let m = model("m", "echo", &[]);
+    let lb = |_: &str, _: &str| {
+        Ok(vec![
+            serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m"},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
+            .to_string(),
+        ])
+    };
+    assert!(
+        rt.render_native("lb-service", &m, Step::Expose, "r1", lb)
+            .is_ok()
+    );
+    let refused = rt
+        .render_native("service", &m, Step::Expose, "r1", lb)
+        .unwrap_err();
+    assert_eq!(refused.reason(), "ForbiddenPluginOutput");
+    assert!(refused.to_string().contains("LoadBalancer"), "{refused}");
+}

@@ -34,6 +34,12 @@ pub struct RunArgs {
     /// Download plugin used when a model's annotation names none.
     #[arg(long)]
     pub default_download_plugin: Option<String>,
+    /// Widen the output policy for one plugin: `PLUGIN:RULE[,RULE...]`, rules
+    /// `service-accounts` (pods of another ServiceAccount), `service-type=NodePort|LoadBalancer|
+    /// ExternalName`, `downloader-overrides` (`--allow-link-local`, endpoint variables).
+    /// Repeatable.
+    #[arg(long = "plugin-allow", value_name = "PLUGIN:RULES", value_parser = crate::plugins::policy::Allowances::parse_flag)]
+    pub plugin_allow: Vec<(String, crate::plugins::policy::Allowances)>,
     /// Serve plugin used when a model's annotation names none (before `framework` is looked at).
     #[arg(long)]
     pub default_serve_plugin: Option<String>,
@@ -66,8 +72,17 @@ impl RunArgs {
                 defaults.insert(step, name.clone());
             }
         }
+        let mut allowances: BTreeMap<String, crate::plugins::policy::Allowances> = BTreeMap::new();
+        for (plugin, allow) in &self.plugin_allow {
+            let merged = allowances
+                .remove(plugin)
+                .unwrap_or_default()
+                .merge(allow.clone());
+            allowances.insert(plugin.clone(), merged);
+        }
         RuntimeOptions {
             defaults,
+            allowances,
             operator_image: self.operator_image.clone(),
             ..self.source.options()
         }

@@ -213,6 +213,8 @@ pub struct RuntimeOptions {
     pub limits: Limits,
     /// How often `watch_plugin_dirs` looks for changed files.
     pub reload_interval: Duration,
+    /// What the admin allows each plugin (by name) beyond the output policy's defaults.
+    pub allowances: BTreeMap<String, policy::Allowances>,
 }
 
 impl Default for RuntimeOptions {
@@ -224,6 +226,7 @@ impl Default for RuntimeOptions {
             operator_image: default_operator_image(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(2),
+            allowances: BTreeMap::new(),
         }
     }
 }
@@ -457,6 +460,7 @@ impl Runtime {
             revision,
             &manifests,
             engine.limits(),
+            self.allowances(&plugin.name),
         )
     }
 
@@ -488,6 +492,7 @@ impl Runtime {
             revision,
             &manifests,
             self.inner.engine.limits(),
+            self.allowances(name),
         )
     }
 
@@ -509,6 +514,16 @@ impl Runtime {
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.opts
     }
+
+    /// What the admin allows plugin `name` (the defaults when nothing was said).
+    fn allowances(&self, name: &str) -> &policy::Allowances {
+        static NONE: std::sync::OnceLock<policy::Allowances> = std::sync::OnceLock::new();
+        self.inner
+            .opts
+            .allowances
+            .get(name)
+            .unwrap_or_else(|| NONE.get_or_init(policy::Allowances::default))
+    }
 }
 
 fn check_config(model: &MLModel) -> Result<(), PluginError> {
@@ -525,6 +540,7 @@ fn check_output(
     revision: &str,
     manifests: &[String],
     limits: &Limits,
+    allow: &policy::Allowances,
 ) -> Result<Vec<DynamicObject>, PluginError> {
     let labels = context::labels(model, step, revision);
     let host = policy::HostAdditions {
@@ -532,14 +548,7 @@ fn check_output(
         labels: &labels,
         owner: owner_reference(model),
     };
-    policy::check(
-        plugin,
-        step,
-        manifests,
-        limits.output_bytes,
-        &host,
-        &policy::Allowances::default(),
-    )
+    policy::check(plugin, step, manifests, limits.output_bytes, &host, allow)
 }
 
 fn framework_default(step: Step, framework: &str) -> String {

@@ -28,6 +28,43 @@ pub struct Allowances {
     pub downloader_overrides: bool,
 }
 
+impl Allowances {
+    /// Parses one `--plugin-allow` value, `PLUGIN:RULE[,RULE...]` with the rules
+    /// `service-accounts`, `service-type=TYPE` and `downloader-overrides`.
+    pub fn parse_flag(text: &str) -> Result<(String, Allowances), String> {
+        let (plugin, rules) = text
+            .split_once(':')
+            .filter(|(p, r)| !p.is_empty() && !r.is_empty())
+            .ok_or_else(|| format!("{text:?}: expected PLUGIN:RULE[,RULE...]"))?;
+        let mut allow = Allowances::default();
+        for rule in rules.split(',') {
+            match rule.split_once('=') {
+                None if rule == "service-accounts" => allow.service_accounts = true,
+                None if rule == "downloader-overrides" => allow.downloader_overrides = true,
+                Some(("service-type", t))
+                    if matches!(t, "NodePort" | "LoadBalancer" | "ExternalName") =>
+                {
+                    allow.service_types.push(t.to_string())
+                }
+                _ => {
+                    return Err(format!(
+                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides)"
+                    ));
+                }
+            }
+        }
+        Ok((plugin.to_string(), allow))
+    }
+
+    /// Both allowances together (several flags for one plugin).
+    pub fn merge(mut self, other: Allowances) -> Allowances {
+        self.service_accounts |= other.service_accounts;
+        self.downloader_overrides |= other.downloader_overrides;
+        self.service_types.extend(other.service_types);
+        self
+    }
+}
+
 /// Downloader flags that turn a guard off: an admin's decision, not a model author's (who could
 /// otherwise pass them through a plugin's config, e.g. `extraArgs`).
 pub const GUARD_FLAGS: &[&str] = &["--allow-link-local"];
@@ -660,6 +697,27 @@ mod tests {
             );
             let expect = case["expect"].as_str().unwrap();
             assert!(err.to_string().contains(expect), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn plugin_allow_flags_parse() {
+        let (name, allow) =
+            Allowances::parse_flag("triton:service-accounts,service-type=LoadBalancer").unwrap();
+        assert_eq!(name, "triton");
+        assert!(allow.service_accounts && !allow.downloader_overrides);
+        assert_eq!(allow.service_types, ["LoadBalancer"]);
+        let (_, more) = Allowances::parse_flag("triton:downloader-overrides").unwrap();
+        let both = allow.merge(more);
+        assert!(both.service_accounts && both.downloader_overrides);
+        for bad in [
+            "triton",
+            ":service-accounts",
+            "triton:",
+            "triton:root",
+            "triton:service-type=Host",
+        ] {
+            assert!(Allowances::parse_flag(bad).is_err(), "{bad}");
         }
     }
 }
