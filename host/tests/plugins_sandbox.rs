@@ -19,6 +19,7 @@ const FIXTURES: &[&str] = &[
     "wit-compatible",
     "wit-v2",
     "wit-changed",
+    "sleep",
 ];
 
 fn runtime() -> &'static Runtime {
@@ -66,6 +67,18 @@ fn infinite_loop_times_out() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    assert_healthy_still_renders();
+}
+
+/// A guest that sleeps blocks inside a host call, where the epoch deadline cannot reach it: the
+/// host refuses the wait at once instead of holding the thread for a minute.
+#[test]
+fn a_sleeping_plugin_is_refused_at_once() {
+    let (result, took) = render_with("sleep");
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "PluginTrapped", "{err:?}");
+    assert!(err.to_string().contains("plugins may not wait"), "{err}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_healthy_still_renders();
 }
 

@@ -164,6 +164,7 @@ impl PluginEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        refuse_blocking(&mut linker).map_err(wasm_err)?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -304,6 +305,39 @@ impl PluginEngine {
         })
         .map(|(info, _)| info)
     }
+}
+
+/// The WASI version whose `wasi:io/poll` this wasmtime-wasi defines (guests built against an
+/// older 0.2.x resolve to it).
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// A plugin may not wait: `poll` and `pollable.block` (what a guest's `sleep` becomes) trap at
+/// once instead of blocking the thread inside a host call, where the epoch deadline cannot
+/// interrupt them. Nothing a render needs waits: stdin is closed, stdout and stderr never block,
+/// and every socket address is denied.
+fn refuse_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    poll.func_wrap(
+        "poll",
+        |_, _: (Vec<Resource<DynPollable>>,)| -> wasmtime::Result<(Vec<u32>,)> {
+            Err(wasmtime::Error::msg(
+                "plugins may not wait (wasi:io/poll.poll, e.g. a sleep)",
+            ))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_, _: (Resource<DynPollable>,)| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg(
+                "plugins may not wait (wasi:io/poll.pollable.block, e.g. a sleep)",
+            ))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// The last line of an error chain: what went wrong, without the layers of context.
