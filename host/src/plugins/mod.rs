@@ -4,199 +4,37 @@
 //! - `engine`: wasmtime engine, sandbox, limits, compile cache;
 //! - `registry`: built-in plugins and plugin directories, reload;
 //! - `context`: the render input built from the model;
-//! - `policy`: output checks and what the host adds;
+//! - `policy`, `podsecurity`: output checks and what the host adds;
+//! - `step`: the steps of a model; `error`: what can go wrong with a plugin, with its reason;
 //! - `cli`: `mlmodel-operator plugins`.
 //!
 //! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
 pub mod cli;
 mod context;
 mod engine;
+mod error;
 mod podsecurity;
 pub mod policy;
 mod registry;
 mod stdio;
+mod step;
 
 pub use context::DEFAULT_NAMESPACE;
 pub use engine::{CONTRACT, Limits};
+pub use error::PluginError;
 pub use registry::{BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
+pub use step::Step;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use crate::api::{
-    ANNOTATION_DOWNLOAD_PLUGIN, ANNOTATION_EXPOSE_PLUGIN, ANNOTATION_SERVE_PLUGIN, GROUP,
-    InvalidPluginConfig, MLModel, VERSION,
-};
-use engine::{CallFailure, PluginEngine, wit};
-use registry::{Snapshot, stderr_suffix};
-
-/// A step of a model, rendered by one plugin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Step {
-    Download,
-    Serve,
-    Expose,
-}
-
-impl Step {
-    pub const ALL: [Step; 3] = [Step::Download, Step::Serve, Step::Expose];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Download => "download",
-            Step::Serve => "serve",
-            Step::Expose => "expose",
-        }
-    }
-
-    /// The annotation that picks this step's plugin for a model.
-    pub fn annotation(self) -> &'static str {
-        match self {
-            Step::Download => ANNOTATION_DOWNLOAD_PLUGIN,
-            Step::Serve => ANNOTATION_SERVE_PLUGIN,
-            Step::Expose => ANNOTATION_EXPOSE_PLUGIN,
-        }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Step {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Step::ALL
-            .into_iter()
-            .find(|step| step.as_str() == s)
-            .ok_or_else(|| format!("unknown step {s:?}: expected download, serve or expose"))
-    }
-}
-
-impl From<wit::Step> for Step {
-    fn from(s: wit::Step) -> Self {
-        match s {
-            wit::Step::Download => Step::Download,
-            wit::Step::Serve => Step::Serve,
-            wit::Step::Expose => Step::Expose,
-        }
-    }
-}
-
-/// Why a plugin could not be used. Each message is one line that names the plugin.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    #[error("no plugin named {wanted:?} for step {step} (chosen by {chosen_by}); loaded: {known}")]
-    NotFound {
-        step: Step,
-        wanted: String,
-        chosen_by: String,
-        known: String,
-    },
-    #[error("plugin {plugin} has digest sha256:{actual}, but {chosen_by} pins {wanted}")]
-    DigestMismatch {
-        plugin: String,
-        wanted: String,
-        actual: String,
-        chosen_by: String,
-    },
-    #[error("plugin {plugin} does not render step {step} (it renders: {steps})")]
-    WrongStep {
-        plugin: String,
-        step: Step,
-        steps: String,
-    },
-    #[error("plugin {plugin} crashed: {message}{}", stderr_suffix(stderr))]
-    Trap {
-        plugin: String,
-        message: String,
-        stderr: String,
-    },
-    #[error(
-        "plugin {plugin} did not finish within {limit:?} and was stopped{}",
-        stderr_suffix(stderr)
-    )]
-    Timeout {
-        plugin: String,
-        limit: Duration,
-        stderr: String,
-    },
-    #[error("plugin {plugin} needed more than its {} MiB of memory and was stopped{}", limit_bytes >> 20, stderr_suffix(stderr))]
-    OutOfMemory {
-        plugin: String,
-        limit_bytes: usize,
-        stderr: String,
-    },
-    #[error("plugin {plugin} failed: {message}{}", stderr_suffix(stderr))]
-    Failed {
-        plugin: String,
-        message: String,
-        stderr: String,
-    },
-    #[error("plugin {plugin} returned invalid output: {object}: {message}")]
-    InvalidOutput {
-        plugin: String,
-        object: String,
-        message: String,
-    },
-    #[error("plugin {plugin} returned {object}, which is not allowed: {rule}")]
-    Forbidden {
-        plugin: String,
-        object: String,
-        rule: String,
-    },
-    /// The model's `spec.plugins.config` is out of bounds: no plugin is called with it.
-    #[error("{0}")]
-    InvalidConfig(#[from] InvalidPluginConfig),
-}
-
-impl PluginError {
-    /// CamelCase reason for the model's status.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            PluginError::NotFound { .. } => "PluginNotFound",
-            PluginError::DigestMismatch { .. } => "PluginDigestMismatch",
-            PluginError::WrongStep { .. } => "PluginWrongStep",
-            PluginError::Trap { .. } => "PluginTrapped",
-            PluginError::Timeout { .. } => "PluginTimeout",
-            PluginError::OutOfMemory { .. } => "PluginOutOfMemory",
-            PluginError::Failed { .. } => "PluginFailed",
-            PluginError::InvalidOutput { .. } => "InvalidPluginOutput",
-            PluginError::Forbidden { .. } => "ForbiddenPluginOutput",
-            PluginError::InvalidConfig(_) => InvalidPluginConfig::REASON,
-        }
-    }
-
-    fn from_call(plugin: &str, limits: &Limits, failure: CallFailure) -> Self {
-        let plugin = plugin.to_string();
-        match failure {
-            CallFailure::Trap { message, stderr } => PluginError::Trap {
-                plugin,
-                message,
-                stderr,
-            },
-            CallFailure::Timeout { stderr } => PluginError::Timeout {
-                plugin,
-                limit: limits.timeout,
-                stderr,
-            },
-            CallFailure::OutOfMemory { stderr } => PluginError::OutOfMemory {
-                plugin,
-                limit_bytes: limits.memory_bytes,
-                stderr,
-            },
-        }
-    }
-}
+use crate::api::{GROUP, MLModel, VERSION};
+use engine::{PluginEngine, wit};
+use registry::Snapshot;
 
 /// How the runtime is set up (the operator's flags).
 #[derive(Clone, Debug)]
