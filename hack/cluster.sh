@@ -41,21 +41,9 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-
-# pid_of NAME: the pid recorded for a component, if that process is alive and really is our
-# component: its executable is named NAME and its command line points into our state dir. This
-# guards against a stale pid file whose pid the system has since given to another process.
-pid_of() {
-  local name=$1 pid exe
-  [ -f "$run/$name.pid" ] || return 1
-  pid=$(<"$run/$name.pid")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  exe=${exe% (deleted)} # the binary may have been rebuilt while it runs
-  [ "${exe##*/}" = "$name" ] || return 1
-  { tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$dir/" || return 1
-  echo "$pid"
-}
+exe_of() { echo "${bin:-}/$1"; }
+pid_mark="$dir/"
+. "$here/lib.sh"
 
 # Health probes, each one short request. curl is on every machine this runs on; the admin
 # client cert authenticates to the apiserver, the others allow anonymous /healthz.
@@ -89,49 +77,7 @@ any_running() {
   return 1
 }
 
-# wait_for COMPONENT WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; on timeout shows
-# the end of COMPONENT's log, which is where the reason usually is, and fails.
-wait_for() {
-  local c=$1 what=$2 secs=$3; shift 3
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out after ${secs}s waiting for $what"
-      log "last lines of $logs/$c.log:"
-      tail -n 30 "$logs/$c.log" >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-# start NAME ARGS...: runs $bin/NAME in the background, in its own session (so a Ctrl-C in the
-# terminal that ran `up` does not reach it), output to logs/NAME.log, pid to run/NAME.pid.
-start() {
-  local name=$1; shift
-  setsid "$bin/$name" "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$run/$name.pid"
-  # A binary that dies at once (bad flag, port taken) should fail here, with its log.
-  sleep 0.1
-  if ! pid_of "$name" >/dev/null; then
-    sleep 0.5
-    pid_of "$name" >/dev/null || { tail -n 20 "$logs/$name.log" >&2; die "$name exited at start"; }
-  fi
-}
-
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# sign NAME SUBJECT EXTENSIONS: an EC P-256 key and a cert for it signed by the CA named by $ca
-# (default: the cluster CA).
-sign() {
-  local name=$1 subj=$2 ext=$3 ca=${ca:-ca}
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
-  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
-    -set_serial "0x$(openssl rand -hex 15)" -days 3650 -sha256 -out "$pki/$name.crt" \
-    -extfile <(printf '%s\n' "$ext" "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
-  rm -f "$pki/$name.csr"
-}
 
 gen_pki() {
   rm -rf "$pki"; mkdir -p "$pki"; chmod 700 "$pki"
@@ -139,9 +85,7 @@ gen_pki() {
   openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=mlmodel-local-ca" -days 3650 -sha256 \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -out "$pki/ca.crt"
-  local client="basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=clientAuth"
+  local client=$CLIENT_EXT
   sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
@@ -337,35 +281,6 @@ up() {
 
   log "up in $((SECONDS - t0))s: $nodes Ready kwok nodes, apiserver https://127.0.0.1:$apiserver_port, logs in $logs"
   echo "export KUBECONFIG=$kubeconfig"
-}
-
-# alive PID: the process exists and is not a zombie (a zombie is a child of this very shell,
-# when `up` fails and stops what it started: it has exited, only its status waits to be read).
-alive() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-
-# stop NAME: SIGTERM to the recorded pid, then SIGKILL after 10 s; waits until it is gone.
-stop() {
-  local name=$1 pid i
-  if pid=$(pid_of "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      log "$name (pid $pid) ignored SIGTERM for 10s: killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-      while alive "$pid"; do sleep 0.1; done
-    fi
-    log "stopped $name (pid $pid)"
-    stopped=$((stopped + 1))
-  fi
-  rm -f "$run/$name.pid"
 }
 
 down() {

@@ -48,6 +48,7 @@ node_components=(registry containerd kubelet kube-proxy)
 
 log() { echo "node: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+pid_mark="$node_dir/"    # every node component's command line names a file under it
 
 # The binaries: Debian's for the runtime, ours for kubelet and kube-proxy.
 exe_of() {
@@ -56,17 +57,6 @@ exe_of() {
     containerd) echo /usr/bin/containerd ;;
     *) echo "$bin/$1" ;;
   esac
-}
-
-pid_of() {
-  local name=$1 pid exe
-  [ -f "$run/$name.pid" ] || return 1
-  pid=$(<"$run/$name.pid")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  exe=${exe% (deleted)}
-  [ "${exe##*/}" = "$(basename "$(exe_of "$name")")" ] || return 1
-  echo "$pid"
 }
 
 probe() {
@@ -78,29 +68,10 @@ probe() {
   esac >/dev/null 2>&1
 }
 
+. "$here/lib.sh"
+
 ctr() { command ctr --address "$sock" "$@"; }
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
-
-wait_for() {
-  local c=$1 what=$2 secs=$3; shift 3
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out after ${secs}s waiting for $what; last lines of $logs/$c.log:"
-      tail -n 30 "$logs/$c.log" >&2 || true
-      return 1
-    fi
-    sleep 0.3
-  done
-}
-
-start() {
-  local name=$1; shift
-  setsid "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$run/$name.pid"
-  sleep 0.2
-  pid_of "$name" >/dev/null || { sleep 0.5; pid_of "$name" >/dev/null || { tail -n 20 "$logs/$name.log" >&2; die "$name exited at start"; }; }
-}
 
 # What a fresh machine lacks for the node (Debian packages); the versions are Debian 12's.
 check_packages() {
@@ -109,17 +80,6 @@ check_packages() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} = 0 ] || die "missing Debian packages ${missing[*]}: run hack/setup.sh"
-}
-
-sign() { # NAME SUBJECT: a client cert signed by the cluster CA
-  local name=$1 subj=$2
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
-  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-    -set_serial "0x$(openssl rand -hex 15)" -days 3650 -sha256 -out "$pki/$name.crt" \
-    -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-      "extendedKeyUsage=clientAuth") 2>/dev/null
-  rm -f "$pki/$name.csr"
 }
 
 node_kubeconfig() { # FILE USER
@@ -269,7 +229,7 @@ kubelet_up() {
   pid_of kubelet >/dev/null && probe kubelet && return 0
   local kdir=$node_dir/kubelet
   mkdir -p "$kdir"
-  sign "node-$node_name" "/O=system:nodes/CN=system:node:$node_name"
+  sign "node-$node_name" "/O=system:nodes/CN=system:node:$node_name" "$CLIENT_EXT"
   node_kubeconfig "$kdir/kubeconfig" "node-$node_name"
   cat >"$kdir/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -307,7 +267,7 @@ EOF
 
 kube_proxy_up() {
   pid_of kube-proxy >/dev/null && probe kube-proxy && return 0
-  sign kube-proxy "/CN=system:kube-proxy"
+  sign kube-proxy "/CN=system:kube-proxy" "$CLIENT_EXT"
   node_kubeconfig "$node_dir/kube-proxy.kubeconfig" kube-proxy
   start kube-proxy --kubeconfig="$node_dir/kube-proxy.kubeconfig" --hostname-override="$node_name" \
     --proxy-mode=iptables --cluster-cidr="$pod_cidr" --masquerade-all \
@@ -338,17 +298,6 @@ up() {
   wait_for kubelet "the local-path provisioner" 120 \
     kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout=1s
   log "real node $node_name Ready in $((SECONDS - t0))s (pods on $bridge $pod_cidr, registry $REGISTRY)"
-}
-
-stop() {
-  local name=$1 pid i
-  if pid=$(pid_of "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$run/$name.pid"
 }
 
 # Everything the node left on this machine goes: containers, their network namespaces and
