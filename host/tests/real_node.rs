@@ -23,7 +23,6 @@ use std::time::Duration;
 const OPERATOR_IMAGE: &str = "localhost:23500/mlmodel-operator:dev";
 /// The real node's bridge address: this machine, as the pods see it.
 const HOST_IP: &str = "10.88.0.1";
-const NEEDS: &str = "needs the local cluster: make test";
 
 /// Bytes that do not compress to nothing, different for each seed.
 fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
@@ -165,11 +164,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap()
+    common::http_client()
 }
 
 /// GET `url` through a Service that may have been created a moment ago: kube-proxy programs a
@@ -213,7 +208,6 @@ const REAL_NODE_LABEL: &str = "mlmodel.dev/real-node";
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
-    let _ = NEEDS;
     let data = model_bytes(1, 300 * 1024 + 7);
     let sha = sha256_hex(&data);
     let server = FileServer::start(vec![("/model.bin", data.clone())]);

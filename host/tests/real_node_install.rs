@@ -195,11 +195,7 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
     env.wait_phase("echo-model", Phase::Ready, Duration::from_secs(120))
         .await;
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let http = common::http_client();
     let readyz = http
         .get(format!("http://{ip}:8080/readyz"))
         .send()

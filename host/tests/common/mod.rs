@@ -292,3 +292,12 @@ where
     })
     .await
 }
+
+/// An HTTP client for pods and Services of the local cluster: 5 s timeout, never a proxy.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
