@@ -17,7 +17,7 @@ fi
 # (images), conntrack and iptables (kube-proxy), gcc and libc6-dev (the static pause binary).
 missing=()
 for pkg in openssl curl containerd runc containernetworking-plugins docker-registry busybox-static \
-  conntrack iptables iproute2 gcc libc6-dev; do
+  conntrack iptables iproute2 procps gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
