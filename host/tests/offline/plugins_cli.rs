@@ -1,9 +1,8 @@
 //! `mlmodel-operator render`, `plugins` and `fetch` through the real binary.
-#[path = "fixtures/support.rs"]
-mod support;
+use crate::support;
 
+use crate::support::{plugin_dir, workspace};
 use std::process::{Command, Output};
-use support::{plugin_dir, workspace};
 
 fn run(args: &[&str]) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"))
@@ -67,6 +66,8 @@ fn replacement_plugin_in_a_directory_changes_the_output_without_rebuilding() {
         "deploy/samples/echo-model.yaml",
         "--plugin-dir",
         dir_arg,
+        "--replace-builtin",
+        "echo-server",
         "--step",
         "serve",
     ]);
@@ -126,7 +127,12 @@ fn render_refuses_a_config_out_of_bounds() {
 #[test]
 fn plugins_lists_builtins_directory_plugins_and_load_errors() {
     let dir = plugin_dir(&["echo-alt", "wit-v2"]);
-    let (out, stdout, _) = run(&["plugins", "--plugin-dir", dir.path().to_str().unwrap()]);
+    let (out, stdout, _) = run(&[
+        "plugins",
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+        "--replace-builtin=echo-server",
+    ]);
     assert!(!out.status.success(), "a load error fails the command");
     let header = stdout.lines().next().unwrap();
     assert!(

@@ -1,12 +1,11 @@
 //! Smoke tests of the local control plane itself (hack/cluster.sh): that it behaves like the real
 //! cluster the operator's integration tests rely on. Run with `make test`, or against a running
 //! cluster: `make cluster-up && cargo test -p mlmodel-operator --test cluster_smoke -- --ignored`.
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{TestNamespace, wait_for_deletion, wait_for_object, wait_until};
+use crate::common::{TestNamespace, wait_for_deletion, wait_for_object, wait_until};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};

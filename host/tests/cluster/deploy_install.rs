@@ -8,11 +8,10 @@
 //! applied idempotently (server-side apply), each controller watches only its own test
 //! namespace, and kwok only fakes the operator's pod (no second operator runs in the cluster).
 //! Needs the tools of `hack/build-tools.sh` (kubectl, helm) and the cluster: `make test`.
-mod common;
-mod deploy_support;
+use crate::common;
 
-use common::flow::{ensure_crd, sample_model};
-use deploy_support::*;
+use crate::common::flow::{ensure_crd, sample_model};
+use crate::deploy_support::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,

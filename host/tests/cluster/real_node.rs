@@ -5,9 +5,9 @@
 //! reading it, and the bytes are fetched back through the Service's ClusterIP.
 //!
 //! Run by `make test` (which builds and pushes the operator image first, hack/operator-image.sh).
-mod common;
+use crate::common;
 
-use common::flow::Env;
+use crate::common::flow::Env;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};

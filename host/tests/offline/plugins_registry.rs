@@ -1,12 +1,11 @@
 //! Plugin selection (annotation > operator default > framework, digest pins), plugin
 //! directories (replacement, broken files) and reload while running.
-#[path = "fixtures/support.rs"]
-mod support;
+use crate::support;
 
+use crate::support::{model, plugin_dir, workspace};
 use mlmodel_operator::plugins::{BUILTIN_SOURCE, Runtime, RuntimeOptions, Step};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use support::{model, plugin_dir, workspace};
 
 /// Built-ins compile once for the whole suite thanks to the on-disk cache.
 fn options() -> RuntimeOptions {
@@ -186,6 +185,7 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
     let opts = RuntimeOptions {
         plugin_dirs: vec![dir.path().to_path_buf()],
+        replace_builtins: BTreeSet::from(["echo-server".to_string()]),
         ..options()
     };
     let rt = Runtime::new(opts).unwrap();
@@ -283,4 +283,37 @@ fn allowances_widen_the_output_policy_for_one_plugin_only() {
         .unwrap_err();
     assert_eq!(refused.reason(), "ForbiddenPluginOutput");
     assert!(refused.to_string().contains("LoadBalancer"), "{refused}");
+}
+
+/// A plugin dropped into a directory under a built-in's name is refused unless the admin allows
+/// replacing that built-in: the built-in stays active and the refusal is a load error.
+#[test]
+fn directory_plugin_may_not_replace_a_builtin_unless_the_admin_allows_it() {
+    let dir = plugin_dir(&["echo-alt"]);
+    let rt = Runtime::new(RuntimeOptions {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        ..options()
+    })
+    .unwrap();
+    let m = model("m", "echo", &[]);
+    assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
+    let errors = rt.load_errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].0.ends_with("echo-alt.wasm")
+            && errors[0].1.contains("would replace the built-in")
+            && errors[0].1.contains("--replace-builtin echo-server"),
+        "{errors:?}"
+    );
+    assert!(rt.plugins().iter().all(|p| p.source == BUILTIN_SOURCE && p.active));
+
+    // Allowed for another built-in only: still refused.
+    let rt = Runtime::new(RuntimeOptions {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        replace_builtins: BTreeSet::from(["service".to_string()]),
+        ..options()
+    })
+    .unwrap();
+    assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
+    assert_eq!(rt.load_errors().len(), 1);
 }

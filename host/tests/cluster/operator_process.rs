@@ -1,11 +1,10 @@
 //! The operator as a process (`mlmodel-operator run`, the binary users run) on the local
 //! cluster: leader election between two replicas, the `/metrics` families, health endpoints,
 //! and plugins from a ConfigMap reloaded without a restart.
-mod common;
-#[path = "fixtures/support.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
-use common::flow::Env;
+use crate::common::flow::Env;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -499,6 +498,7 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
         &[
             &format!("--namespace={}", env.ns),
             &format!("--plugin-dir={}", mount.path().display()),
+            "--replace-builtin=echo-server",
         ],
     );
     let pid = op.pid();
@@ -558,7 +558,7 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
     );
     // `mlmodel-operator plugins` shows the same set from the same directory.
     let out = Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"))
-        .args(["plugins", "--plugin-dir"])
+        .args(["plugins", "--replace-builtin=echo-server", "--plugin-dir"])
         .arg(mount.path())
         .env(
             "MLMODEL_PLUGIN_CACHE",

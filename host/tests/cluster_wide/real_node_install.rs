@@ -7,9 +7,9 @@
 //! A test binary of its own: the installed operator watches every namespace, so it must not run
 //! beside the in-process controllers of the other cluster tests. It removes the install at the
 //! end (the CRD stays: the other tests share it).
-mod common;
+use crate::common;
 
-use common::flow::{Env, kubectl_path, sample_model};
+use crate::common::flow::{Env, kubectl_path, sample_model};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};

@@ -1,11 +1,9 @@
 //! Golden renders: every default plugin for every sample in `deploy/samples/`, with the host's
 //! additions, compared to `tests/golden/<sample>/<plugin>.yaml`. `UPDATE_GOLDEN=1` rewrites them.
-#[path = "fixtures/support.rs"]
-mod support;
 
+use crate::support::{sample, workspace};
 use mlmodel_operator::names;
 use mlmodel_operator::plugins::{Runtime, RuntimeOptions, Step};
-use support::{sample, workspace};
 
 const PLUGINS: &[(&str, Step)] = &[
     ("download-job", Step::Download),

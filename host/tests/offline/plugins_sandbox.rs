@@ -1,12 +1,10 @@
 //! The sandbox: misbehaving plugins (built from `tests/fixtures/`) yield their specific error
 //! within a bounded time, and a healthy plugin in the same runtime still renders afterwards.
-#[path = "fixtures/support.rs"]
-mod support;
 
+use crate::support::{model, plugin_dir, tempdir::TempDir};
 use mlmodel_operator::plugins::{PluginError, Runtime, RuntimeOptions, Step};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{model, plugin_dir, tempdir::TempDir};
 
 const FIXTURES: &[&str] = &[
     "loop",

@@ -2,9 +2,8 @@
 //! the crate's binary with a new-enough Rust and the wasm target and runs it as non-root; the
 //! Deployment in deploy/ is the restricted one the README describes; the copies of the CRD and
 //! of the RBAC rules agree. (deploy_install.rs renders and applies them on the local cluster.)
-mod deploy_support;
 
-use deploy_support::*;
+use crate::deploy_support::*;
 use serde_json::{Value, json};
 
 /// One Dockerfile instruction: keyword (upper case) and its arguments, continuations joined.

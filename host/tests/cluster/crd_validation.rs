@@ -1,7 +1,6 @@
 //! The CRD refuses bad specs at `kubectl apply` time, with a message that says what is wrong.
-mod common;
 
-use common::flow::{Env, kubectl_path, repo_root};
+use crate::common::flow::{Env, kubectl_path, repo_root};
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]

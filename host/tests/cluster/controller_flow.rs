@@ -3,9 +3,9 @@
 //!
 //! Run by `make test` (they need the local control plane: `#[ignore]` keeps plain `cargo test`
 //! from failing without one).
-mod common;
+use crate::common;
 
-use common::flow::*;
+use crate::common::flow::*;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,

@@ -1,0 +1,14 @@
+//! The integration tests that need no cluster, in one binary so wasmtime and the host link once:
+//! plugin renders against the goldens, the sandbox, the registry, the CLI, the deploy/ files and
+//! the committed CRD.
+#[path = "../deploy_support/mod.rs"]
+mod deploy_support;
+#[path = "../fixtures/support.rs"]
+mod support;
+
+mod crd_fresh;
+mod deploy_files;
+mod plugins_cli;
+mod plugins_golden;
+mod plugins_registry;
+mod plugins_sandbox;
