@@ -6,7 +6,7 @@ use k8s_openapi::api::{
     batch::v1::Job,
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
 };
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource};
 use sha2::{Digest, Sha256};
 
@@ -137,15 +137,32 @@ pub async fn existing_controller(
     }))
 }
 
-/// Deletes one object; its dependents (a Job's pods) go too. Already gone is fine.
-pub async fn delete(client: &Client, ns: &str, kind: &str, name: &str) -> Result<(), kube::Error> {
+/// Deletes one object, only if it is still the one with `uid` (the one the cache saw this model
+/// own): an object someone recreated under that name since is left alone. Its dependents (a
+/// Job's pods) go too. Already gone, or replaced, is fine.
+pub async fn delete(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
     let Some(ar) = api_resource(kind) else {
         return Ok(());
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    match api.delete(name, &DeleteParams::background()).await {
+    let params = DeleteParams::background().preconditions(Preconditions {
+        uid: Some(uid.to_string()),
+        resource_version: None,
+    });
+    match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        // The UID precondition failed: the name now belongs to another object.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::info!(%kind, %name, "not pruned: the object was replaced since");
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

@@ -20,6 +20,10 @@ pub enum Reply {
     NotFound,
     /// This object (a GET of an object that exists).
     Object(Value),
+    /// 200 with a success Status (a delete).
+    Deleted,
+    /// 409 Conflict (a delete whose UID precondition failed).
+    Conflict,
 }
 
 /// One expected request: method and path (no query).
@@ -53,6 +57,15 @@ impl Expect {
             method: "GET",
             path: path.into(),
             reply: Reply::Object(object),
+        }
+    }
+
+    /// A delete, answered with `reply` (`Deleted` or `Conflict`).
+    pub fn delete(path: impl Into<String>, reply: Reply) -> Self {
+        Expect {
+            method: "DELETE",
+            path: path.into(),
+            reply,
         }
     }
 
@@ -135,6 +148,21 @@ impl FakeApi {
                         reply: Reply::Object(object),
                         ..
                     }) => (200, object.clone()),
+                    Some(Expect {
+                        reply: Reply::Deleted,
+                        ..
+                    }) => (
+                        200,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+                    ),
+                    Some(Expect {
+                        reply: Reply::Conflict,
+                        ..
+                    }) => (
+                        409,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "Precondition failed: UID in precondition", "reason": "Conflict", "code": 409}),
+                    ),
                     None => (
                         500,
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",

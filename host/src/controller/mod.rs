@@ -90,14 +90,19 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
             .filter_map(|p| plan::revision_of(*p).map(str::to_string))
             .collect();
         in_use.extend(obs.serve_revision.clone());
-        let existing: Vec<_> = owned
-            .inventory()
-            .into_iter()
-            .map(|o| (o.key, o.revision))
+        let inventory = owned.inventory();
+        let existing: Vec<_> = inventory
+            .iter()
+            .map(|o| (o.key.clone(), o.revision.clone()))
             .collect();
         for key in plan::prune(&existing, &applier.rendered, &in_use) {
+            let uid = inventory
+                .iter()
+                .find(|o| o.key == key)
+                .map(|o| o.uid.as_str())
+                .unwrap_or_default();
             info!(model = %model.name_any(), kind = %key.kind, name = %key.name, "pruning");
-            apply::delete(&ctx.client, &ns, &key.kind, &key.name).await?;
+            apply::delete(&ctx.client, &ns, &key.kind, &key.name, uid).await?;
         }
     }
 

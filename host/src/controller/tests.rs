@@ -1,5 +1,5 @@
 //! `reconcile` against a fake API server ([`FakeApi`]) and caches filled by hand: no cluster.
-use super::fake_api::{Call, Expect, FakeApi};
+use super::fake_api::{Call, Expect, FakeApi, Reply};
 use super::watches::{Cache, Stores};
 use super::{Context, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel, Phase};
@@ -330,4 +330,61 @@ async fn an_existing_object_of_another_owner_is_not_adopted() {
             && message.contains("never takes over"),
         "{message}"
     );
+}
+
+/// A ConfigMap the model owns but no longer renders (e.g. left by the serve plugin it used
+/// before), as the cache holds it.
+fn leftover_config_map(model: &MLModel) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "echo-model-old-config", "namespace": NS, "uid": "uid-of-the-leftover",
+            "ownerReferences": [{"apiVersion": "mlmodel.dev/v1alpha1", "kind": "MLModel",
+                "name": "echo-model", "uid": model.uid().unwrap(), "controller": true}]},
+    }))
+    .unwrap()
+}
+
+/// Pruning deletes exactly the object the cache saw the model own: the UID is a precondition,
+/// so an object recreated under the same name since (by someone else) is never deleted.
+#[tokio::test]
+async fn pruning_deletes_with_the_uid_of_the_owned_object() {
+    let mut model = echo_model();
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+    cluster.configmaps.push(leftover_config_map(&model));
+    let path = format!("/api/v1/namespaces/{NS}/configmaps/echo-model-old-config");
+
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![
+            Expect::delete(path.clone(), Reply::Deleted),
+            Expect::status_patch(&model),
+            Expect::event(NS),
+        ],
+    )
+    .await;
+    assert_eq!(calls[0].method, "DELETE");
+    assert_eq!(
+        calls[0].body["preconditions"]["uid"], "uid-of-the-leftover",
+        "{:?}",
+        calls[0]
+    );
+    assert_eq!(calls[0].body["propagationPolicy"], "Background");
+
+    // Replaced meanwhile: the precondition fails (409) and the reconcile goes on as if pruned.
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![
+            Expect::delete(path, Reply::Conflict),
+            Expect::status_patch(&model),
+            Expect::event(NS),
+        ],
+    )
+    .await;
+    assert_eq!(calls[1].body["status"]["phase"], "Downloading");
 }

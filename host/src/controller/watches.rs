@@ -179,6 +179,8 @@ pub struct Owned {
 /// One owned object as the plan sees it: kind and name, revision label, applied hash.
 pub struct OwnedObject {
     pub key: ObjectKey,
+    /// Pruning deletes only this object, not one recreated under its name since.
+    pub uid: String,
     pub revision: Option<String>,
     pub applied_hash: Option<String>,
 }
@@ -206,6 +208,7 @@ impl Owned {
                         kind: kind.into(),
                         name: o.meta().name.clone().unwrap_or_default(),
                     },
+                    uid: o.meta().uid.clone().unwrap_or_default(),
                     revision: plan::revision_of(o.as_ref()).map(str::to_string),
                     applied_hash: o
                         .meta()

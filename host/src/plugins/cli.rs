@@ -20,6 +20,15 @@ pub struct SourceArgs {
     /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
     #[arg(long, value_name = "DIR", env = "MLMODEL_PLUGIN_CACHE")]
     pub cache_dir: Option<PathBuf>,
+    /// Built-in plugin that a plugin directory's plugin of the same name may replace
+    /// (repeatable or comma-separated); without it such a plugin is refused.
+    #[arg(
+        long = "replace-builtin",
+        value_name = "NAME",
+        env = "MLMODEL_REPLACE_BUILTINS",
+        value_delimiter = ','
+    )]
+    pub replace_builtins: Vec<String>,
 }
 
 impl SourceArgs {
@@ -27,6 +36,7 @@ impl SourceArgs {
     pub fn options(&self) -> RuntimeOptions {
         let mut opts = RuntimeOptions {
             plugin_dirs: self.plugin_dirs.clone(),
+            replace_builtins: self.replace_builtins.iter().cloned().collect(),
             ..RuntimeOptions::default()
         };
         if self.cache_dir.is_some() {

@@ -27,7 +27,7 @@ pub use step::Step;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -53,6 +53,8 @@ pub struct RuntimeOptions {
     pub reload_interval: Duration,
     /// What the admin allows each plugin (by name) beyond the output policy's defaults.
     pub allowances: BTreeMap<String, policy::Allowances>,
+    /// Built-in plugins that a plugin directory may replace (by name); none by default.
+    pub replace_builtins: BTreeSet<String>,
 }
 
 impl Default for RuntimeOptions {
@@ -65,6 +67,7 @@ impl Default for RuntimeOptions {
             limits: Limits::default(),
             reload_interval: Duration::from_secs(2),
             allowances: BTreeMap::new(),
+            replace_builtins: BTreeSet::new(),
         }
     }
 }
@@ -123,7 +126,13 @@ impl Runtime {
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
         let (fingerprint, dir_errors) = registry::scan(&opts.plugin_dirs);
-        let snapshot = registry::load(&engine, fingerprint, dir_errors, None);
+        let snapshot = registry::load(
+            &engine,
+            fingerprint,
+            dir_errors,
+            None,
+            &opts.replace_builtins,
+        );
         for (path, error) in &snapshot.errors {
             tracing::warn!(path = %path.display(), %error, "plugin not loaded");
         }
@@ -161,7 +170,13 @@ impl Runtime {
         if fingerprint == current.fingerprint && dir_errors == current.dir_errors {
             return false;
         }
-        let next = registry::load(&self.inner.engine, fingerprint, dir_errors, Some(&current));
+        let next = registry::load(
+            &self.inner.engine,
+            fingerprint,
+            dir_errors,
+            Some(&current),
+            &self.inner.opts.replace_builtins,
+        );
         tracing::info!(
             plugins = next.active.len(),
             errors = next.errors.len(),

@@ -5,7 +5,7 @@
 //! by sha256) and the runtime swaps it in, so a render in flight finishes on the plugin it
 //! started with.
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,11 +147,13 @@ pub(crate) fn scan(dirs: &[PathBuf]) -> (Fingerprint, Vec<(PathBuf, String)>) {
 }
 
 /// Loads the built-ins and the files of `fingerprint`, reusing `previous`'s compiled plugins.
+/// Built-ins named in `replaceable` may be replaced by a directory's plugin of the same name.
 pub(crate) fn load(
     engine: &PluginEngine,
     fingerprint: Fingerprint,
     dir_errors: Vec<(PathBuf, String)>,
     previous: Option<&Snapshot>,
+    replaceable: &BTreeSet<String>,
 ) -> Snapshot {
     let reuse: BTreeMap<&str, &Arc<LoadedPlugin>> = previous
         .into_iter()
@@ -179,10 +181,32 @@ pub(crate) fn load(
         }
     }
 
+    // A plugin from a directory may replace a built-in only where the admin said so: a plugin
+    // dropped into a directory must not silently change what every model gets by default.
+    let builtins: Vec<String> = all
+        .iter()
+        .filter(|p| p.source == BUILTIN_SOURCE)
+        .map(|p| p.name.clone())
+        .collect();
+    all.retain(|p| {
+        let refused = p.source != BUILTIN_SOURCE
+            && builtins.contains(&p.name)
+            && !replaceable.contains(&p.name);
+        if refused {
+            let error = format!(
+                "plugin {} would replace the built-in of that name; the operator's admin allows \
+                 that with --replace-builtin {}",
+                p.name, p.name
+            );
+            tracing::warn!(path = %p.source, %error, "plugin not loaded");
+            errors.push((PathBuf::from(&p.source), error));
+        }
+        !refused
+    });
     let mut active = BTreeMap::new();
     for p in &all {
         if let Some(old) = active.insert(p.name.clone(), p.clone()) {
-            tracing::info!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
+            tracing::warn!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
         }
     }
     Snapshot {
