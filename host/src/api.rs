@@ -2,6 +2,7 @@
 //!
 //! Validation lives in the schema (OpenAPI + CEL), so a bad spec is refused by the API server at
 //! `kubectl apply` time rather than discovered by the controller.
+use crate::conditions::ConditionType;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
@@ -328,11 +329,6 @@ pub enum InvalidPluginConfig {
     TooLarge { bytes: usize },
 }
 
-impl InvalidPluginConfig {
-    /// The model's status reason.
-    pub const REASON: &str = "InvalidPluginConfig";
-}
-
 /// `spec.plugins.config`, decoded lazily and within bounds.
 ///
 /// The API server accepts any JSON object here (a CRD cannot bound the depth of
@@ -637,8 +633,8 @@ pub struct DownloadStatus {
 }
 
 impl MLModelStatus {
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_.as_str())
     }
 }
 
@@ -653,6 +649,8 @@ mod tests {
         assert!(crd.contains("isQuantity(self)"));
         assert!(crd.contains("modelURL must start with"));
         assert!(crd.contains("\"name\":\"Phase\""));
+        // The Ready column reads the condition the operator writes.
+        assert!(crd.contains(&format!(r#"@.type==\"{}\""#, ConditionType::Ready)));
     }
 
     /// `{"a":{"a":...{"a":1}}}`, `depth` objects deep.

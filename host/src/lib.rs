@@ -1,12 +1,13 @@
 //! The mlmodel-operator library: API types, plugin runtime and controller (the downloader is
 //! the `mlmodel-fetch` crate, `host/fetch/`).
 //!
-//! Reading order: `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
+//! Reading order: `conditions` (the status vocabulary) -> `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
 //! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events) ->
 //! `controller` (reconcile; `steps`, `watches`, `run`). `error` (the reconcile error and its
 //! metric reasons) and `server` (HTTP endpoints, readiness) import nothing of the controller.
 pub mod api;
 pub mod apply;
+pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -2,6 +2,7 @@
 //! flow (download state, serving failures, what to prune, which revision to serve) is unit-tested
 //! without a cluster.
 use crate::api::{LABEL_REVISION, LABEL_STEP};
+use crate::conditions::{ConditionStatus, Reason};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -27,8 +28,9 @@ pub enum DownloadState {
         attempts: i32,
     },
     Failed {
-        /// The downloader's reason (`NotFound`, `ChecksumMismatch`...) or the Job's.
-        reason: String,
+        /// The downloader's reason (`NotFound`, `ChecksumMismatch`...) or the Job's, passed
+        /// through; `DownloadFailed` when neither has one.
+        reason: Reason,
         message: String,
         attempts: i32,
     },
@@ -43,7 +45,7 @@ fn job_condition<'a>(
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| c.type_ == type_ && c.status == "True")
+        .find(|c| c.type_ == type_ && ConditionStatus::True.is(&c.status))
 }
 
 /// The termination message of the most recent terminated container among `pods`, newest first.
@@ -113,15 +115,15 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
         let report = raw.as_deref().and_then(parse_report);
         let (reason, message) = match (report, raw) {
             (Some(r), _) if r.reason.is_some() => (
-                r.reason.unwrap_or_default(),
+                Reason::Passed(r.reason.unwrap_or_default()),
                 r.message.unwrap_or_else(|| "the downloader failed".into()),
             ),
-            (_, Some(raw)) => ("DownloadFailed".to_string(), raw.trim().to_string()),
+            (_, Some(raw)) => (Reason::DownloadFailed, raw.trim().to_string()),
             _ => (
                 failed
                     .reason
                     .clone()
-                    .unwrap_or_else(|| "DownloadFailed".into()),
+                    .map_or(Reason::DownloadFailed, Reason::Passed),
                 failed
                     .message
                     .clone()
@@ -214,7 +216,7 @@ pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
         }
         for c in status.conditions.iter().flatten() {
             if c.type_ == "PodScheduled"
-                && c.status == "False"
+                && ConditionStatus::False.is(&c.status)
                 && c.reason.as_deref() == Some("Unschedulable")
             {
                 return Some((
@@ -257,7 +259,7 @@ pub fn serving_state(dep: Option<&Deployment>, pods: &[&Pod]) -> ServingState {
     }
     let deadline = st.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing"
-            && c.status == "False"
+            && ConditionStatus::False.is(&c.status)
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
     if let Some(c) = deadline {
@@ -363,7 +365,7 @@ mod tests {
         assert_eq!(
             download_state(Some(&failed), &[&p]),
             DownloadState::Failed {
-                reason: "NotFound".into(),
+                reason: Reason::Passed("NotFound".into()),
                 message: "HTTP 404 for https://x/m".into(),
                 attempts: 2
             }
@@ -377,7 +379,7 @@ mod tests {
             matches!(download_state(Some(&failed), &[&raw]), DownloadState::Failed { ref message, .. } if message == "disk on fire")
         );
         assert!(
-            matches!(download_state(Some(&failed), &[]), DownloadState::Failed { ref reason, .. } if reason == "BackoffLimitExceeded")
+            matches!(download_state(Some(&failed), &[]), DownloadState::Failed { ref reason, .. } if reason.as_str() == "BackoffLimitExceeded")
         );
 
         let done =

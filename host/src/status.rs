@@ -1,9 +1,11 @@
 //! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
-//! change deserves. Pure, so every phase rule is unit-tested.
+//! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested.
 use crate::api::{DownloadStatus, MLModel, MLModelStatus, Phase};
+use crate::conditions::{ConditionStatus, ConditionType, Reason};
 use crate::plan::{DownloadState, ServingState};
 use crate::redact;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
 /// Everything the reconcile learnt, in the terms status is written in.
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 pub struct Observation {
     /// A failure before anything could be read (plugin selection, render, invalid output, apply):
     /// (reason, message).
-    pub blocking_error: Option<(String, String)>,
+    pub blocking_error: Option<(Reason, String)>,
     pub wanted_revision: String,
     pub storage_exists: bool,
     pub download: DownloadState,
@@ -38,31 +40,30 @@ pub struct EventNote {
     pub message: String,
 }
 
-fn cond(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
-    }
+/// Whether a condition holds.
+fn holds(c: &Condition) -> bool {
+    ConditionStatus::True.is(&c.status)
 }
 
-/// The status the model should have now. `previous` keeps transition times of conditions whose
-/// status did not change.
+/// The status the model should have at `now`. `previous` keeps transition times of conditions
+/// whose status did not change; the others changed at `now`.
 pub fn compute(
+    now: Timestamp,
     model: &MLModel,
     obs: &Observation,
     previous: Option<&MLModelStatus>,
 ) -> MLModelStatus {
     let generation = model.metadata.generation;
+    let cond = |type_: ConditionType, status: ConditionStatus, reason: Reason, message: String| {
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Time(now),
+        }
+    };
     let url = &model.spec.model_url;
     let rev = &obs.wanted_revision;
 
@@ -79,78 +80,80 @@ pub fn compute(
                 })
                 .unwrap_or_default();
             cond(
-                "Downloaded",
-                true,
-                "Downloaded",
+                ConditionType::Downloaded,
+                ConditionStatus::True,
+                Reason::Downloaded,
                 format!("revision {rev} downloaded{detail}"),
-                generation,
             )
         }
         DownloadState::Running { attempts, .. } => cond(
-            "Downloaded",
-            false,
-            "Downloading",
+            ConditionType::Downloaded,
+            ConditionStatus::False,
+            Reason::Downloading,
             format!("downloading {url} (revision {rev}, attempt {attempts})"),
-            generation,
         ),
         DownloadState::NotStarted => cond(
-            "Downloaded",
-            false,
-            "Pending",
+            ConditionType::Downloaded,
+            ConditionStatus::False,
+            Reason::Pending,
             format!("download of revision {rev} not started"),
-            generation,
         ),
         DownloadState::Failed {
             reason, message, ..
-        } => cond("Downloaded", false, reason, message.clone(), generation),
+        } => cond(
+            ConditionType::Downloaded,
+            ConditionStatus::False,
+            reason.clone(),
+            message.clone(),
+        ),
     };
 
     let served = obs.serve_revision.as_deref().unwrap_or("-");
     let serving = match &obs.serving {
         ServingState::Available { ready, wanted } => cond(
-            "Serving",
-            true,
-            "Available",
+            ConditionType::Serving,
+            ConditionStatus::True,
+            Reason::Available,
             format!("{ready}/{wanted} replicas ready, serving revision {served}"),
-            generation,
         ),
         ServingState::Progressing { message, .. } => cond(
-            "Serving",
-            false,
-            "RollingOut",
+            ConditionType::Serving,
+            ConditionStatus::False,
+            Reason::RollingOut,
             format!("{message} (revision {served})"),
-            generation,
         ),
         ServingState::Missing => cond(
-            "Serving",
-            false,
-            "NotDeployed",
+            ConditionType::Serving,
+            ConditionStatus::False,
+            Reason::NotDeployed,
             "waiting for the download before deploying the server".into(),
-            generation,
         ),
         ServingState::Failed {
             reason, message, ..
-        } => cond("Serving", false, reason, message.clone(), generation),
+        } => cond(
+            ConditionType::Serving,
+            ConditionStatus::False,
+            Reason::Passed(reason.clone()),
+            message.clone(),
+        ),
     };
-    let serving_ok = serving.status == "True";
+    let serving_ok = holds(&serving);
 
     let exposed = obs.expose.as_ref().map(|e| match e {
         Some(ep) => cond(
-            "Exposed",
-            true,
-            "ServiceReady",
+            ConditionType::Exposed,
+            ConditionStatus::True,
+            Reason::ServiceReady,
             format!("reachable at {}", ep.url),
-            generation,
         ),
         None => cond(
-            "Exposed",
-            false,
-            "ServicePending",
+            ConditionType::Exposed,
+            ConditionStatus::False,
+            Reason::ServicePending,
             "the Service is not created yet".into(),
-            generation,
         ),
     });
-    let exposed_ok = exposed.as_ref().is_none_or(|c| c.status == "True");
+    let exposed_ok = exposed.as_ref().is_none_or(holds);
 
     // The phase tells what is happening now; Ready tells whether a model is served.
     let (phase, reason, message) = if let Some((reason, message)) = &obs.blocking_error {
@@ -161,25 +164,29 @@ pub fn compute(
     {
         (
             Phase::Failed,
-            "DownloadFailed".to_string(),
+            Reason::DownloadFailed,
             format!("download of {url} failed ({reason}): {message}"),
         )
     } else if let ServingState::Failed {
         reason, message, ..
     } = &obs.serving
     {
-        (Phase::Failed, reason.clone(), message.clone())
+        (
+            Phase::Failed,
+            Reason::Passed(reason.clone()),
+            message.clone(),
+        )
     } else if !matches!(obs.download, DownloadState::Succeeded { .. }) {
         if !obs.storage_exists {
             (
                 Phase::CreatingStorage,
-                "CreatingStorage".into(),
+                Reason::CreatingStorage,
                 format!("creating the volume for revision {rev}"),
             )
         } else {
             (
                 Phase::Downloading,
-                "Downloading".into(),
+                Reason::Downloading,
                 downloaded.message.clone(),
             )
         }
@@ -192,34 +199,34 @@ pub fn compute(
             .unwrap_or_default();
         (
             Phase::Ready,
-            "Ready".into(),
+            Reason::Ready,
             format!("serving revision {rev}{ep}"),
         )
     } else if serving_ok {
         (
             Phase::Deploying,
-            "Exposing".into(),
+            Reason::Exposing,
             "creating the Service".into(),
         )
     } else {
-        (
-            Phase::Deploying,
-            "Deploying".into(),
-            serving.message.clone(),
-        )
+        (Phase::Deploying, Reason::Deploying, serving.message.clone())
     };
 
     let ready_ok = serving_ok && exposed_ok;
     let ready = if ready_ok {
         cond(
-            "Ready",
-            true,
-            "Ready",
+            ConditionType::Ready,
+            ConditionStatus::True,
+            Reason::Ready,
             format!("serving revision {served}"),
-            generation,
         )
     } else {
-        cond("Ready", false, &reason, message.clone(), generation)
+        cond(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            reason.clone(),
+            message.clone(),
+        )
     };
 
     let mut conditions = vec![downloaded, serving];
@@ -229,7 +236,9 @@ pub fn compute(
     if let Some(prev) = previous {
         for c in &mut conditions {
             if let Some(old) = prev
-                .condition(&c.type_)
+                .conditions
+                .iter()
+                .find(|old| old.type_ == c.type_)
                 .filter(|old| old.status == c.status)
             {
                 c.last_transition_time = old.last_transition_time.clone();
@@ -257,7 +266,7 @@ pub fn compute(
         .collect();
     MLModelStatus {
         phase: Some(phase),
-        reason: Some(reason),
+        reason: Some(reason.to_string()),
         message: Some(redact::urls_in(&message)),
         conditions,
         observed_generation: generation,
@@ -337,8 +346,8 @@ pub fn download_ended(
     new: &MLModelStatus,
     obs: &Observation,
 ) -> Option<(bool, Option<std::time::Duration>)> {
-    let now = new.condition("Downloaded")?;
-    let before = old.and_then(|o| o.condition("Downloaded"));
+    let now = new.condition(ConditionType::Downloaded)?;
+    let before = old.and_then(|o| o.condition(ConditionType::Downloaded));
     let same = before.is_some_and(|b| {
         b.status == now.status && b.reason == now.reason && b.message == now.message
     });
@@ -348,7 +357,7 @@ pub fn download_ended(
     match &obs.download {
         DownloadState::Succeeded {
             started, finished, ..
-        } if now.status == "True" => {
+        } if holds(now) => {
             let took = started.as_ref().zip(finished.as_ref()).and_then(|(s, f)| {
                 let secs = f.0.as_second() - s.0.as_second();
                 u64::try_from(secs).ok().map(std::time::Duration::from_secs)
@@ -378,6 +387,11 @@ pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNo
 mod tests {
     use super::*;
     use mlmodel_fetch::FetchReport;
+
+    /// A fixed time: status is computed at the time it is given.
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).unwrap()
+    }
 
     fn model() -> MLModel {
         let mut m: MLModel = serde_yaml::from_str(
@@ -418,6 +432,7 @@ mod tests {
     fn a_download_is_counted_once_when_it_ends() {
         let m = model();
         let running = compute(
+            now(),
             &m,
             &Observation {
                 download: DownloadState::Running {
@@ -437,22 +452,22 @@ mod tests {
             download: succeeded(),
             ..obs()
         };
-        let done = compute(&m, &done_obs, Some(&running));
+        let done = compute(now(), &m, &done_obs, Some(&running));
         assert_eq!(
             download_ended(Some(&running), &done, &done_obs),
             Some((true, None))
         );
-        let again = compute(&m, &done_obs, Some(&done));
+        let again = compute(now(), &m, &done_obs, Some(&done));
         assert_eq!(download_ended(Some(&done), &again, &done_obs), None);
         let failed_obs = Observation {
             download: DownloadState::Failed {
-                reason: "NotFound".into(),
+                reason: Reason::Passed("NotFound".into()),
                 message: "404".into(),
                 attempts: 1,
             },
             ..obs()
         };
-        let failed = compute(&m, &failed_obs, Some(&running));
+        let failed = compute(now(), &m, &failed_obs, Some(&running));
         assert_eq!(
             download_ended(Some(&running), &failed, &failed_obs),
             Some((false, None))
@@ -464,13 +479,16 @@ mod tests {
         let m = model();
         let mut o = obs();
         o.storage_exists = false;
-        assert_eq!(compute(&m, &o, None).phase, Some(Phase::CreatingStorage));
+        assert_eq!(
+            compute(now(), &m, &o, None).phase,
+            Some(Phase::CreatingStorage)
+        );
         o.storage_exists = true;
         o.download = DownloadState::Running {
             attempts: 1,
             started: None,
         };
-        assert_eq!(compute(&m, &o, None).phase, Some(Phase::Downloading));
+        assert_eq!(compute(now(), &m, &o, None).phase, Some(Phase::Downloading));
         o.download = succeeded();
         o.serve_revision = Some("r2".into());
         o.serving = ServingState::Progressing {
@@ -478,21 +496,26 @@ mod tests {
             wanted: 1,
             message: "0/1".into(),
         };
-        assert_eq!(compute(&m, &o, None).phase, Some(Phase::Deploying));
+        assert_eq!(compute(now(), &m, &o, None).phase, Some(Phase::Deploying));
         o.serving = ServingState::Available {
             ready: 1,
             wanted: 1,
         };
-        let s = compute(&m, &o, None);
+        let s = compute(now(), &m, &o, None);
         assert_eq!(s.phase, Some(Phase::Deploying), "waits for the Service");
         o.expose = Some(Some(Endpoint {
             endpoint: "m.ns.svc.cluster.local:80".into(),
             url: "http://m.ns.svc.cluster.local:80".into(),
         }));
-        let s = compute(&m, &o, None);
+        let s = compute(now(), &m, &o, None);
         assert_eq!(s.phase, Some(Phase::Ready));
-        assert_eq!(s.condition("Ready").unwrap().status, "True");
-        assert_eq!(s.condition("Ready").unwrap().observed_generation, Some(3));
+        assert_eq!(s.condition(ConditionType::Ready).unwrap().status, "True");
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .observed_generation,
+            Some(3)
+        );
         assert_eq!(
             s.service_endpoint.as_deref(),
             Some("m.ns.svc.cluster.local:80")
@@ -514,11 +537,11 @@ mod tests {
             wanted: 2,
         };
         o.expose = None;
-        let s = compute(&model(), &o, None);
+        let s = compute(now(), &model(), &o, None);
         assert_eq!(s.phase, Some(Phase::Downloading));
-        assert_eq!(s.condition("Ready").unwrap().status, "True");
+        assert_eq!(s.condition(ConditionType::Ready).unwrap().status, "True");
         assert_eq!(s.revision.as_deref(), Some("r1"));
-        assert!(s.condition("Exposed").is_none());
+        assert!(s.condition(ConditionType::Exposed).is_none());
     }
 
     #[test]
@@ -530,13 +553,13 @@ mod tests {
             attempts: 1,
             started: None,
         };
-        let running = compute(&m, &o, None);
+        let running = compute(now(), &m, &o, None);
         o.download = DownloadState::Failed {
-            reason: "NotFound".into(),
+            reason: Reason::Passed("NotFound".into()),
             message: format!("HTTP 404 Not Found from {}", m.spec.model_url),
             attempts: 1,
         };
-        let failed = compute(&m, &o, Some(&running));
+        let failed = compute(now(), &m, &o, Some(&running));
         let event = event(Some(&running), &failed).unwrap();
         for s in [&running, &failed] {
             let mut texts = vec![s.message.clone().unwrap_or_default()];
@@ -561,15 +584,18 @@ mod tests {
     fn failures_carry_reason_and_message() {
         let mut o = obs();
         o.download = DownloadState::Failed {
-            reason: "NotFound".into(),
+            reason: Reason::Passed("NotFound".into()),
             message: "HTTP 404".into(),
             attempts: 3,
         };
-        let s = compute(&model(), &o, None);
+        let s = compute(now(), &model(), &o, None);
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(s.reason.as_deref(), Some("DownloadFailed"));
         assert!(s.message.as_deref().unwrap().contains("HTTP 404"));
-        assert_eq!(s.condition("Downloaded").unwrap().reason, "NotFound");
+        assert_eq!(
+            s.condition(ConditionType::Downloaded).unwrap().reason,
+            "NotFound"
+        );
 
         let mut o = obs();
         o.download = succeeded();
@@ -580,17 +606,20 @@ mod tests {
             ready: 0,
             wanted: 1,
         };
-        let s = compute(&model(), &o, None);
+        let s = compute(now(), &model(), &o, None);
         assert_eq!(
             (s.phase, s.reason.as_deref()),
             (Some(Phase::Failed), Some("ImagePullBackOff"))
         );
-        assert_eq!(s.condition("Ready").unwrap().reason, "ImagePullBackOff");
+        assert_eq!(
+            s.condition(ConditionType::Ready).unwrap().reason,
+            "ImagePullBackOff"
+        );
 
         let mut o = obs();
-        o.blocking_error = Some(("PluginNotFound".into(), "no plugin named x".into()));
+        o.blocking_error = Some((Reason::PluginNotFound, "no plugin named x".into()));
         assert_eq!(
-            compute(&model(), &o, None).reason.as_deref(),
+            compute(now(), &model(), &o, None).reason.as_deref(),
             Some("PluginNotFound")
         );
     }
@@ -602,15 +631,19 @@ mod tests {
             attempts: 1,
             started: None,
         };
-        let first = compute(&model(), &o, None);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let second = compute(&model(), &o, Some(&first));
+        let later = |secs| Timestamp::from_second(now().as_second() + secs).unwrap();
+        let first = compute(now(), &model(), &o, None);
+        let second = compute(later(5), &model(), &o, Some(&first));
         assert!(!changed(Some(&first), &second));
         assert_eq!(first.conditions, second.conditions);
         assert!(event(Some(&first), &second).is_none());
         o.download = succeeded();
-        let third = compute(&model(), &o, Some(&second));
+        let third = compute(later(10), &model(), &o, Some(&second));
         assert!(changed(Some(&second), &third));
         assert!(event(Some(&second), &third).is_some());
+        // Only the condition whose status changed has a new transition time.
+        let at = |s: &MLModelStatus, t| s.condition(t).unwrap().last_transition_time.0;
+        assert_eq!(at(&third, ConditionType::Downloaded), later(10));
+        assert_eq!(at(&third, ConditionType::Ready), now());
     }
 }

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::plan;
 use crate::plugins::{Runtime, Step};
 use crate::status;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -106,7 +107,7 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
         }
     }
 
-    let new = status::compute(model, &obs, model.status.as_ref());
+    let new = status::compute(Timestamp::now(), model, &obs, model.status.as_ref());
     if let Some((succeeded, took)) = status::download_ended(model.status.as_ref(), &new, &obs) {
         ctx.metrics.download_ended(succeeded, took);
     }

@@ -4,8 +4,9 @@
 //! the walk cannot go further: [`Stop::Blocked`] for what the user must fix (written to status),
 //! [`Stop::Api`] for what may pass (retried with backoff).
 use super::watches::{Owned, find};
-use crate::api::{InvalidPluginConfig, MLModel};
+use crate::api::MLModel;
 use crate::apply;
+use crate::conditions::Reason;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::names;
@@ -39,16 +40,16 @@ pub enum Stop {
 /// A failure the user must fix (bad plugin, invalid output, rejected object), kept apart from
 /// errors that may pass.
 pub struct Blocked {
-    reason: String,
+    reason: Reason,
     message: String,
     /// Look again after this long even if nothing changes (it may pass by itself).
     retry_after: Option<Duration>,
 }
 
 impl Blocked {
-    fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(reason: Reason, message: impl Into<String>) -> Self {
         Blocked {
-            reason: reason.into(),
+            reason,
             message: message.into(),
             retry_after: None,
         }
@@ -141,7 +142,7 @@ impl<'a> Applier<'a> {
             None => "was not created by this MLModel".to_string(),
         };
         Err(Blocked::new(
-            "NameConflict",
+            Reason::NameConflict,
             format!(
                 "{kind} {name:?} already exists in namespace {} and {by}: the operator never takes over an object it did not create; remove or rename that object, or rename the model",
                 self.ns
@@ -161,10 +162,11 @@ impl<'a> Applier<'a> {
     ) -> Result<Vec<DynamicObject>, Stop> {
         let t0 = Instant::now();
         let rendered = self.runtime.render(plugin, self.model, step, revision);
+        let failure = rendered.as_ref().err().map(PluginError::reason);
         self.metrics.rendered(
             &plugin.name,
             step.as_str(),
-            rendered.as_ref().err().map(|e| e.reason()),
+            failure.as_ref().map(Reason::as_str),
             t0.elapsed(),
         );
         let mut objs = rendered?;
@@ -195,7 +197,7 @@ impl<'a> Applier<'a> {
                 // The API server refused what the plugin rendered: the user must change something.
                 Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 404 | 409 | 422) => {
                     return Err(Blocked::new(
-                        "ApplyFailed",
+                        Reason::ApplyFailed,
                         format!(
                             "the API server refused {kind} {:?} rendered by plugin {} for step {}: {}",
                             key.name,
@@ -296,7 +298,7 @@ fn select_plugins(applier: &Applier<'_>, obs: &mut Observation) -> Result<Plugin
     // applied (or pruned), until the spec changes.
     if let Some(e) = model.spec.plugin_config_error() {
         warn!(model = %model.name_any(), namespace = %applier.ns, error = %e, "invalid spec.plugins.config");
-        return Err(Blocked::new(InvalidPluginConfig::REASON, e.to_string()).into());
+        return Err(Blocked::new(Reason::InvalidPluginConfig, e.to_string()).into());
     }
     // A missing plugin may show up in a plugin directory: look again in a minute.
     let select = |step| {

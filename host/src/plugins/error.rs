@@ -5,6 +5,7 @@ use super::Step;
 use super::engine::CallFailure;
 use super::registry::stderr_suffix;
 use crate::api::InvalidPluginConfig;
+use crate::conditions::Reason;
 use crate::plugins::Limits;
 
 /// Why a plugin could not be used. Each message is one line that names the plugin.
@@ -75,19 +76,19 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    /// CamelCase reason for the model's status.
-    pub fn reason(&self) -> &'static str {
+    /// The reason the model's status shows.
+    pub fn reason(&self) -> Reason {
         match self {
-            PluginError::NotFound { .. } => "PluginNotFound",
-            PluginError::DigestMismatch { .. } => "PluginDigestMismatch",
-            PluginError::WrongStep { .. } => "PluginWrongStep",
-            PluginError::Trap { .. } => "PluginTrapped",
-            PluginError::Timeout { .. } => "PluginTimeout",
-            PluginError::OutOfMemory { .. } => "PluginOutOfMemory",
-            PluginError::Failed { .. } => "PluginFailed",
-            PluginError::InvalidOutput { .. } => "InvalidPluginOutput",
-            PluginError::Forbidden { .. } => "ForbiddenPluginOutput",
-            PluginError::InvalidConfig(_) => InvalidPluginConfig::REASON,
+            PluginError::NotFound { .. } => Reason::PluginNotFound,
+            PluginError::DigestMismatch { .. } => Reason::PluginDigestMismatch,
+            PluginError::WrongStep { .. } => Reason::PluginWrongStep,
+            PluginError::Trap { .. } => Reason::PluginTrapped,
+            PluginError::Timeout { .. } => Reason::PluginTimeout,
+            PluginError::OutOfMemory { .. } => Reason::PluginOutOfMemory,
+            PluginError::Failed { .. } => Reason::PluginFailed,
+            PluginError::InvalidOutput { .. } => Reason::InvalidPluginOutput,
+            PluginError::Forbidden { .. } => Reason::ForbiddenPluginOutput,
+            PluginError::InvalidConfig(_) => Reason::InvalidPluginConfig,
         }
     }
 

@@ -455,7 +455,7 @@ mod tests {
         );
         assert!(run(Step::Serve, &[deployment(), obj("v1", "ConfigMap", "c")]).is_ok());
         let err = run(Step::Serve, &[obj("v1", "Service", "s")]).unwrap_err();
-        assert_eq!(err.reason(), "ForbiddenPluginOutput");
+        assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
         let text = err.to_string();
         assert!(
             text.contains("Service/s") && text.contains("step serve may create only"),
@@ -480,7 +480,7 @@ mod tests {
         let mut cm = obj("v1", "ConfigMap", "c");
         cm["metadata"]["namespace"] = json!("kube-system");
         let err = run(Step::Serve, &[cm]).unwrap_err();
-        assert_eq!(err.reason(), "ForbiddenPluginOutput");
+        assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
         assert!(err.to_string().contains("kube-system"), "{err}");
         let mut same = obj("v1", "ConfigMap", "c");
         same["metadata"]["namespace"] = json!("ns");
@@ -504,7 +504,7 @@ mod tests {
             &Allowances::default(),
         )
         .unwrap_err();
-        assert_eq!(err.reason(), "InvalidPluginOutput");
+        assert_eq!(err.reason().as_str(), "InvalidPluginOutput");
         assert!(
             err.to_string().contains("object #1") && err.to_string().contains("not JSON"),
             "{err}"
@@ -518,7 +518,8 @@ mod tests {
             assert_eq!(
                 run(Step::Serve, std::slice::from_ref(&bad))
                     .unwrap_err()
-                    .reason(),
+                    .reason()
+                    .as_str(),
                 "InvalidPluginOutput",
                 "{bad}"
             );
@@ -644,7 +645,11 @@ mod tests {
         ];
         for (rule, step, object) in attacks {
             let err = run(step, std::slice::from_ref(&object)).unwrap_err();
-            assert_eq!(err.reason(), "ForbiddenPluginOutput", "{rule}: {err}");
+            assert_eq!(
+                err.reason().as_str(),
+                "ForbiddenPluginOutput",
+                "{rule}: {err}"
+            );
             assert!(err.to_string().contains(rule), "{rule}: {err}");
         }
         assert!(run(Step::Serve, &[deployment()]).is_ok());
@@ -691,7 +696,7 @@ mod tests {
             let name = case["name"].as_str().unwrap();
             let err = run(step, objects).expect_err(name);
             assert_eq!(
-                err.reason(),
+                err.reason().as_str(),
                 case["reason"].as_str().unwrap(),
                 "{name}: {err}"
             );

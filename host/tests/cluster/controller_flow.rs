@@ -14,6 +14,7 @@ use k8s_openapi::api::{
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use mlmodel_operator::api::{MLModel, Phase};
+use mlmodel_operator::conditions::ConditionType;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,12 @@ async fn happy_path_echo_and_tensorflow_samples() {
         assert_flow_order(&seen);
 
         let st = m.status.clone().unwrap();
-        for c in ["Downloaded", "Serving", "Exposed", "Ready"] {
+        for c in [
+            ConditionType::Downloaded,
+            ConditionType::Serving,
+            ConditionType::Exposed,
+            ConditionType::Ready,
+        ] {
             let cond = st
                 .condition(c)
                 .unwrap_or_else(|| panic!("{sample}: condition {c} missing: {st:?}"));
@@ -108,7 +114,10 @@ async fn download_failure_reports_the_downloader_message_and_recovers() {
         msg.contains("HTTP 404") && msg.contains("NotFound"),
         "{msg}"
     );
-    assert_eq!(st.condition("Downloaded").unwrap().reason, "NotFound");
+    assert_eq!(
+        st.condition(ConditionType::Downloaded).unwrap().reason,
+        "NotFound"
+    );
     assert!(
         env.event_reasons(&name)
             .await
@@ -152,7 +161,11 @@ async fn each_server_failure_has_its_reason_and_recovers() {
         let st = m.status.unwrap();
         assert_eq!(st.phase, Some(Phase::Failed), "{name}");
         assert!(!st.message.clone().unwrap_or_default().is_empty(), "{name}");
-        assert_eq!(st.condition("Serving").unwrap().reason, *reason, "{name}");
+        assert_eq!(
+            st.condition(ConditionType::Serving).unwrap().reason,
+            *reason,
+            "{name}"
+        );
     }
     for name in &names {
         env.merge_spec(name, json!({"plugins": {"config": {"serve": null}}}))
@@ -462,7 +475,7 @@ async fn a_too_deep_plugin_config_fails_that_model_only() {
             "{name}"
         );
         assert_eq!(
-            st.condition("Ready")
+            st.condition(ConditionType::Ready)
                 .map(|c| (c.status.as_str(), c.reason.as_str())),
             Some(("False", "InvalidPluginConfig")),
             "{name}"

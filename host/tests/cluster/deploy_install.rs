@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mlmodel_operator::api::{MLModel, Phase};
+use mlmodel_operator::conditions::ConditionType;
 use mlmodel_operator::controller;
 use mlmodel_operator::metrics::Metrics;
 use mlmodel_operator::plugins::{Runtime, RuntimeOptions};
@@ -225,7 +226,12 @@ async fn echo_sample_gets_ready(admin: &Client, ns: &str) {
         },
     )
     .await;
-    let ready = m.status.unwrap().condition("Ready").cloned().unwrap();
+    let ready = m
+        .status
+        .unwrap()
+        .condition(ConditionType::Ready)
+        .cloned()
+        .unwrap();
     assert_eq!(ready.status, "True");
     let events: Api<Event> = Api::namespaced(admin.clone(), ns);
     common::wait_until(

@@ -281,7 +281,7 @@ fn allowances_widen_the_output_policy_for_one_plugin_only() {
     let refused = rt
         .render_native("service", &m, Step::Expose, "r1", lb)
         .unwrap_err();
-    assert_eq!(refused.reason(), "ForbiddenPluginOutput");
+    assert_eq!(refused.reason().as_str(), "ForbiddenPluginOutput");
     assert!(refused.to_string().contains("LoadBalancer"), "{refused}");
 }
 

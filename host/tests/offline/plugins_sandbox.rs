@@ -55,7 +55,7 @@ fn infinite_loop_times_out() {
     let (result, took) = render_with("loop");
     let err = result.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
-    assert_eq!(err.reason(), "PluginTimeout");
+    assert_eq!(err.reason().as_str(), "PluginTimeout");
     assert!(
         err.to_string()
             .starts_with("plugin loop did not finish within 1s"),
@@ -74,7 +74,7 @@ fn infinite_loop_times_out() {
 fn a_sleeping_plugin_is_refused_at_once() {
     let (result, took) = render_with("sleep");
     let err = result.unwrap_err();
-    assert_eq!(err.reason(), "PluginTrapped", "{err:?}");
+    assert_eq!(err.reason().as_str(), "PluginTrapped", "{err:?}");
     assert!(err.to_string().contains("plugins may not wait"), "{err}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_healthy_still_renders();
@@ -85,7 +85,7 @@ fn huge_allocation_is_out_of_memory() {
     let (result, took) = render_with("hog");
     let err = result.unwrap_err();
     assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
-    assert_eq!(err.reason(), "PluginOutOfMemory");
+    assert_eq!(err.reason().as_str(), "PluginOutOfMemory");
     assert!(
         err.to_string()
             .contains("plugin hog needed more than its 64 MiB"),
@@ -100,7 +100,7 @@ fn panic_is_a_trap_with_the_panic_message() {
     let (result, took) = render_with("panic");
     let err = result.unwrap_err();
     assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
-    assert_eq!(err.reason(), "PluginTrapped");
+    assert_eq!(err.reason().as_str(), "PluginTrapped");
     let text = err.to_string();
     assert!(text.starts_with("plugin panic crashed"), "{text}");
     assert!(
@@ -117,7 +117,7 @@ fn panic_is_a_trap_with_the_panic_message() {
 fn plugin_error_is_failed_with_stderr() {
     let (result, _) = render_with("failing");
     let err = result.unwrap_err();
-    assert_eq!(err.reason(), "PluginFailed");
+    assert_eq!(err.reason().as_str(), "PluginFailed");
     assert_eq!(
         err.to_string(),
         "plugin failing failed: plugin config key `answer` is required (stderr: debug: looked for config key answer)"
@@ -129,7 +129,7 @@ fn plugin_error_is_failed_with_stderr() {
 fn output_that_is_not_json_is_invalid() {
     let (result, _) = render_with("not-json");
     let err = result.unwrap_err();
-    assert_eq!(err.reason(), "InvalidPluginOutput");
+    assert_eq!(err.reason().as_str(), "InvalidPluginOutput");
     assert!(
         err.to_string()
             .starts_with("plugin not-json returned invalid output: object #1: not JSON"),
@@ -142,7 +142,7 @@ fn output_that_is_not_json_is_invalid() {
 fn cluster_role_is_forbidden() {
     let (result, _) = render_with("cluster-role");
     let err = result.unwrap_err();
-    assert_eq!(err.reason(), "ForbiddenPluginOutput");
+    assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
     let text = err.to_string();
     assert!(
         text.contains("plugin cluster-role returned ClusterRole/take-over"),
@@ -156,7 +156,7 @@ fn cluster_role_is_forbidden() {
 fn object_in_another_namespace_is_forbidden() {
     let (result, _) = render_with("other-namespace");
     let err = result.unwrap_err();
-    assert_eq!(err.reason(), "ForbiddenPluginOutput");
+    assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
     let text = err.to_string();
     assert!(
         text.contains("ConfigMap/m-config")
@@ -218,7 +218,7 @@ fn trapping_plugin_inside_async_runtimes_does_not_panic_the_host() {
         .build()
         .unwrap();
     let err = current.block_on(async { render_with("panic").0.unwrap_err() });
-    assert_eq!(err.reason(), "PluginTrapped");
+    assert_eq!(err.reason().as_str(), "PluginTrapped");
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,7 +229,7 @@ fn trapping_plugin_inside_async_runtimes_does_not_panic_the_host() {
             .await
             .unwrap()
     });
-    assert_eq!(err.reason(), "PluginTrapped");
+    assert_eq!(err.reason().as_str(), "PluginTrapped");
     let ok = multi.block_on(async {
         tokio::task::spawn_blocking(|| render_with("echo-server").0)
             .await

@@ -1,0 +1,172 @@
+//! The status vocabulary: the types of a model's conditions, condition statuses, and the reasons
+//! the operator sets, each spelt exactly as on the wire (the API users and tools read). Reasons
+//! copied verbatim from elsewhere (a pod's `ImagePullBackOff`, a Job's `BackoffLimitExceeded`,
+//! the downloader's `NotFound`) pass through as [`Reason::Passed`]. Imports nothing.
+use strum::{AsRefStr, Display, EnumIter, IntoStaticStr};
+
+/// The conditions of `MLModel.status.conditions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, AsRefStr, IntoStaticStr, EnumIter)]
+pub enum ConditionType {
+    /// The wanted revision is downloaded.
+    Downloaded,
+    /// The served revision's workload is available.
+    Serving,
+    /// The Service exists (only when `spec.expose`).
+    Exposed,
+    /// A model is served (and exposed, when asked).
+    Ready,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A condition's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, AsRefStr, IntoStaticStr, EnumIter)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// `True` when `ok`, else `False`.
+    pub fn from_bool(ok: bool) -> Self {
+        if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+
+    /// Whether `status` (a condition's status as read from any object) is this one.
+    pub fn is(self, status: &str) -> bool {
+        status == self.as_str()
+    }
+}
+
+/// The CamelCase reason of a condition or of the model's phase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, IntoStaticStr, EnumIter)]
+pub enum Reason {
+    // Condition `Downloaded`.
+    Downloaded,
+    Downloading,
+    Pending,
+    /// The download failed without a reason of its own (its phase reason too).
+    DownloadFailed,
+    // Condition `Serving`.
+    Available,
+    RollingOut,
+    NotDeployed,
+    // Condition `Exposed`.
+    ServiceReady,
+    ServicePending,
+    // The phase (and condition `Ready`).
+    CreatingStorage,
+    Deploying,
+    Exposing,
+    Ready,
+    // A step the user must unblock.
+    NameConflict,
+    ApplyFailed,
+    InvalidPluginConfig,
+    // A plugin that could not be used (`PluginError::reason`).
+    PluginNotFound,
+    PluginDigestMismatch,
+    PluginWrongStep,
+    PluginTrapped,
+    PluginTimeout,
+    PluginOutOfMemory,
+    PluginFailed,
+    InvalidPluginOutput,
+    ForbiddenPluginOutput,
+    /// A reason copied verbatim from a Kubernetes object or the downloader's report.
+    Passed(String),
+}
+
+impl Reason {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::Passed(reason) => reason,
+            own => own.into(),
+        }
+    }
+}
+
+impl AsRef<str> for Reason {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    /// The API: renaming a variant must not change what users and tools read.
+    #[test]
+    fn wire_strings_are_pinned() {
+        let types: Vec<String> = ConditionType::iter().map(|t| t.to_string()).collect();
+        assert_eq!(types, ["Downloaded", "Serving", "Exposed", "Ready"]);
+        assert!(ConditionType::iter().all(|t| t.as_ref() == t.as_str()));
+
+        let statuses: Vec<String> = ConditionStatus::iter().map(|s| s.to_string()).collect();
+        assert_eq!(statuses, ["True", "False", "Unknown"]);
+        assert!(ConditionStatus::iter().all(|s| s.as_ref() == s.as_str()));
+        assert_eq!(ConditionStatus::from_bool(true), ConditionStatus::True);
+        assert_eq!(ConditionStatus::from_bool(false), ConditionStatus::False);
+
+        let reasons: Vec<String> = Reason::iter()
+            .filter(|r| !matches!(r, Reason::Passed(_)))
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "Downloaded",
+                "Downloading",
+                "Pending",
+                "DownloadFailed",
+                "Available",
+                "RollingOut",
+                "NotDeployed",
+                "ServiceReady",
+                "ServicePending",
+                "CreatingStorage",
+                "Deploying",
+                "Exposing",
+                "Ready",
+                "NameConflict",
+                "ApplyFailed",
+                "InvalidPluginConfig",
+                "PluginNotFound",
+                "PluginDigestMismatch",
+                "PluginWrongStep",
+                "PluginTrapped",
+                "PluginTimeout",
+                "PluginOutOfMemory",
+                "PluginFailed",
+                "InvalidPluginOutput",
+                "ForbiddenPluginOutput",
+            ]
+        );
+        assert!(Reason::iter().all(|r| r.as_ref() == r.to_string()));
+        let passed = Reason::Passed("ImagePullBackOff".into());
+        assert_eq!(passed.to_string(), "ImagePullBackOff");
+        assert_eq!(passed.as_str(), "ImagePullBackOff");
+    }
+}
