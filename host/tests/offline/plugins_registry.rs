@@ -305,7 +305,11 @@ fn directory_plugin_may_not_replace_a_builtin_unless_the_admin_allows_it() {
             && errors[0].1.contains("--replace-builtin echo-server"),
         "{errors:?}"
     );
-    assert!(rt.plugins().iter().all(|p| p.source == BUILTIN_SOURCE && p.active));
+    assert!(
+        rt.plugins()
+            .iter()
+            .all(|p| p.source == BUILTIN_SOURCE && p.active)
+    );
 
     // Allowed for another built-in only: still refused.
     let rt = Runtime::new(RuntimeOptions {
