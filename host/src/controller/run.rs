@@ -92,7 +92,7 @@ impl RunArgs {
 /// `mlmodel-operator run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let config = Config::infer()
             .await
             .context("reading the kubeconfig or the in-cluster config")?;
@@ -134,7 +134,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.set_leader(false);
         candidate.release().await;
         result
-    })
+    });
+    // A render the host gave up on may still sit on a blocking thread: dropping the runtime
+    // would wait for it, so give the blocking threads a bounded time instead.
+    rt.shutdown_timeout(crate::plugins::HOST_GRACE);
+    result
 }
 
 /// Ctrl-C or SIGTERM (what the kubelet sends).

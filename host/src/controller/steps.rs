@@ -65,7 +65,8 @@ impl Blocked {
 
 impl From<PluginError> for Blocked {
     fn from(e: PluginError) -> Self {
-        Blocked::new(e.reason(), e.to_string())
+        // Bounded: whatever a plugin says, its failure fits in a status.
+        Blocked::new(e.reason(), e.message())
     }
 }
 
@@ -154,14 +155,19 @@ impl<'a> Applier<'a> {
     }
 
     /// Renders `step` with `plugin`, then applies what changed. Returns the rendered objects.
+    /// The render runs off the controller's threads ([`Runtime::render_async`]): a slow plugin
+    /// holds up its own model only.
     async fn render_and_apply(
         &mut self,
         step: Step,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<LoadedPlugin>,
         revision: &str,
     ) -> Result<Vec<DynamicObject>, Stop> {
         let t0 = Instant::now();
-        let rendered = self.runtime.render(plugin, self.model, step, revision);
+        let rendered = self
+            .runtime
+            .render_async(plugin.clone(), self.model, step, revision)
+            .await;
         let failure = rendered.as_ref().err().map(PluginError::reason);
         self.metrics.rendered(
             &plugin.name,
@@ -334,7 +340,7 @@ fn select_plugins(applier: &Applier<'_>, obs: &mut Observation) -> Result<Plugin
 async fn download(
     applier: &mut Applier<'_>,
     owned: &Owned,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     obs: &mut Observation,
 ) -> Result<String, Stop> {
     let wanted = names::revision(applier.model, &plugin.name);
@@ -366,7 +372,7 @@ async fn download(
 async fn serve(
     applier: &mut Applier<'_>,
     owned: &Owned,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     revision: &str,
     obs: &mut Observation,
 ) -> Result<(), Stop> {
@@ -409,7 +415,7 @@ async fn serve(
 async fn expose(
     applier: &mut Applier<'_>,
     owned: &Owned,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     revision: &str,
     obs: &mut Observation,
 ) -> Result<(), Stop> {

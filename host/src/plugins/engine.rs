@@ -1,7 +1,8 @@
 //! The wasmtime side: one shared `Engine` (pooling allocator, epoch interruption), the linker
 //! with WASI (no preopens, network, environment or arguments), the on-disk cache of compiled
 //! components, and the sandboxed call: a fresh `Store` per call with a memory bound, a wall-clock
-//! deadline and a bounded stderr.
+//! deadline and a bounded stderr. Calls at load time run on a thread of their own that the host
+//! stops waiting for at [`Limits::host_deadline`], whatever the guest does.
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -39,19 +40,45 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Instances alive at once (the pooling allocator's slots): renders in parallel.
     pub max_concurrent: u32,
+    /// Renders of the controller running at once, each on a blocking thread off the async
+    /// runtime; the others wait for a turn without holding a thread.
+    pub render_threads: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let max_concurrent = 32;
         Limits {
             timeout: Duration::from_secs(1),
             memory_bytes: 64 << 20,
             stderr_bytes: 8 << 10,
             output_bytes: 4 << 20,
-            max_concurrent: 32,
+            max_concurrent,
+            render_threads: default_render_threads(max_concurrent),
         }
     }
 }
+
+impl Limits {
+    /// How long the host waits for a call before it gives up on it: the epoch deadline plus
+    /// [`HOST_GRACE`]. The epoch deadline stops the guest's own code; this bound holds even when
+    /// the guest sits in a host call, where the epoch cannot reach it.
+    pub fn host_deadline(&self) -> Duration {
+        self.timeout + HOST_GRACE
+    }
+}
+
+/// One render thread per core (at least 2, so that one slow plugin leaves a thread to the
+/// others), never more than the pool has instance slots.
+fn default_render_threads(max_concurrent: u32) -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, max_concurrent.max(2) as usize)
+}
+
+/// What the host adds to the epoch deadline before it stops waiting for a call: scheduling
+/// delays of a busy node, and the tick's granularity.
+pub const HOST_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the epoch advances; the deadline is a number of ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -230,7 +257,7 @@ impl PluginEngine {
         let pre = PluginPre::new(pre).map_err(|e| contract_error(root_message(&e)))?;
         // Function signatures are only checked when an instance is made: make one now, so a
         // changed signature is a load error rather than a failure of every render.
-        match self.call(&pre, |_, _| Ok(())) {
+        match self.call_on_own_thread(&pre, |_, _| Ok(())) {
             Ok(((), _)) => Ok(pre),
             Err(CallFailure::Trap { message, .. }) => Err(contract_error(message)),
             Err(CallFailure::Timeout { .. }) => {
@@ -242,8 +269,8 @@ impl PluginEngine {
         }
     }
 
-    /// Runs `f` on a fresh instance in a fresh sandboxed store; returns its result and what the
-    /// plugin wrote to stderr.
+    /// Runs `f` on a fresh instance in a fresh sandboxed store, on this thread; returns its
+    /// result and what the plugin wrote to stderr.
     pub(crate) fn call<R>(
         &self,
         pre: &PluginPre<HostState>,
@@ -255,56 +282,141 @@ impl PluginEngine {
         outside_async_context(|| self.call_here(pre, f))
     }
 
-    fn call_here<R>(
+    /// [`PluginEngine::call`] for a thread outside any async context (a `spawn_blocking` thread
+    /// or a plain one), where wasmtime-wasi's host functions may block on Tokio.
+    pub(crate) fn call_here<R>(
         &self,
         pre: &PluginPre<HostState>,
         f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallFailure> {
-        let stderr = BoundedPipe::new(self.limits.stderr_bytes);
-        // Nothing is granted: no preopened directory, no environment, no arguments, stdin
-        // closed, stdout discarded; sockets exist but every address is denied.
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max: self.limits.memory_bytes,
-                exceeded: false,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = (self.limits.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-
-        let result = pre
-            .instantiate(&mut store)
-            .and_then(|plugin| f(&mut store, &plugin));
-        result.map(|r| (r, stderr.one_line())).map_err(|e| {
-            let stderr = stderr.one_line();
-            if store.data().limiter.exceeded {
-                CallFailure::OutOfMemory { stderr }
-            } else if matches!(
-                e.downcast_ref::<Trap>(),
-                Some(Trap::Interrupt | Trap::OutOfFuel)
-            ) {
-                CallFailure::Timeout { stderr }
-            } else {
-                CallFailure::Trap {
-                    message: root_message(&e),
-                    stderr,
-                }
-            }
-        })
+        sandboxed_call(&self.engine, &self.limits, pre, f)
     }
 
+    /// [`PluginEngine::call`] on a thread of its own, waited for at most
+    /// [`Limits::host_deadline`]: what loading a plugin calls (instantiation, `info()`), so that
+    /// no plugin can hang a start or a reload. A call given up on is left to finish on its
+    /// thread (the epoch deadline stops guest code; its pool slot is freed when it ends).
+    pub(crate) fn call_on_own_thread<R>(
+        &self,
+        pre: &PluginPre<HostState>,
+        f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R> + Send + 'static,
+    ) -> Result<(R, String), CallFailure>
+    where
+        R: Send + 'static,
+    {
+        let (engine, limits, pre) = (self.engine.clone(), self.limits.clone(), pre.clone());
+        let deadline = self.limits.host_deadline();
+        match on_own_thread(deadline, move || sandboxed_call(&engine, &limits, &pre, f)) {
+            Ok(result) => result,
+            Err(OwnThread::TimedOut) => Err(CallFailure::Timeout {
+                stderr: String::new(),
+            }),
+            Err(OwnThread::Failed(why)) => Err(CallFailure::Trap {
+                message: why,
+                stderr: String::new(),
+            }),
+        }
+    }
+
+    /// The plugin's `info()`, on a thread of its own (see [`PluginEngine::call_on_own_thread`]).
     pub(crate) fn info(&self, pre: &PluginPre<HostState>) -> Result<wit::PluginInfo, CallFailure> {
-        self.call(pre, |store, plugin| {
+        self.call_on_own_thread(pre, |store, plugin| {
             plugin.mlmodel_plugin_renderer().call_info(store)
         })
         .map(|(info, _)| info)
     }
+}
+
+/// A fresh store with the sandbox's bounds, a fresh instance of `pre` in it, then `f`.
+fn sandboxed_call<R>(
+    engine: &Engine,
+    limits: &Limits,
+    pre: &PluginPre<HostState>,
+    f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R>,
+) -> Result<(R, String), CallFailure> {
+    let stderr = BoundedPipe::new(limits.stderr_bytes);
+    // Nothing is granted: no preopened directory, no environment, no arguments, stdin
+    // closed, stdout discarded; sockets exist but every address is denied.
+    let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+    let state = HostState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter {
+            max: limits.memory_bytes,
+            exceeded: false,
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let ticks = (limits.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|plugin| f(&mut store, &plugin));
+    result.map(|r| (r, stderr.one_line())).map_err(|e| {
+        let stderr = stderr.one_line();
+        if store.data().limiter.exceeded {
+            CallFailure::OutOfMemory { stderr }
+        } else if matches!(
+            e.downcast_ref::<Trap>(),
+            Some(Trap::Interrupt | Trap::OutOfFuel)
+        ) {
+            CallFailure::Timeout { stderr }
+        } else {
+            CallFailure::Trap {
+                message: root_message(&e),
+                stderr,
+            }
+        }
+    })
+}
+
+/// Why [`on_own_thread`] has no result.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OwnThread {
+    /// Still running at the deadline: left to finish alone.
+    TimedOut,
+    /// The thread could not start, or panicked.
+    Failed(String),
+}
+
+/// Runs `f` on a Tokio blocking thread and waits for it at most `deadline`, without holding the
+/// caller's thread. A host panic in `f` is the caller's.
+pub(crate) async fn on_blocking_thread<R: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, OwnThread> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(_)) => Err(OwnThread::Failed(
+            "the call was cancelled: the operator is shutting down".into(),
+        )),
+        Err(_) => Err(OwnThread::TimedOut),
+    }
+}
+
+/// Runs `f` on a new thread and waits for it at most `deadline`.
+pub(crate) fn on_own_thread<R: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, OwnThread> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("plugin-call".into())
+        .spawn(move || {
+            // The receiver is gone when the caller stopped waiting: nothing to tell.
+            let _ = tx.send(f());
+        })
+        .map_err(|e| OwnThread::Failed(format!("cannot start a thread for the plugin: {e}")))?;
+    rx.recv_timeout(deadline).map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => OwnThread::TimedOut,
+        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+            OwnThread::Failed("the host panicked while calling the plugin".into())
+        }
+    })
 }
 
 /// The WASI version whose `wasi:io/poll` this wasmtime-wasi defines (guests built against an
@@ -409,4 +521,60 @@ fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// Lowercase hex sha256 of `bytes`.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A call stuck where nothing can interrupt it (here: a channel nobody writes to yet, as a
+    /// guest sitting in a blocking host call would be).
+    fn stuck() -> (mpsc::Sender<()>, impl FnOnce() -> u32 + Send + 'static) {
+        let (release, wait) = mpsc::channel::<()>();
+        (release, move || {
+            let _ = wait.recv();
+            7
+        })
+    }
+
+    #[test]
+    fn the_host_stops_waiting_for_a_stuck_call_on_its_own_thread() {
+        let (release, f) = stuck();
+        assert_eq!(
+            on_own_thread(Duration::from_millis(50), f),
+            Err(OwnThread::TimedOut)
+        );
+        release.send(()).unwrap();
+        assert_eq!(on_own_thread(Duration::from_secs(30), || 3), Ok(3));
+    }
+
+    #[test]
+    fn a_panic_on_its_own_thread_is_a_failure_not_a_hang() {
+        let r = on_own_thread(Duration::from_secs(30), || -> u32 { panic!("host bug") });
+        assert!(matches!(r, Err(OwnThread::Failed(_))), "{r:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_host_stops_waiting_for_a_stuck_call_on_a_blocking_thread() {
+        let (release, f) = stuck();
+        assert_eq!(
+            on_blocking_thread(Duration::from_millis(50), f).await,
+            Err(OwnThread::TimedOut)
+        );
+        // Let the blocking thread end, or the test runtime would wait for it when dropped.
+        release.send(()).unwrap();
+        assert_eq!(
+            on_blocking_thread(Duration::from_secs(30), || 3).await,
+            Ok(3)
+        );
+    }
+
+    #[test]
+    fn default_render_threads_are_bounded() {
+        let n = default_render_threads(32);
+        assert!((2..=32).contains(&n), "{n}");
+        assert_eq!(default_render_threads(1), 2);
+        assert_eq!(Limits::default().host_deadline(), Duration::from_secs(2));
+    }
 }

@@ -75,7 +75,42 @@ pub enum PluginError {
     InvalidConfig(#[from] InvalidPluginConfig),
 }
 
+/// Longest message of a plugin error that reaches a model's status (all of it: what the host
+/// says, the plugin's message, its stderr). Far below the API server's 32 KiB for a condition's
+/// message, so a plugin's failure can never make the status patch itself fail.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 10;
+
+/// Longest message a plugin gives for itself (its `plugin-error`, a trap's message), kept by the
+/// host; longer ones are cut when they are lifted out of the sandbox.
+pub const MAX_PLUGIN_MESSAGE_BYTES: usize = 4 << 10;
+
+/// What ends a cut message.
+pub const TRUNCATED: &str = "… (truncated)";
+
+/// `text`, cut to at most `max` bytes (on a character boundary) and ending with [`TRUNCATED`]
+/// when it was longer.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(TRUNCATED.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    if TRUNCATED.len() <= max {
+        text.push_str(TRUNCATED);
+    }
+    text
+}
+
 impl PluginError {
+    /// The message for the model's status and its Event: the error's one line, at most
+    /// [`MAX_MESSAGE_BYTES`].
+    pub fn message(&self) -> String {
+        truncate(self.to_string(), MAX_MESSAGE_BYTES)
+    }
+
     /// The reason the model's status shows.
     pub fn reason(&self) -> Reason {
         match self {
@@ -97,7 +132,7 @@ impl PluginError {
         match failure {
             CallFailure::Trap { message, stderr } => PluginError::Trap {
                 plugin,
-                message,
+                message: truncate(message, MAX_PLUGIN_MESSAGE_BYTES),
                 stderr,
             },
             CallFailure::Timeout { stderr } => PluginError::Timeout {
@@ -111,5 +146,77 @@ impl PluginError {
                 stderr,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_kept_whole() {
+        assert_eq!(truncate("abc".into(), 3), "abc");
+        assert_eq!(truncate(String::new(), 0), "");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_a_marker_within_the_bound() {
+        let cut = truncate("x".repeat(100), 40);
+        assert_eq!(cut.len(), 40);
+        assert!(cut.ends_with(TRUNCATED), "{cut}");
+        assert!(cut.starts_with(&"x".repeat(40 - TRUNCATED.len())));
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // 'é' is two bytes: every cut point lands on a boundary or moves before it.
+        for max in TRUNCATED.len()..TRUNCATED.len() + 6 {
+            let cut = truncate("é".repeat(50), max);
+            assert!(cut.len() <= max, "{max}: {}", cut.len());
+            assert!(cut.ends_with(TRUNCATED));
+        }
+        // A bound smaller than the marker still holds.
+        assert!(truncate("é".repeat(50), 3).len() <= 3);
+    }
+
+    #[test]
+    fn a_status_message_is_bounded_whatever_the_plugin_said() {
+        let huge = "y".repeat(10 * MAX_MESSAGE_BYTES);
+        let e = PluginError::Failed {
+            plugin: "p".into(),
+            message: huge.clone(),
+            stderr: huge,
+        };
+        let message = e.message();
+        assert_eq!(message.len(), MAX_MESSAGE_BYTES);
+        assert!(
+            message.starts_with("plugin p failed: yyy"),
+            "{}",
+            &message[..40]
+        );
+        assert!(message.ends_with(TRUNCATED));
+        let short = PluginError::Failed {
+            plugin: "p".into(),
+            message: "no".into(),
+            stderr: String::new(),
+        };
+        assert_eq!(short.message(), "plugin p failed: no");
+    }
+
+    #[test]
+    fn a_trap_message_is_cut_when_lifted() {
+        let e = PluginError::from_call(
+            "p",
+            &Limits::default(),
+            CallFailure::Trap {
+                message: "z".repeat(MAX_PLUGIN_MESSAGE_BYTES * 3),
+                stderr: String::new(),
+            },
+        );
+        let PluginError::Trap { message, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(message.len(), MAX_PLUGIN_MESSAGE_BYTES);
+        assert!(message.ends_with(TRUNCATED));
     }
 }

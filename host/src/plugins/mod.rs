@@ -20,8 +20,8 @@ mod stdio;
 mod step;
 
 pub use context::DEFAULT_NAMESPACE;
-pub use engine::{CONTRACT, Limits};
-pub use error::PluginError;
+pub use engine::{CONTRACT, HOST_GRACE, Limits};
+pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError};
 pub use registry::{BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
 pub use step::Step;
 
@@ -101,6 +101,8 @@ struct Inner {
     reloading: Mutex<()>,
     /// Bumped by every reload that changed the loaded set, so that models are rendered again.
     generation: tokio::sync::watch::Sender<u64>,
+    /// Turns of [`Runtime::render_async`]: `limits.render_threads` renders at once.
+    render_turns: tokio::sync::Semaphore,
 }
 
 /// The loaded set (name, version, sha256, source) and the failures, one log line each.
@@ -125,6 +127,7 @@ impl Runtime {
     /// directories. A plugin file that fails to load is reported by `load_errors`, not here.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
+        let render_threads = opts.limits.render_threads.max(1);
         let (fingerprint, dir_errors) = registry::scan(&opts.plugin_dirs);
         let snapshot = registry::load(
             &engine,
@@ -142,6 +145,7 @@ impl Runtime {
             snapshot: RwLock::new(Arc::new(snapshot)),
             reloading: Mutex::new(()),
             generation: tokio::sync::watch::Sender::new(0),
+            render_turns: tokio::sync::Semaphore::new(render_threads),
         };
         Ok(Runtime {
             inner: Arc::new(inner),
@@ -280,12 +284,72 @@ impl Runtime {
     /// Renders `step` of `model` at `revision` with `plugin`, checks the output against the
     /// policy and returns the objects with the namespace, the owner reference (when the model
     /// has a uid) and the `mlmodel.dev/{model,step,revision}` and managed-by labels set.
+    ///
+    /// Runs on the calling thread (leaving the async context if there is one), bounded by the
+    /// epoch deadline: for the CLI, tests and benchmarks. The controller uses
+    /// [`Runtime::render_async`].
     pub fn render(
         &self,
         plugin: &LoadedPlugin,
         model: &MLModel,
         step: Step,
         revision: &str,
+    ) -> Result<Vec<DynamicObject>, PluginError> {
+        self.render_on(plugin, model, step, revision, false)
+    }
+
+    /// [`Runtime::render`] off the caller's thread, so that a slow plugin holds up no other
+    /// model: the render waits for one of `limits.render_threads` turns (without holding a
+    /// thread), runs on a Tokio blocking thread, and the caller waits for it at most
+    /// [`Limits::host_deadline`] (the epoch deadline plus [`HOST_GRACE`]): a plugin still
+    /// running then fails with [`PluginError::Timeout`] even if the guest sits in a host call
+    /// (its thread is left to finish; the pool's instance slots bound how many can linger).
+    /// Needs a Tokio runtime.
+    pub async fn render_async(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+    ) -> Result<Vec<DynamicObject>, PluginError> {
+        check_step(&plugin, step)?;
+        check_config(model)?;
+        let _turn = self
+            .inner
+            .render_turns
+            .acquire()
+            .await
+            .expect("the render semaphore is never closed");
+        let name = plugin.name.clone();
+        let (runtime, model, revision) = (self.clone(), model.clone(), revision.to_string());
+        let deadline = self.inner.engine.limits().host_deadline();
+        let render = move || runtime.render_on(&plugin, &model, step, &revision, true);
+        match engine::on_blocking_thread(deadline, render).await {
+            Ok(result) => result,
+            Err(engine::OwnThread::TimedOut) => {
+                tracing::warn!(plugin = %name, %step, ?deadline, "plugin render still running at the host's deadline: given up on, left to finish on its thread");
+                Err(PluginError::Timeout {
+                    plugin: name,
+                    limit: self.inner.engine.limits().timeout,
+                    stderr: String::new(),
+                })
+            }
+            Err(engine::OwnThread::Failed(message)) => Err(PluginError::Trap {
+                plugin: name,
+                message,
+                stderr: String::new(),
+            }),
+        }
+    }
+
+    /// The render; `here`: the thread is outside any async context already.
+    fn render_on(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+        here: bool,
     ) -> Result<Vec<DynamicObject>, PluginError> {
         check_step(plugin, step)?;
         check_config(model)?;
@@ -294,16 +358,25 @@ impl Runtime {
             context: context::context_json(model, step, revision, &self.inner.opts.operator_image),
         };
         let engine = &self.inner.engine;
-        let (result, stderr) = engine
-            .call(&plugin.pre, |store, instance| {
-                instance
-                    .mlmodel_plugin_renderer()
-                    .call_render(store, &input)
-            })
-            .map_err(|f| PluginError::from_call(&plugin.name, engine.limits(), f))?;
+        let call = |store: &mut wasmtime::Store<engine::HostState>,
+                    instance: &engine::bindings::Plugin| {
+            instance
+                .mlmodel_plugin_renderer()
+                .call_render(store, &input)
+        };
+        let called = if here {
+            engine.call_here(&plugin.pre, call)
+        } else {
+            engine.call(&plugin.pre, call)
+        };
+        let (result, stderr) =
+            called.map_err(|f| PluginError::from_call(&plugin.name, engine.limits(), f))?;
         let manifests = result.map_err(|e| PluginError::Failed {
             plugin: plugin.name.clone(),
-            message: e.message.lines().next().unwrap_or_default().to_string(),
+            message: error::truncate(
+                e.message.lines().next().unwrap_or_default().to_string(),
+                MAX_PLUGIN_MESSAGE_BYTES,
+            ),
             stderr,
         })?;
         check_output(

@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use super::Step;
 use super::engine::{CallFailure, HostState, PluginEngine, PluginPre, sha256_hex};
+use super::error::{MAX_PLUGIN_MESSAGE_BYTES, truncate};
 
 /// Plugins compiled into the operator (built by `host/build.rs`).
 const BUILTINS: &[(&str, &[u8])] = &[
@@ -40,6 +41,11 @@ const BUILTINS: &[(&str, &[u8])] = &[
 
 /// Largest plugin file read; a component is a few hundred KB.
 const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+
+/// Longest version `info()` may give: it is shown in every model's status.
+const MAX_VERSION_BYTES: usize = 64;
+/// Description kept from `info()` (its first line, cut with a marker).
+const MAX_DESCRIPTION_BYTES: usize = 1 << 10;
 
 /// Source of the built-in plugins.
 pub const BUILTIN_SOURCE: &str = "builtin";
@@ -252,9 +258,13 @@ fn load_one(
     let pre = engine.prepare(&component).map_err(|e| format!("{e:#}"))?;
     let info = engine.info(&pre).map_err(|f| match f {
         CallFailure::Trap { message, stderr } => {
+            let message = truncate(message, MAX_PLUGIN_MESSAGE_BYTES);
             format!("info() failed: {message}{}", stderr_suffix(&stderr))
         }
-        CallFailure::Timeout { .. } => "info() did not return in time".to_string(),
+        CallFailure::Timeout { .. } => format!(
+            "info() did not return within {:?} and was stopped; a plugin must answer info() at once",
+            engine.limits().timeout
+        ),
         CallFailure::OutOfMemory { .. } => "info() ran out of memory".to_string(),
     })?;
     check_info(&info.name, &info.version, &info.steps)?;
@@ -262,7 +272,14 @@ fn load_one(
         name: info.name,
         version: info.version,
         steps: info.steps.into_iter().map(Step::from).collect(),
-        description: info.description,
+        description: truncate(
+            info.description
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            MAX_DESCRIPTION_BYTES,
+        ),
         sha256,
         source: source.to_string(),
         pre,
@@ -299,6 +316,12 @@ fn check_info<S>(name: &str, version: &str, steps: &[S]) -> Result<(), String> {
     if version.trim().is_empty() {
         return Err(format!("plugin {name}: info() gave no version"));
     }
+    if version.len() > MAX_VERSION_BYTES || version.contains(char::is_control) {
+        return Err(format!(
+            "plugin {name}: info() gave a version of {} bytes; a version is one line of at most {MAX_VERSION_BYTES}",
+            version.len()
+        ));
+    }
     if steps.is_empty() {
         return Err(format!("plugin {name}: info() lists no step"));
     }
@@ -310,5 +333,28 @@ pub(crate) fn stderr_suffix(stderr: &str) -> String {
         String::new()
     } else {
         format!(" (stderr: {stderr})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_is_checked_and_its_version_bounded() {
+        let steps = [Step::Serve];
+        assert_eq!(check_info("echo", "1.0.0", &steps), Ok(()));
+        assert!(check_info("Echo", "1.0.0", &steps).is_err());
+        assert!(check_info("echo", " ", &steps).is_err());
+        assert!(check_info::<Step>("echo", "1.0.0", &[]).is_err());
+        let long = "1".repeat(MAX_VERSION_BYTES + 1);
+        let err = check_info("echo", &long, &steps).unwrap_err();
+        assert!(err.contains("at most 64"), "{err}");
+        assert!(!err.contains(&long), "the version is not echoed: {err}");
+        assert!(check_info("echo", "1.0\n2.0", &steps).is_err());
+        assert_eq!(
+            check_info("echo", &"1".repeat(MAX_VERSION_BYTES), &steps),
+            Ok(())
+        );
     }
 }

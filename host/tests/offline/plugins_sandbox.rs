@@ -2,7 +2,7 @@
 //! within a bounded time, and a healthy plugin in the same runtime still renders afterwards.
 
 use crate::support::{model, plugin_dir, tempdir::TempDir};
-use mlmodel_operator::plugins::{PluginError, Runtime, RuntimeOptions, Step};
+use mlmodel_operator::plugins::{Limits, PluginError, Runtime, RuntimeOptions, Step};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,21 @@ fn runtime() -> &'static Runtime {
         (Runtime::new(opts).expect("runtime"), dir)
     })
     .0
+}
+
+/// A runtime of its own with the fixtures `names` and a call deadline of `timeout`.
+fn runtime_with(names: &[&str], timeout: Duration) -> (Runtime, TempDir) {
+    let dir = plugin_dir(names);
+    let opts = RuntimeOptions {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        limits: Limits {
+            timeout,
+            render_threads: 2,
+            ..Limits::default()
+        },
+        ..RuntimeOptions::default()
+    };
+    (Runtime::new(opts).expect("runtime"), dir)
 }
 
 /// Renders the serve step with the plugin named `name`, timing it.
@@ -249,4 +264,123 @@ fn renders_run_in_parallel_from_many_threads() {
             });
         }
     });
+}
+
+/// The controller's renders run off its thread: kube-runtime polls every reconcile of a
+/// controller from one task, so a render on that thread held up every other model. Here one
+/// thread drives two models' reconciles, polling the slow one first: the fast model renders all
+/// its steps while the slow plugin is still looping towards its (long) deadline, and the slow
+/// one then fails alone, with PluginTimeout.
+#[test]
+fn a_slow_render_holds_up_no_other_model() {
+    let (rt, _dir) = runtime_with(&["loop"], Duration::from_secs(4));
+    let driver = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    driver.block_on(async {
+        let slow_model = model("slow", "echo", &[("mlmodel.dev/serve-plugin", "loop")]);
+        let fast_model = model("fast", "echo", &[]);
+        let slow_plugin = rt.select(Step::Serve, &slow_model).expect("fixture loaded");
+        let started = Instant::now();
+        let slow = rt.render_async(slow_plugin, &slow_model, Step::Serve, "rev1");
+        let fast = async {
+            let mut objects = 0;
+            for step in Step::ALL {
+                let plugin = rt.select(step, &fast_model).expect("built-in");
+                objects += rt
+                    .render_async(plugin, &fast_model, step, "rev1")
+                    .await
+                    .expect("the fast model renders")
+                    .len();
+            }
+            objects
+        };
+        tokio::pin!(slow, fast);
+        let objects = tokio::select! {
+            biased;
+            r = &mut slow => panic!("the slow render ended before the fast model's: {r:?}"),
+            n = &mut fast => n,
+        };
+        let fast_took = started.elapsed();
+        assert!(objects >= 3, "{objects}");
+        let err = slow.await.unwrap_err();
+        let slow_took = started.elapsed();
+        assert_eq!(err.reason().as_str(), "PluginTimeout", "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("plugin loop did not finish within 4s"),
+            "{err}"
+        );
+        eprintln!("fast model's 3 renders: {fast_took:?}; slow render failed after {slow_took:?}");
+    });
+}
+
+/// The async path keeps the sync path's results: errors with their reasons, and a healthy render.
+#[test]
+fn async_renders_give_the_same_errors() {
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    driver.block_on(async {
+        for (name, reason) in [
+            ("loop", Some("PluginTimeout")),
+            ("panic", Some("PluginTrapped")),
+            ("failing", Some("PluginFailed")),
+            ("cluster-role", Some("ForbiddenPluginOutput")),
+            ("echo-server", None),
+        ] {
+            let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", name)]);
+            let plugin = runtime().select(Step::Serve, &m).expect("fixture loaded");
+            let sync = runtime().render(&plugin, &m, Step::Serve, "rev1");
+            let r#async = runtime()
+                .render_async(plugin, &m, Step::Serve, "rev1")
+                .await;
+            assert_eq!(
+                r#async
+                    .as_ref()
+                    .err()
+                    .map(|e| e.reason().as_str().to_string())
+                    .as_deref(),
+                reason,
+                "{name}"
+            );
+            assert_eq!(
+                r#async.map_err(|e| e.to_string()).map(|o| o.len()),
+                sync.map_err(|e| e.to_string()).map(|o| o.len()),
+                "{name}"
+            );
+        }
+    });
+}
+
+/// `info()` runs at load with the same bounds as a render: a plugin whose `info()` loops is
+/// stopped at the deadline and refused with a load error, one that sleeps is refused at once;
+/// the other plugins load and render.
+#[test]
+fn a_plugin_whose_info_loops_or_sleeps_is_refused_at_load() {
+    let (rt, _dir) = runtime_with(&["info-loop", "info-sleep"], Duration::from_secs(1));
+    let errors = rt.load_errors();
+    for (file, words) in [
+        (
+            "info-loop.wasm",
+            "info() did not return within 1s and was stopped; a plugin must answer info() at once",
+        ),
+        ("info-sleep.wasm", "info() failed: plugins may not wait"),
+    ] {
+        let (_, message) = errors
+            .iter()
+            .find(|(path, _)| path.ends_with(file))
+            .unwrap_or_else(|| panic!("{file} should be refused; errors: {errors:?}"));
+        assert!(message.contains(words), "{file}: {message}");
+    }
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let m = model("m", "echo", &[]);
+    let plugin = rt.select(Step::Serve, &m).expect("built-ins load");
+    assert_eq!(
+        rt.render(&plugin, &m, Step::Serve, "rev1").unwrap().len(),
+        1
+    );
 }
