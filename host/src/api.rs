@@ -624,6 +624,15 @@ pub struct DownloadStatus {
     pub bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Model format the downloader detected from the content of the files (saved-model, keras-hdf5, onnx, safetensors, gguf, pytorch, or files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Regular files placed on the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// The largest of them, relative to the model directory (a long path keeps its end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

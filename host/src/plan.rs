@@ -22,7 +22,8 @@ pub enum DownloadState {
         started: Option<Time>,
     },
     Succeeded {
-        report: Option<FetchReport>,
+        /// Boxed: the report (with what landed) dwarfs the other variants.
+        report: Option<Box<FetchReport>>,
         started: Option<Time>,
         finished: Option<Time>,
         attempts: i32,
@@ -102,7 +103,8 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
                     .flat_map(|s| s.container_statuses.iter().flatten())
             })
             .filter_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.message.as_deref())
-            .find_map(parse_report);
+            .find_map(parse_report)
+            .map(Box::new);
         return DownloadState::Succeeded {
             report,
             started: status.start_time,
@@ -392,6 +394,48 @@ mod tests {
             DownloadState::Succeeded {
                 report: Some(r), ..
             } => assert_eq!(r.bytes, Some(42)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What the downloader writes after a download (with what landed: the format, the largest
+    /// files) is what the controller reads back from the termination message.
+    #[test]
+    fn the_downloaders_report_reads_back_with_what_landed() {
+        let dir = std::env::temp_dir().join(format!("plan-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("1/variables")).unwrap();
+        // A SavedModel: saved_model_schema_version 1, meta_graphs { meta_info_def {} }.
+        std::fs::write(dir.join("1/saved_model.pb"), b"\x08\x01\x12\x02\x0a\x00").unwrap();
+        std::fs::write(dir.join("1/variables/variables.index"), b"index").unwrap();
+        let written = FetchReport {
+            reason: Some("Downloaded".into()),
+            bytes: Some(11),
+            sha256: Some("ab".repeat(32)),
+            files: Some(2),
+            cached: Some(false),
+            seconds: Some(0.25),
+            ..FetchReport::default()
+        }
+        .with_inventory(&mlmodel_fetch::format::inspect(&dir, &[]));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let line = written.to_line();
+        assert!(line.contains(r#""format":"saved-model""#), "{line}");
+        let done =
+            job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+        let ok = pod(
+            json!({"containerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": format!("{line}\n")}}}]}),
+        );
+        match download_state(Some(&done), &[&ok]) {
+            DownloadState::Succeeded {
+                report: Some(read), ..
+            } => {
+                assert_eq!(*read, written);
+                assert_eq!(read.format.as_deref(), Some("saved-model"));
+                assert_eq!(read.total_bytes, Some(11));
+                assert_eq!(read.largest.unwrap()[0].path, "1/saved_model.pb");
+            }
             other => panic!("{other:?}"),
         }
     }

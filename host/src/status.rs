@@ -307,6 +307,13 @@ fn download_status(
             if let Some(r) = report {
                 d.bytes = r.bytes;
                 d.sha256 = r.sha256.clone();
+                d.format = r.format.clone();
+                d.files = r.files;
+                d.largest_file = r
+                    .largest
+                    .as_ref()
+                    .and_then(|l| l.first())
+                    .map(|f| f.path.clone());
             }
         }
         DownloadState::Failed { attempts, .. } => d.attempts = Some(*attempts),
@@ -318,6 +325,9 @@ fn download_status(
     {
         d.bytes = d.bytes.or(prev.bytes);
         d.sha256 = d.sha256.clone().or(prev.sha256.clone());
+        d.format = d.format.clone().or(prev.format.clone());
+        d.files = d.files.or(prev.files);
+        d.largest_file = d.largest_file.clone().or(prev.largest_file.clone());
         d.started_at = d.started_at.clone().or(prev.started_at.clone());
         d.finished_at = d.finished_at.clone().or(prev.finished_at.clone());
     }
@@ -417,11 +427,17 @@ mod tests {
 
     fn succeeded() -> DownloadState {
         DownloadState::Succeeded {
-            report: Some(FetchReport {
+            report: Some(Box::new(FetchReport {
                 bytes: Some(10),
                 sha256: Some("ab".into()),
+                files: Some(2),
+                format: Some("onnx".into()),
+                largest: Some(vec![mlmodel_fetch::PlacedFile {
+                    bytes: 8,
+                    path: "m.onnx".into(),
+                }]),
                 ..Default::default()
-            }),
+            })),
             started: None,
             finished: None,
             attempts: 1,
@@ -522,6 +538,11 @@ mod tests {
         );
         assert_eq!(s.revision.as_deref(), Some("r2"));
         assert_eq!(s.download.as_ref().unwrap().bytes, Some(10));
+        let d = s.download.as_ref().unwrap();
+        assert_eq!(
+            (d.format.as_deref(), d.files, d.largest_file.as_deref()),
+            (Some("onnx"), Some(2), Some("m.onnx"))
+        );
     }
 
     #[test]

@@ -20,10 +20,12 @@
 //! `progress` at the bottom; `remote` (a source of one file: [`remote::Remote`], `Opened`,
 //! `AttemptError`) and `retry` (settings, backoff) above them; the sources `http`, `objects`
 //! (S3, GCS) and `hf` implement `remote`, and `transfer` (one file, any `Remote`) uses it, neither
-//! knowing the other; `checksum`, `extract` and `report` finish; this file wires them together.
+//! knowing the other; `checksum`, `extract`, `format` (what landed: the model format from content,
+//! the largest files) and `report` finish; this file wires them together.
 mod checksum;
 mod error;
 mod extract;
+pub mod format;
 mod hf;
 mod http;
 mod netguard;
@@ -46,7 +48,7 @@ use tracing::{error, info};
 
 pub use error::FetchError;
 use place::{Inputs, Marker, Staging};
-pub use report::FetchReport;
+pub use report::{FetchReport, PlacedFile};
 use retry::Settings;
 use source::Location;
 use transfer::FileJob;
@@ -120,6 +122,7 @@ impl ExtractMode {
 pub fn run(args: FetchArgs) -> i32 {
     let started = Instant::now();
     let termination_log = args.termination_log.clone();
+    let dest = args.dest.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -134,9 +137,14 @@ pub fn run(args: FetchArgs) -> i32 {
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok((marker, cached)) => {
+            let inventory = format::inspect(&dest, &marker.entries);
             info!(bytes = marker.bytes, sha256 = %marker.sha256, files = marker.files,
+                format = inventory.format, total_bytes = inventory.total_bytes,
                 seconds = format!("{seconds:.1}"), cached, "download complete");
-            report::write(&termination_log, &report::success(&marker, seconds, cached));
+            report::write(
+                &termination_log,
+                &report::success(&marker, seconds, cached, &inventory),
+            );
             0
         }
         Err(e) => {

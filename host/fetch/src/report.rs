@@ -1,6 +1,9 @@
 //! The one-line JSON result on the termination log, which the controller turns into status.
 //!
-//! Success: `{"reason":"Downloaded","bytes":N,"sha256":"..","seconds":S,"files":N,"cached":B}`.
+//! Success: `{"bytes":N,"cached":B,"files":N,"format":"onnx","largest":[{"bytes":N,"path":".."}],
+//! "reason":"Downloaded","seconds":S,"sha256":"..","totalBytes":N}` (`format` and the rest of
+//! what landed: see [`crate::format`]; reports written before had no `format`, `largest` or
+//! `totalBytes`, and still read).
 //! Failure: `{"reason":"NotFound","message":"..."}` plus `status` (HTTP) or `expected`/`actual`
 //! (checksum) when they apply. Always under 4096 bytes, the kubelet's limit.
 //! Keys come in alphabetical order. One type, [`FetchReport`], writes and reads it.
@@ -11,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tracing::warn;
 
 use crate::error::FetchError;
+use crate::format::Inventory;
 use crate::place::Marker;
 
 pub const MAX_BYTES: usize = 4096;
@@ -19,7 +23,9 @@ pub const MAX_BYTES: usize = 4096;
 /// (`plan::download_state`). Fields are declared in alphabetical order, the order the JSON has
 /// always had; absent ones are left out. Reading is as lenient as the controller always was:
 /// missing fields are `None`, unknown ones are ignored, and so is an ill-typed `actual`,
-/// `cached`, `expected`, `files`, `seconds` or `status` (fields the controller does not use).
+/// `cached`, `expected`, `files`, `format`, `largest`, `seconds`, `status` or `totalBytes` (so
+/// that a report of an older or newer downloader still gives the controller its reason, bytes and
+/// digest).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FetchReport {
     /// Checksum failures: the digest received.
@@ -53,6 +59,22 @@ pub struct FetchReport {
         deserialize_with = "lenient"
     )]
     pub files: Option<u64>,
+    /// Success: the model format detected from the content of what was placed: `saved-model`,
+    /// `keras-hdf5`, `onnx`, `safetensors`, `gguf`, `pytorch` or `files`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub format: Option<String>,
+    /// Success: the largest files placed, largest first (at most [`crate::format::LISTED`], paths
+    /// relative to DEST and cut to [`crate::format::MAX_PATH`] bytes).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub largest: Option<Vec<PlacedFile>>,
     /// Failure: what went wrong, cut to fit [`MAX_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -76,6 +98,22 @@ pub struct FetchReport {
         deserialize_with = "lenient"
     )]
     pub status: Option<u16>,
+    /// Success: the size of all the files placed (after unpacking, unlike `bytes`).
+    #[serde(
+        rename = "totalBytes",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub total_bytes: Option<u64>,
+}
+
+/// One file placed in DEST.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedFile {
+    pub bytes: u64,
+    /// Relative to DEST; a long path keeps its end, after `...`.
+    pub path: String,
 }
 
 /// A value of the wrong type reads as absent instead of failing the whole report.
@@ -99,6 +137,24 @@ impl FetchReport {
             cached: Some(cached),
             ..Self::default()
         }
+    }
+
+    /// Adds what landed: the format, the total size and the largest files. Bounded whatever the
+    /// number of files: at most [`crate::format::LISTED`] paths of at most [`crate::format::MAX_PATH`] bytes.
+    pub fn with_inventory(mut self, inventory: &Inventory) -> Self {
+        self.format = Some(inventory.format.to_string());
+        self.total_bytes = Some(inventory.total_bytes);
+        self.largest = Some(
+            inventory
+                .largest
+                .iter()
+                .map(|(path, bytes)| PlacedFile {
+                    bytes: *bytes,
+                    path: path.clone(),
+                })
+                .collect(),
+        );
+        self
     }
 
     pub fn failure(err: &FetchError) -> Self {
@@ -146,8 +202,10 @@ impl FetchReport {
     }
 }
 
-pub fn success(marker: &Marker, seconds: f64, cached: bool) -> String {
-    FetchReport::success(marker, seconds, cached).to_line()
+pub fn success(marker: &Marker, seconds: f64, cached: bool, inventory: &Inventory) -> String {
+    FetchReport::success(marker, seconds, cached)
+        .with_inventory(inventory)
+        .to_line()
 }
 
 pub fn failure(err: &FetchError) -> String {
@@ -164,6 +222,7 @@ pub fn write(path: &Path, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format;
     use serde_json::Value;
 
     #[test]
@@ -201,22 +260,32 @@ mod tests {
         }
     }
 
+    fn inventory() -> Inventory {
+        Inventory {
+            format: format::ONNX,
+            files: 1,
+            total_bytes: 42,
+            largest: vec![("m.bin".into(), 42)],
+        }
+    }
+
     /// The lines on the wire, byte for byte, and back: what the controller reads is what was
     /// written.
     #[test]
     fn lines_are_unchanged_and_read_back() {
         let sha = "ab".repeat(32);
+        let landed = r#""format":"onnx","largest":[{"bytes":42,"path":"m.bin"}]"#;
         let cases = [
             (
-                success(&marker(), 1.23456, false),
+                success(&marker(), 1.23456, false, &inventory()),
                 format!(
-                    r#"{{"bytes":42,"cached":false,"files":1,"reason":"Downloaded","seconds":1.235,"sha256":"{sha}"}}"#
+                    r#"{{"bytes":42,"cached":false,"files":1,{landed},"reason":"Downloaded","seconds":1.235,"sha256":"{sha}","totalBytes":42}}"#
                 ),
             ),
             (
-                success(&marker(), 2.0, true),
+                success(&marker(), 2.0, true, &inventory()),
                 format!(
-                    r#"{{"bytes":42,"cached":true,"files":1,"reason":"Downloaded","seconds":2.0,"sha256":"{sha}"}}"#
+                    r#"{{"bytes":42,"cached":true,"files":1,{landed},"reason":"Downloaded","seconds":2.0,"sha256":"{sha}","totalBytes":42}}"#
                 ),
             ),
             (
@@ -256,19 +325,59 @@ mod tests {
             let read: FetchReport = serde_json::from_str(&line).unwrap();
             assert_eq!(read.to_line(), line);
         }
-        let read: FetchReport = serde_json::from_str(&success(&marker(), 0.5, false)).unwrap();
+        let read: FetchReport =
+            serde_json::from_str(&success(&marker(), 0.5, false, &inventory())).unwrap();
         assert_eq!(
             read,
             FetchReport {
                 reason: Some("Downloaded".into()),
                 bytes: Some(42),
-                sha256: Some(sha),
+                sha256: Some(sha.clone()),
                 seconds: Some(0.5),
                 files: Some(1),
                 cached: Some(false),
+                format: Some("onnx".into()),
+                largest: Some(vec![PlacedFile {
+                    bytes: 42,
+                    path: "m.bin".into()
+                }]),
+                total_bytes: Some(42),
                 ..FetchReport::default()
             }
         );
+        // A report of an earlier downloader, without what landed, still reads.
+        let old = format!(
+            r#"{{"bytes":42,"cached":false,"files":1,"reason":"Downloaded","seconds":1.235,"sha256":"{sha}"}}"#
+        );
+        let read: FetchReport = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            (read.bytes, &read.format, &read.largest),
+            (Some(42), &None, &None)
+        );
+        assert_eq!(read.to_line(), old);
+    }
+
+    /// However many files landed, and however long their names, the report fits the kubelet's
+    /// limit.
+    #[test]
+    fn the_report_of_ten_thousand_files_fits() {
+        let dir = std::env::temp_dir().join(format!("fetch-report-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let deep = dir.join(format!("{}/{}", "d".repeat(200), "\u{e9}\"".repeat(60)));
+        std::fs::create_dir_all(&deep).unwrap();
+        for i in 0..10_000 {
+            let name = format!("{i:05}-{}\u{1}", "n".repeat(200));
+            std::fs::write(deep.join(name), vec![0; i % 97]).unwrap();
+        }
+        let inventory = format::inspect(&dir, &[]);
+        assert_eq!((inventory.files, inventory.format), (10_000, format::FILES));
+        assert_eq!(inventory.largest.len(), format::LISTED);
+        let line = success(&marker(), 12.5, false, &inventory);
+        assert!(line.len() < MAX_BYTES, "{} bytes: {line}", line.len());
+        let read: FetchReport = serde_json::from_str(&line).unwrap();
+        assert_eq!(read.total_bytes, Some(inventory.total_bytes));
+        assert_eq!(read.largest.unwrap()[0].bytes, 96);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -280,6 +389,15 @@ mod tests {
         assert_eq!(read.reason.as_deref(), Some("NotFound"));
         assert_eq!(read.message.as_deref(), Some("m"));
         assert_eq!((read.status, read.files, read.seconds), (None, None, None));
+        let read: FetchReport = serde_json::from_str(
+            r#"{"reason":"Downloaded","bytes":1,"format":7,"largest":"x","totalBytes":-3}"#,
+        )
+        .unwrap();
+        assert_eq!(read.bytes, Some(1));
+        assert_eq!(
+            (read.format, read.largest, read.total_bytes),
+            (None, None, None)
+        );
         let empty: FetchReport = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, FetchReport::default());
     }

@@ -142,6 +142,17 @@ async fn a_tar_gz_unpacks_into_dest_keeping_version_directories() {
     let (run, dir) = fetch_archive("model.tar.gz", archive, &[]).await;
     run.assert_ok();
     assert_eq!(run.term["files"], 3);
+    // Named like a SavedModel, but "graph" is no SavedModel message: content, not names.
+    assert_eq!(run.term["format"], "files");
+    assert_eq!(run.term["totalBytes"], 15);
+    assert_eq!(
+        run.term["largest"],
+        serde_json::json!([
+            {"bytes": 5, "path": "1/copy.pb"},
+            {"bytes": 5, "path": "1/saved_model.pb"},
+            {"bytes": 5, "path": "1/variables/variables.index"},
+        ])
+    );
     let dest = dir.path().join("dest");
     assert_eq!(
         tree(&dest),
@@ -214,6 +225,36 @@ async fn archives_are_recognised_by_content_and_kept_with_extract_none() {
         tree(&dir.path().join("dest")),
         vec![("model.pt".into(), pt)]
     );
+    assert_eq!(run.term["format"], "pytorch");
+}
+
+/// The format is detected in what was unpacked, and reported again when DEST already holds the
+/// download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_format_of_what_landed_is_reported() {
+    // saved_model_schema_version 1, meta_graphs { meta_info_def {} }.
+    let archive = gzip(&tar_bytes(&[
+        file("1/saved_model.pb", b"\x08\x01\x12\x02\x0a\x00"),
+        file("1/variables/variables.data-00000-of-00001", &[0; 100]),
+        file("1/variables/variables.index", b"index"),
+    ]));
+    let srv = Server::start().await;
+    srv.route("/m.tgz", Route::new(archive.clone()));
+    let dir = TempDir::new("landed");
+    let dest = dir.path().join("dest");
+    for cached in [false, true] {
+        let run = Fetch::new(&srv.url("/m.tgz"), &dest).run().await;
+        run.assert_ok();
+        assert_eq!(run.term["cached"], cached);
+        assert_eq!(run.term["format"], "saved-model");
+        assert_eq!(run.term["files"], 3);
+        assert_eq!(run.term["totalBytes"], 111);
+        assert_eq!(run.term["bytes"], archive.len());
+        assert_eq!(
+            run.term["largest"][0]["path"],
+            "1/variables/variables.data-00000-of-00001"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
