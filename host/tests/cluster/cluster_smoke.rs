@@ -1,6 +1,6 @@
 //! Smoke tests of the local control plane itself (hack/cluster.sh): that it behaves like the real
 //! cluster the operator's integration tests rely on. Run with `make test`, or against a running
-//! cluster: `make cluster-up && cargo test -p mlmodel-operator --test cluster_smoke -- --ignored`.
+//! cluster: `make cluster-up && cargo test -p mlmodel-operator --test cluster cluster_smoke -- --ignored`.
 use crate::common;
 
 use std::time::Duration;
