@@ -94,9 +94,12 @@ for t in "${targets[@]}"; do
   say "running $t for ${FUZZ_SECONDS} s (log: $log)"
   start=$SECONDS
   rc=0
-  "${fuzz[@]}" run "${common[@]}" "$t" "$corpus" "fuzz/seeds/$t" -- "${flags[@]}" ${extra[@]+"${extra[@]}"} \
+  # The extract target's sandbox: tmpfs when there is one, removed after the run.
+  scratch=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/mlmodel-fuzz.XXXXXX")
+  FUZZ_EXTRACT_DIR=$scratch "${fuzz[@]}" run "${common[@]}" "$t" "$corpus" "fuzz/seeds/$t" -- "${flags[@]}" ${extra[@]+"${extra[@]}"} \
     >"$log" 2>&1 || rc=$?
   took=$((SECONDS - start))
+  rm -rf "$scratch"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)

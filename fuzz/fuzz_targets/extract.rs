@@ -7,7 +7,7 @@
 //! `outside/` directory holding a canary file:
 //!
 //! ```text
-//! /dev/shm/mlmodel-fuzz-extract-<pid>/        (sandbox)
+//! $FUZZ_EXTRACT_DIR (else /dev/shm)/mlmodel-fuzz-extract-<pid>/    (sandbox)
 //!   outside/canary
 //!   up/dest/                                  (the destination)
 //! ```
@@ -39,7 +39,10 @@ struct Sandbox {
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
+        // hack/fuzz.sh names a directory it removes after the run.
+        let base = if let Some(dir) = std::env::var_os("FUZZ_EXTRACT_DIR") {
+            PathBuf::from(dir)
+        } else if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
