@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch fuzz clean
 
 all: build
 
@@ -90,6 +90,12 @@ bench-memory: setup tools ## the operator's RSS at rest with 1000 models Ready
 
 bench-fetch: setup ## 2 GiB over loopback with sha256, against curl
 	hack/bench-fetch.sh
+
+# Fuzzing: not part of `make test`. Each target of fuzz/ runs FUZZ_SECONDS (default 600), one
+# after the other; FUZZ_TARGETS picks some (policy extract names). Corpora and crashes stay under
+# $(CACHE)/fuzz. Figures of the last runs: hack/README.md, "Fuzzing".
+fuzz: ## cargo-fuzz targets: plugin output policy, archive extractor, names (FUZZ_SECONDS=600 each)
+	@hack/fuzz.sh
 
 clean:
 	cargo clean

@@ -30,6 +30,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TOOLCHAIN");
 
     let target_dir = env::var_os("MLMODEL_PLUGIN_TARGET_DIR")
         .map(PathBuf::from)
@@ -50,8 +51,16 @@ fn main() {
 }
 
 fn build_plugins(workspace: &Path, target_dir: &Path) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    // `MLMODEL_PLUGIN_TOOLCHAIN` (a rustup toolchain) builds the plugins with another toolchain
+    // than the host's: `make fuzz` builds the host with a nightly that may lack wasm32-wasip2.
+    let mut cmd = match env::var("MLMODEL_PLUGIN_TOOLCHAIN") {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["run", &toolchain, "cargo"]);
+            cmd
+        }
+        _ => Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
+    };
     cmd.current_dir(workspace)
         .args([
             "build",

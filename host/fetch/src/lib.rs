@@ -47,6 +47,12 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::{error, info};
 
 pub use error::FetchError;
+/// The archive extractor for the fuzz targets (`fuzz/`, feature `fuzzing`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::extract::{Format, detect, extract};
+}
 use place::{Inputs, Marker, Staging};
 pub use report::{FetchReport, PlacedFile};
 use retry::Settings;
