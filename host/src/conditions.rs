@@ -76,6 +76,8 @@ pub enum Reason {
     NameConflict,
     ApplyFailed,
     InvalidPluginConfig,
+    /// The downloaded files are of a format the serve plugin does not load.
+    ModelFormatMismatch,
     // A plugin that could not be used (`PluginError::reason`).
     PluginNotFound,
     PluginDigestMismatch,
@@ -153,6 +155,7 @@ mod tests {
                 "NameConflict",
                 "ApplyFailed",
                 "InvalidPluginConfig",
+                "ModelFormatMismatch",
                 "PluginNotFound",
                 "PluginDigestMismatch",
                 "PluginWrongStep",

@@ -13,6 +13,7 @@ use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
 use crate::plugins::{LoadedPlugin, PluginError, Runtime, Step};
 use crate::status::{Endpoint, Observation};
+use mlmodel_fetch::FetchReport;
 use kube::api::DynamicObject;
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -257,11 +258,42 @@ async fn in_order(
     else {
         return Ok(());
     };
+    if serve_rev == wanted
+        && let DownloadState::Succeeded {
+            report: Some(report),
+            ..
+        } = &obs.download
+    {
+        check_format(&plugins.serve, report)?;
+    }
     serve(applier, owned, &plugins.serve, &serve_rev, obs).await?;
     if let Some(plugin) = &plugins.expose {
         expose(applier, owned, plugin, &serve_rev, obs).await?;
     }
     Ok(())
+}
+
+/// The downloaded files' format against what the serve plugin loads: a mismatch stops before
+/// any server starts (a server that cannot load its model never becomes ready, and says why only
+/// in its logs).
+fn check_format(plugin: &LoadedPlugin, report: &FetchReport) -> Result<(), Stop> {
+    let Some(format) = report.format.as_deref() else {
+        return Ok(());
+    };
+    if plugin.accepts.loads_format(format) {
+        return Ok(());
+    }
+    let found = match report.largest.as_deref().and_then(|l| l.first()) {
+        Some(file) => format!("{format} (largest file: {:?}, {} bytes)", file.path, file.bytes),
+        None => format.to_string(),
+    };
+    let message = format!(
+        "the downloaded model is {found}, but serve plugin {} loads only {}: choose a model URL in one of those formats, or a serve plugin that loads {format} (annotation {})",
+        plugin.name,
+        plugin.accepts.model_formats.join(", "),
+        Step::Serve.annotation(),
+    );
+    Err(Blocked::new(Reason::ModelFormatMismatch, message).into())
 }
 
 /// What is served now: the revision the current workload's pod template says (level-triggered:

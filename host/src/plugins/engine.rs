@@ -21,11 +21,19 @@ use super::stdio::BoundedPipe;
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
 }
+/// The world of a plugin that also exports the optional `inputs` interface.
+pub(crate) mod with_inputs {
+    wasmtime::component::bindgen!({ path: "../wit", world: "plugin-with-inputs" });
+}
 pub(crate) use bindings::PluginPre;
 pub(crate) use bindings::exports::mlmodel::plugin::renderer as wit;
+use with_inputs::PluginWithInputsPre;
+pub(crate) use with_inputs::exports::mlmodel::plugin::inputs::Accepted;
 
 /// The export every plugin must have; matched semver-compatibly (any `0.1.x`).
-pub const CONTRACT: &str = "mlmodel:plugin/renderer@0.1.0";
+pub const CONTRACT: &str = "mlmodel:plugin/renderer@0.1.1";
+/// The optional export saying what a plugin accepts (since contract 0.1.1).
+pub const INPUTS: &str = "mlmodel:plugin/inputs@0.1.1";
 
 /// Bounds of one plugin call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,17 +257,55 @@ impl PluginEngine {
             .instantiate_pre(component)
             .map_err(wasm_err)
             .context("it needs imports the sandbox does not provide (only WASI without files, network or environment is)")?;
-        let contract_error = |detail: String| {
-            anyhow::anyhow!(
-                "it does not export `{CONTRACT}` with the expected types (was it built against another version of wit/plugin.wit?): {detail}"
-            )
+        PluginPre::new(pre)
+            .map_err(|e| contract_error(CONTRACT, root_message(&e)))
+            .and_then(|pre| self.check_instantiates(pre))
+    }
+
+    /// What the plugin accepts: its `inputs` export's answer, or `None` when it has no such
+    /// export (a plugin built against contract 0.1.0). Called once at load, on a thread of its
+    /// own like `info()`.
+    pub(crate) fn accepts(&self, component: &Component) -> Result<Option<Accepted>> {
+        if component.get_export_index(None, INPUTS).is_none() {
+            return Ok(None);
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(wasm_err)
+            .context("it needs imports the sandbox does not provide")?;
+        let pre = PluginWithInputsPre::new(pre)
+            .map_err(|e| contract_error(INPUTS, root_message(&e)))?;
+        let deadline = self.limits.host_deadline();
+        let (engine, limits) = (self.engine.clone(), self.limits.clone());
+        let call = move || {
+            sandboxed_call(&engine, &limits, &pre, |store, plugin: &with_inputs::PluginWithInputs| {
+                plugin.mlmodel_plugin_inputs().call_accepts(store)
+            })
         };
-        let pre = PluginPre::new(pre).map_err(|e| contract_error(root_message(&e)))?;
+        match on_own_thread(deadline, call) {
+            Ok(Ok((accepted, _))) => Ok(Some(accepted)),
+            Ok(Err(CallFailure::Trap { message, stderr })) => Err(anyhow::anyhow!(
+                "accepts() failed: {message}{}",
+                super::registry::stderr_suffix(&stderr)
+            )),
+            Ok(Err(CallFailure::OutOfMemory { .. })) => {
+                anyhow::bail!("accepts() ran out of memory")
+            }
+            Ok(Err(CallFailure::Timeout { .. })) | Err(OwnThread::TimedOut) => anyhow::bail!(
+                "accepts() did not return within {:?} and was stopped; a plugin must answer at once",
+                self.limits.timeout
+            ),
+            Err(OwnThread::Failed(why)) => Err(anyhow::anyhow!("accepts() failed: {why}")),
+        }
+    }
+
+    fn check_instantiates(&self, pre: PluginPre<HostState>) -> Result<PluginPre<HostState>> {
         // Function signatures are only checked when an instance is made: make one now, so a
         // changed signature is a load error rather than a failure of every render.
         match self.call_on_own_thread(&pre, |_, _| Ok(())) {
             Ok(((), _)) => Ok(pre),
-            Err(CallFailure::Trap { message, .. }) => Err(contract_error(message)),
+            Err(CallFailure::Trap { message, .. }) => Err(contract_error(CONTRACT, message)),
             Err(CallFailure::Timeout { .. }) => {
                 anyhow::bail!("instantiating it did not finish in time")
             }
@@ -327,12 +373,38 @@ impl PluginEngine {
     }
 }
 
+fn contract_error(export: &str, detail: String) -> anyhow::Error {
+    anyhow::anyhow!(
+        "it does not export `{export}` with the expected types (was it built against another version of wit/plugin.wit?): {detail}"
+    )
+}
+
+/// A pre-linked plugin of one of the worlds the host knows.
+trait Instantiate {
+    type Instance;
+    fn instantiate_in(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance>;
+}
+
+impl Instantiate for PluginPre<HostState> {
+    type Instance = bindings::Plugin;
+    fn instantiate_in(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
+        self.instantiate(store)
+    }
+}
+
+impl Instantiate for PluginWithInputsPre<HostState> {
+    type Instance = with_inputs::PluginWithInputs;
+    fn instantiate_in(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
+        self.instantiate(store)
+    }
+}
+
 /// A fresh store with the sandbox's bounds, a fresh instance of `pre` in it, then `f`.
-fn sandboxed_call<R>(
+fn sandboxed_call<P: Instantiate, R>(
     engine: &Engine,
     limits: &Limits,
-    pre: &PluginPre<HostState>,
-    f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R>,
+    pre: &P,
+    f: impl FnOnce(&mut Store<HostState>, &P::Instance) -> wasmtime::Result<R>,
 ) -> Result<(R, String), CallFailure> {
     let stderr = BoundedPipe::new(limits.stderr_bytes);
     // Nothing is granted: no preopened directory, no environment, no arguments, stdin
@@ -353,7 +425,7 @@ fn sandboxed_call<R>(
     store.epoch_deadline_trap();
 
     let result = pre
-        .instantiate(&mut store)
+        .instantiate_in(&mut store)
         .and_then(|plugin| f(&mut store, &plugin));
     result.map(|r| (r, stderr.one_line())).map_err(|e| {
         let stderr = stderr.one_line();

@@ -73,6 +73,21 @@ pub enum PluginError {
     /// The model's `spec.plugins.config` is out of bounds: no plugin is called with it.
     #[error("{0}")]
     InvalidConfig(#[from] InvalidPluginConfig),
+    /// The step's config has keys the plugin declared it does not read: it is not called.
+    #[error("spec.plugins.config.{step} has {} {}, which plugin {plugin} does not read (it reads: {})", if keys.len() == 1 { "the key" } else { "the keys" }, quoted(keys), if known.is_empty() { "no key".to_string() } else { known.join(", ") })]
+    UnknownConfigKeys {
+        plugin: String,
+        step: Step,
+        keys: Vec<String>,
+        known: Vec<String>,
+    },
+}
+
+fn quoted(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| format!("{:?}", truncate(k.clone(), 64)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Longest message of a plugin error that reaches a model's status (all of it: what the host
@@ -123,7 +138,9 @@ impl PluginError {
             PluginError::Failed { .. } => Reason::PluginFailed,
             PluginError::InvalidOutput { .. } => Reason::InvalidPluginOutput,
             PluginError::Forbidden { .. } => Reason::ForbiddenPluginOutput,
-            PluginError::InvalidConfig(_) => Reason::InvalidPluginConfig,
+            PluginError::InvalidConfig(_) | PluginError::UnknownConfigKeys { .. } => {
+                Reason::InvalidPluginConfig
+            }
         }
     }
 
@@ -201,6 +218,31 @@ mod tests {
             stderr: String::new(),
         };
         assert_eq!(short.message(), "plugin p failed: no");
+    }
+
+    #[test]
+    fn unknown_config_keys_are_named_with_the_known_ones() {
+        let e = PluginError::UnknownConfigKeys {
+            plugin: "echo-server".into(),
+            step: Step::Serve,
+            keys: vec!["imag".into()],
+            known: vec!["image".into(), "text".into()],
+        };
+        assert_eq!(e.reason(), Reason::InvalidPluginConfig);
+        assert_eq!(
+            e.message(),
+            "spec.plugins.config.serve has the key \"imag\", which plugin echo-server does not read (it reads: image, text)"
+        );
+        let none = PluginError::UnknownConfigKeys {
+            plugin: "service".into(),
+            step: Step::Expose,
+            keys: vec!["a".into(), "b\n".into()],
+            known: vec![],
+        };
+        assert_eq!(
+            none.message(),
+            "spec.plugins.config.expose has the keys \"a\", \"b\\n\", which plugin service does not read (it reads: no key)"
+        );
     }
 
     #[test]

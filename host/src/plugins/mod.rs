@@ -22,7 +22,7 @@ mod step;
 pub use context::DEFAULT_NAMESPACE;
 pub use engine::{CONTRACT, HOST_GRACE, Limits};
 pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError};
-pub use registry::{BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
+pub use registry::{Accepts, BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
 pub use step::Step;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -313,7 +313,7 @@ impl Runtime {
         revision: &str,
     ) -> Result<Vec<DynamicObject>, PluginError> {
         check_step(&plugin, step)?;
-        check_config(model)?;
+        check_config(&plugin, model, step)?;
         let _turn = self
             .inner
             .render_turns
@@ -352,7 +352,7 @@ impl Runtime {
         here: bool,
     ) -> Result<Vec<DynamicObject>, PluginError> {
         check_step(plugin, step)?;
-        check_config(model)?;
+        check_config(plugin, model, step)?;
         let input = wit::RenderInput {
             model: context::model_json(model),
             context: context::context_json(model, step, revision, &self.inner.opts.operator_image),
@@ -401,7 +401,7 @@ impl Runtime {
         revision: &str,
         render: impl FnOnce(&str, &str) -> Result<Vec<String>, String>,
     ) -> Result<Vec<DynamicObject>, PluginError> {
-        check_config(model)?;
+        check_config_bounds(model)?;
         let model_json = context::model_json(model);
         let context_json =
             context::context_json(model, step, revision, &self.inner.opts.operator_image);
@@ -452,11 +452,27 @@ impl Runtime {
     }
 }
 
-fn check_config(model: &MLModel) -> Result<(), PluginError> {
+fn check_config_bounds(model: &MLModel) -> Result<(), PluginError> {
     match model.spec.plugin_config_error() {
         Some(e) => Err(e.clone().into()),
         None => Ok(()),
     }
+}
+
+/// The model's config within bounds, and its step part without a key `plugin` does not read.
+fn check_config(plugin: &LoadedPlugin, model: &MLModel, step: Step) -> Result<(), PluginError> {
+    check_config_bounds(model)?;
+    let config = crate::names::step_config(model, step.as_str());
+    let unknown = plugin.accepts.unknown_config_keys(&config);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(PluginError::UnknownConfigKeys {
+        plugin: plugin.name.clone(),
+        step,
+        keys: unknown.into_iter().map(str::to_string).collect(),
+        known: plugin.accepts.config_keys.clone().unwrap_or_default(),
+    })
 }
 
 fn check_output(

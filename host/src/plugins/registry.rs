@@ -61,7 +61,70 @@ pub struct LoadedPlugin {
     pub sha256: String,
     /// `builtin` or the file it was loaded from.
     pub source: String,
+    /// From the plugin's optional `inputs` export.
+    pub accepts: Accepts,
     pub(crate) pre: PluginPre<HostState>,
+}
+
+/// What a plugin accepts (its `inputs` export); a plugin without that export accepts any
+/// config key and any model format.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepts {
+    /// The keys of its step config it reads; `None`: not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_keys: Option<Vec<String>>,
+    /// Model formats a serve plugin loads; empty: any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_formats: Vec<String>,
+}
+
+/// At most this many config keys and model formats a plugin may declare, each a short word.
+const MAX_ACCEPTED_ITEMS: usize = 128;
+const MAX_ACCEPTED_ITEM_BYTES: usize = 128;
+
+impl Accepts {
+    /// The config keys of `config` this plugin does not read, in the config's order (none
+    /// when it declared no keys or `config` is not an object).
+    pub fn unknown_config_keys<'a>(&self, config: &'a serde_json::Value) -> Vec<&'a str> {
+        match (&self.config_keys, config.as_object()) {
+            (Some(known), Some(object)) => object
+                .keys()
+                .filter(|k| !known.iter().any(|known| known == *k))
+                .map(String::as_str)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether a serve plugin with these declarations loads files of `format`.
+    pub fn loads_format(&self, format: &str) -> bool {
+        self.model_formats.is_empty() || self.model_formats.iter().any(|f| f == format)
+    }
+}
+
+fn check_accepts(name: &str, accepts: &Accepts) -> Result<(), String> {
+    let lists = [
+        ("config key", accepts.config_keys.as_deref().unwrap_or_default()),
+        ("model format", &accepts.model_formats[..]),
+    ];
+    for (what, items) in lists {
+        if items.len() > MAX_ACCEPTED_ITEMS {
+            return Err(format!(
+                "plugin {name}: accepts() lists {} {what}s; at most {MAX_ACCEPTED_ITEMS} are allowed",
+                items.len()
+            ));
+        }
+        if let Some(bad) = items.iter().find(|i| {
+            i.is_empty() || i.len() > MAX_ACCEPTED_ITEM_BYTES || i.contains(char::is_control)
+        }) {
+            return Err(format!(
+                "plugin {name}: accepts() gave the {what} {:?}; each is one non-empty line of at most {MAX_ACCEPTED_ITEM_BYTES} bytes",
+                truncate(bad.clone(), MAX_ACCEPTED_ITEM_BYTES)
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -85,6 +148,7 @@ pub struct PluginSummary {
     pub sha256: String,
     pub source: String,
     pub description: String,
+    pub accepts: Accepts,
     /// False when a later plugin of the same name replaces it.
     pub active: bool,
 }
@@ -115,6 +179,7 @@ impl Snapshot {
                 sha256: p.sha256.clone(),
                 source: p.source.clone(),
                 description: p.description.clone(),
+                accepts: p.accepts.clone(),
                 active: self.active.get(&p.name).is_some_and(|a| Arc::ptr_eq(a, p)),
             })
             .collect()
@@ -268,6 +333,15 @@ fn load_one(
         CallFailure::OutOfMemory { .. } => "info() ran out of memory".to_string(),
     })?;
     check_info(&info.name, &info.version, &info.steps)?;
+    let accepts = engine
+        .accepts(&component)
+        .map_err(|e| format!("plugin {}: {e:#}", info.name))?
+        .map(|a| Accepts {
+            config_keys: a.config_keys,
+            model_formats: a.model_formats,
+        })
+        .unwrap_or_default();
+    check_accepts(&info.name, &accepts)?;
     let plugin = LoadedPlugin {
         name: info.name,
         version: info.version,
@@ -282,6 +356,7 @@ fn load_one(
         ),
         sha256,
         source: source.to_string(),
+        accepts,
         pre,
     };
     tracing::debug!(plugin = %plugin.name, source, cached, ms = started.elapsed().as_secs_f64() * 1e3, "plugin loaded");
@@ -296,6 +371,7 @@ fn clone_meta(p: &LoadedPlugin) -> LoadedPlugin {
         description: p.description.clone(),
         sha256: p.sha256.clone(),
         source: p.source.clone(),
+        accepts: p.accepts.clone(),
         pre: p.pre.clone(),
     }
 }

@@ -60,6 +60,17 @@ pub struct PodSettings {
 }
 
 impl PodSettings {
+    /// The config keys [`PodSettings::from_config`] reads: part of every default plugin's
+    /// `Plugin::CONFIG_KEYS`.
+    pub const KEYS: [&'static str; 6] = [
+        "image",
+        "podLabels",
+        "podAnnotations",
+        "nodeSelector",
+        "env",
+        "resources",
+    ];
+
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let env = match config.value("env") {
             None => Vec::new(),

@@ -30,13 +30,14 @@ pub use types::{Context, Metadata, Model, Names, SecretRef, Spec};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "plugin",
+        world: "plugin-with-inputs",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "mlmodel_plugin_sdk::bindings",
     });
 }
 
+use bindings::exports::mlmodel::plugin::inputs;
 use bindings::exports::mlmodel::plugin::renderer as wit;
 pub use wit::Step;
 
@@ -48,6 +49,14 @@ pub trait Plugin {
     const DESCRIPTION: &'static str;
     /// Steps this plugin renders.
     const STEPS: &'static [Step];
+    /// The keys of its step config (`ctx.config`) the plugin reads. The host refuses a model
+    /// whose step config has another key (`InvalidPluginConfig`, naming the key and these)
+    /// without calling the plugin. `None`: any key is passed through unchecked.
+    const CONFIG_KEYS: Option<&'static [&'static str]> = None;
+    /// For a serve plugin: the model formats its server loads, as the downloader names them
+    /// (`saved-model`, `keras-hdf5`, `onnx`, `safetensors`, `gguf`, `pytorch`, `files`); files
+    /// of another format fail the model with `ModelFormatMismatch`. Empty: any.
+    const MODEL_FORMATS: &'static [&'static str] = &[];
     /// Render `ctx.step` of `model`. An `Err` is shown to the user as the plugin's error.
     fn render(model: &Model, ctx: &Context) -> Result<Vec<serde_json::Value>, String>;
 }
@@ -59,6 +68,15 @@ pub fn __info<P: Plugin>(version: &str) -> wit::PluginInfo {
         version: version.to_string(),
         steps: P::STEPS.to_vec(),
         description: P::DESCRIPTION.to_string(),
+    }
+}
+
+#[doc(hidden)]
+pub fn __accepts<P: Plugin>() -> inputs::Accepted {
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+    inputs::Accepted {
+        config_keys: P::CONFIG_KEYS.map(strings),
+        model_formats: strings(P::MODEL_FORMATS),
     }
 }
 
@@ -80,7 +98,8 @@ pub fn render_json<P: Plugin>(model: &str, context: &str) -> Result<Vec<String>,
         .collect()
 }
 
-/// Exports a [`Plugin`] implementation as the component's `mlmodel:plugin/renderer`.
+/// Exports a [`Plugin`] implementation as the component's `mlmodel:plugin/renderer` and
+/// `mlmodel:plugin/inputs`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -100,6 +119,11 @@ macro_rules! export_plugin {
                 $crate::bindings::exports::mlmodel::plugin::renderer::PluginError,
             > {
                 $crate::__render::<$plugin>(input)
+            }
+        }
+        impl $crate::bindings::exports::mlmodel::plugin::inputs::Guest for __MlmodelPluginExport {
+            fn accepts() -> $crate::bindings::exports::mlmodel::plugin::inputs::Accepted {
+                $crate::__accepts::<$plugin>()
             }
         }
         $crate::bindings::__export_plugin_world!(__MlmodelPluginExport with_types_in $crate::bindings);

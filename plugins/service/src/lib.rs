@@ -17,6 +17,7 @@ impl Plugin for Service {
     const NAME: &'static str = "service";
     const DESCRIPTION: &'static str = "ClusterIP Service on the model's serving pods";
     const STEPS: &'static [Step] = &[Step::Expose];
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["ports", "grpc", "annotations"]);
 
     fn render(_model: &Model, ctx: &Context) -> Result<Vec<Value>, String> {
         let config = &ctx.config;

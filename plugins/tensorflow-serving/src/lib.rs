@@ -24,6 +24,9 @@ impl Plugin for TensorflowServing {
     const DESCRIPTION: &'static str =
         "Deployment of tensorflow/serving loading the model read-only (REST 8501, gRPC 8500)";
     const STEPS: &'static [Step] = &[Step::Serve];
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["image", "podLabels", "podAnnotations", "nodeSelector", "env", "resources", "modelVersion", "extraArgs"]);
+    /// TensorFlow Serving loads a SavedModel directory only.
+    const MODEL_FORMATS: &'static [&'static str] = &["saved-model"];
 
     fn render(model: &Model, ctx: &Context) -> Result<Vec<Value>, String> {
         let config = &ctx.config;
