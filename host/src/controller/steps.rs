@@ -13,9 +13,9 @@ use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
 use crate::plugins::{LoadedPlugin, PluginError, Runtime, Step};
 use crate::status::{Endpoint, Observation};
-use mlmodel_fetch::FetchReport;
 use kube::api::DynamicObject;
 use kube::{Client, ResourceExt};
+use mlmodel_fetch::FetchReport;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -284,7 +284,10 @@ fn check_format(plugin: &LoadedPlugin, report: &FetchReport) -> Result<(), Stop>
         return Ok(());
     }
     let found = match report.largest.as_deref().and_then(|l| l.first()) {
-        Some(file) => format!("{format} (largest file: {:?}, {} bytes)", file.path, file.bytes),
+        Some(file) => format!(
+            "{format} (largest file: {:?}, {} bytes)",
+            file.path, file.bytes
+        ),
         None => format.to_string(),
     };
     let message = format!(

@@ -388,3 +388,87 @@ async fn pruning_deletes_with_the_uid_of_the_owned_object() {
     .await;
     assert_eq!(calls[1].body["status"]["phase"], "Downloading");
 }
+
+/// A finished download pod of `model` whose termination log reports files of `format`.
+fn download_pod(model: &MLModel, format: &str) -> Pod {
+    let revision = names::revision(model, "download-job");
+    let report = serde_json::json!({"status": "ok", "bytes": 91005, "files": 1, "format": format,
+        "largest": [{"path": "tf_model.h5", "bytes": 91005}]});
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "echo-model-download-x", "namespace": NS, "labels": {
+            "mlmodel.dev/model": model.name_any(), "mlmodel.dev/step": "download",
+            "mlmodel.dev/revision": revision}},
+        "status": {"containerStatuses": [{"name": "fetch", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": report.to_string()}}}]},
+    }))
+    .unwrap()
+}
+
+/// Files the serve plugin cannot load stop the model before any server starts: `Failed`,
+/// `ModelFormatMismatch`, naming the file and what the server needs; a serve plugin that loads
+/// them goes on.
+#[tokio::test]
+async fn a_model_format_the_server_cannot_load_fails_before_any_server_starts() {
+    let mut model = echo_model();
+    model
+        .annotations_mut()
+        .insert(ANNOTATION_SERVE_PLUGIN.into(), "tensorflow-serving".into());
+    let mut cluster = Cluster::default();
+    let calls = reconcile_once(&model, &cluster, new_model_scenario(&model)).await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+    patched_status(&mut model, &calls[2]);
+    cluster.jobs[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }))
+        .unwrap(),
+    );
+    cluster.pods.push(download_pod(&model, "keras-hdf5"));
+
+    // No Deployment is applied: the scenario has only the status and its event.
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["reason"], "ModelFormatMismatch", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("keras-hdf5")
+            && message.contains("tf_model.h5")
+            && message.contains("tensorflow-serving loads only saved-model"),
+        "{message}"
+    );
+    assert_eq!(status["download"]["format"], "keras-hdf5", "{status}");
+    assert_eq!(calls[1].body["reason"], "ModelFormatMismatch");
+    assert_eq!(calls[1].body["type"], "Warning");
+    patched_status(&mut model, &calls[0]);
+
+    // A serve plugin that loads any format: the server is deployed from the same download.
+    model
+        .annotations_mut()
+        .insert(ANNOTATION_SERVE_PLUGIN.into(), "echo-server".into());
+    let calls = reconcile_once(
+        &model,
+        &cluster,
+        create(format!(
+            "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+        ))
+        .into_iter()
+        .chain(create(format!(
+            "/api/v1/namespaces/{NS}/services/echo-model"
+        )))
+        .chain([Expect::status_patch(&model), Expect::event(NS)])
+        .collect(),
+    )
+    .await;
+    assert_eq!(calls[0].body["kind"], "Deployment");
+    assert_ne!(calls[2].body["status"]["phase"], "Failed");
+}

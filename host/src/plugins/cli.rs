@@ -56,7 +56,7 @@ pub struct PluginsArgs {
 pub fn run(args: PluginsArgs) -> Result<()> {
     let runtime = Runtime::new(args.source.options())?;
     let mut out = std::io::stdout().lock();
-    let rows: Vec<[String; 5]> = runtime
+    let rows: Vec<[String; 7]> = runtime
         .plugins()
         .into_iter()
         .map(|p| {
@@ -71,11 +71,36 @@ pub fn run(args: PluginsArgs) -> Result<()> {
             } else {
                 format!("{} (replaced)", p.source)
             };
-            [p.name, p.version, steps, p.sha256[..12].to_string(), source]
+            let formats = match &p.accepts.model_formats[..] {
+                [] => "any".to_string(),
+                formats => formats.join(","),
+            };
+            let keys = match &p.accepts.config_keys {
+                None => "any".to_string(),
+                Some(keys) => keys.join(","),
+            };
+            [
+                p.name,
+                p.version,
+                steps,
+                p.sha256[..12].to_string(),
+                source,
+                formats,
+                keys,
+            ]
         })
         .collect();
-    let header = ["NAME", "VERSION", "STEPS", "SHA256", "SOURCE"].map(String::from);
-    let mut widths = [0; 5];
+    let header = [
+        "NAME",
+        "VERSION",
+        "STEPS",
+        "SHA256",
+        "SOURCE",
+        "FORMATS",
+        "CONFIG KEYS",
+    ]
+    .map(String::from);
+    let mut widths = [0; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());

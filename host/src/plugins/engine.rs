@@ -274,14 +274,19 @@ impl PluginEngine {
             .instantiate_pre(component)
             .map_err(wasm_err)
             .context("it needs imports the sandbox does not provide")?;
-        let pre = PluginWithInputsPre::new(pre)
-            .map_err(|e| contract_error(INPUTS, root_message(&e)))?;
+        let pre =
+            PluginWithInputsPre::new(pre).map_err(|e| contract_error(INPUTS, root_message(&e)))?;
         let deadline = self.limits.host_deadline();
         let (engine, limits) = (self.engine.clone(), self.limits.clone());
         let call = move || {
-            sandboxed_call(&engine, &limits, &pre, |store, plugin: &with_inputs::PluginWithInputs| {
-                plugin.mlmodel_plugin_inputs().call_accepts(store)
-            })
+            sandboxed_call(
+                &engine,
+                &limits,
+                &pre,
+                |store, plugin: &with_inputs::PluginWithInputs| {
+                    plugin.mlmodel_plugin_inputs().call_accepts(store)
+                },
+            )
         };
         match on_own_thread(deadline, call) {
             Ok(Ok((accepted, _))) => Ok(Some(accepted)),

@@ -105,7 +105,10 @@ impl Accepts {
 
 fn check_accepts(name: &str, accepts: &Accepts) -> Result<(), String> {
     let lists = [
-        ("config key", accepts.config_keys.as_deref().unwrap_or_default()),
+        (
+            "config key",
+            accepts.config_keys.as_deref().unwrap_or_default(),
+        ),
         ("model format", &accepts.model_formats[..]),
     ];
     for (what, items) in lists {

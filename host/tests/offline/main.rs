@@ -10,5 +10,6 @@ mod crd_fresh;
 mod deploy_files;
 mod plugins_cli;
 mod plugins_golden;
+mod plugins_inputs;
 mod plugins_registry;
 mod plugins_sandbox;

@@ -167,6 +167,23 @@ fn plugins_lists_builtins_directory_plugins_and_load_errors() {
     let (out, stdout, stderr) = run(&["plugins"]);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    // What each plugin accepts: the formats, then the config keys.
+    let tf = stdout
+        .lines()
+        .find(|l| l.starts_with("tensorflow-serving"))
+        .unwrap();
+    assert!(
+        tf.contains(" saved-model ") && tf.ends_with("modelVersion,extraArgs"),
+        "{stdout}"
+    );
+    let echo = stdout
+        .lines()
+        .find(|l| l.starts_with("echo-server"))
+        .unwrap();
+    assert!(
+        echo.contains(" any ") && echo.ends_with(",text"),
+        "{stdout}"
+    );
 }
 
 /// The `fetch` subcommand reaches the downloader (`mlmodel-fetch`, whose own tests cover it):

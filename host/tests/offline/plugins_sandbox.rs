@@ -2,7 +2,7 @@
 //! within a bounded time, and a healthy plugin in the same runtime still renders afterwards.
 
 use crate::support::{model, plugin_dir, tempdir::TempDir};
-use mlmodel_operator::plugins::{Limits, PluginError, Runtime, RuntimeOptions, Step};
+use mlmodel_operator::plugins::{CONTRACT, Limits, PluginError, Runtime, RuntimeOptions, Step};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -197,21 +197,20 @@ fn plugin_built_against_a_compatible_contract_loads() {
 #[test]
 fn plugins_with_an_incompatible_contract_are_refused_clearly() {
     let errors = runtime().load_errors();
+    // The host's contract is 0.1.1; the fixtures: 0.2.0, and 0.1.0 with a changed signature.
+    assert_eq!(CONTRACT, "mlmodel:plugin/renderer@0.1.1");
     for (file, words) in [
-        (
-            "wit-v2.wasm",
-            "does not export `mlmodel:plugin/renderer@0.1.0`",
-        ),
+        ("wit-v2.wasm", format!("does not export `{CONTRACT}`")),
         (
             "wit-changed.wasm",
-            "does not export `mlmodel:plugin/renderer@0.1.0` with the expected types",
+            format!("does not export `{CONTRACT}` with the expected types"),
         ),
     ] {
         let (_, message) = errors
             .iter()
             .find(|(path, _)| path.ends_with(file))
             .unwrap_or_else(|| panic!("{file} should be refused; errors: {errors:?}"));
-        assert!(message.contains(words), "{file}: {message}");
+        assert!(message.contains(&words), "{file}: {message}");
         assert!(!message.contains('\n'), "one line: {message}");
     }
     assert_eq!(errors.len(), 2, "{errors:?}");
@@ -374,7 +373,7 @@ fn a_plugin_whose_info_loops_or_sleeps_is_refused_at_load() {
             .iter()
             .find(|(path, _)| path.ends_with(file))
             .unwrap_or_else(|| panic!("{file} should be refused; errors: {errors:?}"));
-        assert!(message.contains(words), "{file}: {message}");
+        assert!(message.contains(&words), "{file}: {message}");
     }
     assert_eq!(errors.len(), 2, "{errors:?}");
     let m = model("m", "echo", &[]);

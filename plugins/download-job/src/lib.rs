@@ -20,7 +20,18 @@ impl Plugin for DownloadJob {
     const DESCRIPTION: &'static str =
         "PersistentVolumeClaim + Job running `mlmodel-operator fetch` into it";
     const STEPS: &'static [Step] = &[Step::Download];
-    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["image", "podLabels", "podAnnotations", "nodeSelector", "env", "resources", "storageClassName", "extraArgs", "backoffLimit", "activeDeadlineSeconds"]);
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[
+        "image",
+        "podLabels",
+        "podAnnotations",
+        "nodeSelector",
+        "env",
+        "resources",
+        "storageClassName",
+        "extraArgs",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+    ]);
 
     fn render(model: &Model, ctx: &Context) -> Result<Vec<Value>, String> {
         let config = &ctx.config;

@@ -19,7 +19,15 @@ impl Plugin for EchoServer {
     const DESCRIPTION: &'static str =
         "Deployment of a small HTTP echo server (port 8080) mounting the model read-only";
     const STEPS: &'static [Step] = &[Step::Serve];
-    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["image", "podLabels", "podAnnotations", "nodeSelector", "env", "resources", "text"]);
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[
+        "image",
+        "podLabels",
+        "podAnnotations",
+        "nodeSelector",
+        "env",
+        "resources",
+        "text",
+    ]);
 
     fn render(model: &Model, ctx: &Context) -> Result<Vec<Value>, String> {
         let config = &ctx.config;

@@ -37,7 +37,15 @@ impl Plugin for FileServer {
     const DESCRIPTION: &'static str =
         "Deployment of busybox httpd serving the model's files read-only on port 8080";
     const STEPS: &'static [Step] = &[Step::Serve];
-    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["image", "podLabels", "podAnnotations", "nodeSelector", "env", "resources", "directory"]);
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[
+        "image",
+        "podLabels",
+        "podAnnotations",
+        "nodeSelector",
+        "env",
+        "resources",
+        "directory",
+    ]);
 
     fn render(model: &Model, ctx: &Context) -> Result<Vec<Value>, String> {
         let config = &ctx.config;

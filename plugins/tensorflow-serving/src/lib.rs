@@ -24,7 +24,16 @@ impl Plugin for TensorflowServing {
     const DESCRIPTION: &'static str =
         "Deployment of tensorflow/serving loading the model read-only (REST 8501, gRPC 8500)";
     const STEPS: &'static [Step] = &[Step::Serve];
-    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["image", "podLabels", "podAnnotations", "nodeSelector", "env", "resources", "modelVersion", "extraArgs"]);
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[
+        "image",
+        "podLabels",
+        "podAnnotations",
+        "nodeSelector",
+        "env",
+        "resources",
+        "modelVersion",
+        "extraArgs",
+    ]);
     /// TensorFlow Serving loads a SavedModel directory only.
     const MODEL_FORMATS: &'static [&'static str] = &["saved-model"];
 
