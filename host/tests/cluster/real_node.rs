@@ -540,3 +540,79 @@ async fn a_url_change_rolls_without_a_failed_request() {
     assert_eq!(d.len(), 1, "one Deployment rolled, not a second one");
     assert!(updated.revision.is_some());
 }
+
+/// The original Go operator's sample, in miniature: a Keras HDF5 file (`tf_model.h5`) with
+/// `framework: tensorflow`. TensorFlow Serving loads only a SavedModel, so the model fails with
+/// `ModelFormatMismatch` as soon as the real download ends, and no server pod is ever created.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_model_the_server_cannot_load_fails_before_any_server_starts() {
+    // The HDF5 superblock signature, then bytes: what the downloader's content check reads.
+    let mut h5 = b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0\x04\0\x10\0\0\0\0\0".to_vec();
+    h5.extend(model_bytes(3, 64 * 1024));
+    let server = FileServer::start(vec![("/tf_model.h5", h5)]);
+    let env = real_env("real-format").await;
+    let mut model = file_model(
+        "keras",
+        &server.url("/tf_model.h5"),
+        None,
+        serde_json::json!({}),
+    );
+    model.spec.framework = "tensorflow".into();
+    env.create(model).await;
+
+    let failed = env
+        .wait_phase("keras", Phase::Failed, Duration::from_secs(180))
+        .await;
+    let status = failed.status.clone().unwrap();
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("ModelFormatMismatch"),
+        "{status:?}"
+    );
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("keras-hdf5")
+            && message.contains("tf_model.h5")
+            && message.contains("tensorflow-serving loads only saved-model"),
+        "{message}"
+    );
+    let download = status.download.clone().unwrap();
+    assert_eq!(download.format.as_deref(), Some("keras-hdf5"), "{status:?}");
+    assert_eq!(download.largest_file.as_deref(), Some("tf_model.h5"));
+    if let (Some(finished), Some(failed_at)) = (
+        download.finished_at.as_ref(),
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| &c.last_transition_time),
+    ) {
+        println!(
+            "ModelFormatMismatch {:.1} s after the download finished",
+            (failed_at.0.as_millisecond() - finished.0.as_millisecond()) as f64 / 1e3
+        );
+    }
+    assert!(
+        env.event_reasons("keras")
+            .await
+            .iter()
+            .any(|r| r == "ModelFormatMismatch")
+    );
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    let servers = deployments
+        .list(&ListParams::default().labels("mlmodel.dev/step=serve"))
+        .await
+        .unwrap();
+    assert!(servers.items.is_empty(), "no server: {:?}", servers.items);
+    let pods = model_pods(&env, "keras").await;
+    assert!(
+        pods.iter().all(|p| p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("mlmodel.dev/step"))
+            .is_some_and(|s| s == "download")),
+        "only the download pod ran"
+    );
+}

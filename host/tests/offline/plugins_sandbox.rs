@@ -373,7 +373,7 @@ fn a_plugin_whose_info_loops_or_sleeps_is_refused_at_load() {
             .iter()
             .find(|(path, _)| path.ends_with(file))
             .unwrap_or_else(|| panic!("{file} should be refused; errors: {errors:?}"));
-        assert!(message.contains(&words), "{file}: {message}");
+        assert!(message.contains(words), "{file}: {message}");
     }
     assert_eq!(errors.len(), 2, "{errors:?}");
     let m = model("m", "echo", &[]);
