@@ -54,6 +54,7 @@ pub mod fuzzing {
     pub use crate::extract::{Format, detect, extract};
 }
 use place::{Inputs, Marker, Staging};
+pub use progress::Figures;
 pub use report::{FetchReport, PlacedFile};
 use retry::Settings;
 use source::Location;

@@ -1,4 +1,6 @@
-//! Progress as plain log lines (bytes, total, rate, ETA), readable in `kubectl logs`.
+//! Progress as plain log lines (bytes, total, rate, ETA), readable in `kubectl logs`, each
+//! ending in the exact figures (`[done=… total=… rate=…]`) that the operator reads back from the
+//! pod's log to show the progress in the model's status ([`Figures::parse_log`]).
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,28 +60,118 @@ impl Progress {
         self.received.load(Ordering::Relaxed)
     }
 
-    /// One human line: "1.2 GiB of 2.0 GiB (60%), 250.0 MiB/s, ETA 3s".
-    pub fn line(&self) -> String {
+    /// The figures now.
+    pub fn figures(&self) -> Figures {
         let received = self.received();
         let done = (self.kept.load(Ordering::Relaxed) + received)
             .saturating_sub(self.discarded.load(Ordering::Relaxed));
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = received as f64 / secs;
         let expected = self.expected.load(Ordering::Relaxed);
         let known = !self.unknown.load(Ordering::Relaxed) && expected > 0;
-        let mut line = format!("{} of ", human_bytes(done));
-        if known {
-            let pct = done as f64 * 100.0 / expected as f64;
-            line += &format!("{} ({pct:.0}%)", human_bytes(expected));
-        } else {
-            line += "unknown size";
+        Figures {
+            done,
+            total: known.then_some(expected),
+            rate: (received as f64 / secs) as u64,
         }
-        line += &format!(", {}/s", human_bytes(rate as u64));
-        if known && rate > 0.0 {
-            let eta = expected.saturating_sub(done) as f64 / rate;
-            line += &format!(", ETA {}", eta_text(eta));
+    }
+
+    /// One human line: "1.2 GiB of 2.0 GiB (60%), 250.0 MiB/s, ETA 3s".
+    pub fn line(&self) -> String {
+        self.figures().human()
+    }
+}
+
+/// Where a download stands: bytes placed so far, bytes in all (when every size is known), and
+/// the average rate of this run in bytes per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Figures {
+    pub done: u64,
+    pub total: Option<u64>,
+    pub rate: u64,
+}
+
+impl Figures {
+    const MARK: &'static str = "progress: ";
+
+    /// "1.2 GiB of 2.0 GiB (60%), 250.0 MiB/s, ETA 3s".
+    pub fn human(&self) -> String {
+        let mut line = format!("{} of ", human_bytes(self.done));
+        match self.total {
+            Some(total) => {
+                line += &format!(
+                    "{} ({:.0}%)",
+                    human_bytes(total),
+                    self.percent().unwrap_or(0.0)
+                )
+            }
+            None => line += "unknown size",
+        }
+        line += &format!(", {}/s", human_bytes(self.rate));
+        if let Some(eta) = self.eta_seconds() {
+            line += &format!(", ETA {}", eta_text(eta as f64));
         }
         line
+    }
+
+    /// Done in percent of the total, when known.
+    pub fn percent(&self) -> Option<f64> {
+        self.total
+            .filter(|t| *t > 0)
+            .map(|t| (self.done as f64 * 100.0 / t as f64).min(100.0))
+    }
+
+    /// Seconds left at the average rate, when the total is known and the rate is not zero.
+    pub fn eta_seconds(&self) -> Option<u64> {
+        let total = self.total?;
+        (self.rate > 0).then(|| total.saturating_sub(self.done).div_ceil(self.rate))
+    }
+
+    /// The log line's message: the human text, then the exact figures.
+    pub fn log_message(&self) -> String {
+        let total = self.total.map_or("-".to_string(), |t| t.to_string());
+        format!(
+            "{}{} [done={} total={total} rate={}]",
+            Self::MARK,
+            self.human(),
+            self.done,
+            self.rate
+        )
+    }
+
+    /// The figures of the last progress line in `log` (text or JSON log format alike), if any.
+    pub fn parse_log(log: &str) -> Option<Figures> {
+        log.lines().rev().find_map(Self::parse_line)
+    }
+
+    fn parse_line(line: &str) -> Option<Figures> {
+        let at = line.find(Self::MARK)?;
+        let rest = &line[at..];
+        let open = rest.rfind("[done=")?;
+        let inner = &rest[open + 1..];
+        let inner = &inner[..inner.find(']')?];
+        let mut figures = Figures {
+            done: 0,
+            total: None,
+            rate: 0,
+        };
+        let (mut done, mut total, mut rate) = (false, false, false);
+        for field in inner.split_whitespace() {
+            let (key, value) = field.split_once('=')?;
+            match key {
+                "done" => (figures.done, done) = (value.parse().ok()?, true),
+                "total" => {
+                    figures.total = if value == "-" {
+                        None
+                    } else {
+                        Some(value.parse().ok()?)
+                    };
+                    total = true;
+                }
+                "rate" => (figures.rate, rate) = (value.parse().ok()?, true),
+                _ => {}
+            }
+        }
+        (done && total && rate).then_some(figures)
     }
 }
 
@@ -99,7 +191,7 @@ pub fn spawn_logger(progress: Arc<Progress>, every: Duration) -> tokio::task::Jo
         tick.tick().await;
         loop {
             tick.tick().await;
-            info!("progress: {}", progress.line());
+            info!("{}", progress.figures().log_message());
         }
     })
 }
@@ -119,6 +211,49 @@ mod tests {
         assert!(line.contains("/s, ETA "), "{line}");
         p.add_expected(None);
         assert!(p.line().contains("of unknown size"));
+    }
+
+    #[test]
+    fn the_figures_survive_the_log_in_either_format() {
+        let figures = Figures {
+            done: 1 << 30,
+            total: Some(3 << 30),
+            rate: 35 << 20,
+        };
+        let message = figures.log_message();
+        assert!(
+            message.starts_with("progress: 1.0 GiB of 3.0 GiB (33%), 35.0 MiB/s, ETA 59s [done="),
+            "{message}"
+        );
+        let text = format!("2026-12-02T10:00:00Z  INFO mlmodel_fetch::progress: {message}\n");
+        let json = format!("{{\"level\":\"INFO\",\"fields\":{{\"message\":\"{message}\"}}}}\n");
+        let older = Figures {
+            done: 1,
+            total: None,
+            rate: 1,
+        };
+        for log in [text, json] {
+            let log = format!("{}\n{log}", older.log_message());
+            assert_eq!(Figures::parse_log(&log), Some(figures), "{log}");
+        }
+        let unknown = Figures {
+            done: 5,
+            total: None,
+            rate: 0,
+        };
+        assert_eq!(Figures::parse_log(&unknown.log_message()), Some(unknown));
+        assert_eq!(unknown.eta_seconds(), None);
+        assert_eq!(unknown.percent(), None);
+        // Anything else is no progress: never a wrong figure.
+        for log in [
+            "",
+            "fetching url=https://x",
+            "progress: 1 GiB [done=x total=1 rate=1]",
+            "progress: [done=1 rate=1]",
+            "progress: 1 GiB [done=1 total=2 rate=3",
+        ] {
+            assert_eq!(Figures::parse_log(log), None, "{log}");
+        }
     }
 
     #[test]
