@@ -47,6 +47,7 @@ pub const MANAGER: &str = "mlmodel-operator";
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Replicas","type":"string","jsonPath":".status.replicas"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.download.progress.summary"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.serviceEndpoint"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -639,6 +640,30 @@ pub struct DownloadStatus {
     pub finished_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<i32>,
+    /// While downloading: the figures of the downloader's last progress line, read from its log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<DownloadProgress>,
+}
+
+/// A running download's figures, as the downloader last logged them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadProgress {
+    pub bytes_done: u64,
+    /// Unknown when a server gave no size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Average rate of the current attempt.
+    pub bytes_per_second: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    /// Seconds without a new byte, once that is a minute or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_seconds: Option<u64>,
+    /// One line for `kubectl get`: `42% 1.2Gi/2.8Gi 35.0Mi/s`, or `stalled 1.2Gi/2.8Gi`.
+    pub summary: String,
 }
 
 impl MLModelStatus {

@@ -60,6 +60,8 @@ pub enum Reason {
     Pending,
     /// The download failed without a reason of its own (its phase reason too).
     DownloadFailed,
+    /// The download's bytes have not moved for a minute or more (its phase reason too).
+    DownloadStalled,
     // Condition `Serving`.
     Available,
     RollingOut,
@@ -143,6 +145,7 @@ mod tests {
                 "Downloading",
                 "Pending",
                 "DownloadFailed",
+                "DownloadStalled",
                 "Available",
                 "RollingOut",
                 "NotDeployed",

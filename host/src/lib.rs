@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod plan;
 pub mod plugins;
+pub mod progress;
 pub mod redact;
 pub mod render;
 pub mod server;

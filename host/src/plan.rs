@@ -19,6 +19,8 @@ pub enum DownloadState {
     NotStarted,
     Running {
         attempts: i32,
+        /// The Job's `backoffLimit` + 1, when it has one.
+        max_attempts: Option<i32>,
         started: Option<Time>,
     },
     Succeeded {
@@ -140,6 +142,11 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
     }
     DownloadState::Running {
         attempts: attempts.max(status.failed.unwrap_or(0) + 1),
+        max_attempts: job
+            .spec
+            .as_ref()
+            .and_then(|s| s.backoff_limit)
+            .map(|b| b.saturating_add(1)),
         started: status.start_time,
     }
 }

@@ -1,8 +1,9 @@
 //! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
 //! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested.
-use crate::api::{DownloadStatus, MLModel, MLModelStatus, Phase};
+use crate::api::{DownloadProgress, DownloadStatus, MLModel, MLModelStatus, Phase};
 use crate::conditions::{ConditionStatus, ConditionType, Reason};
 use crate::plan::{DownloadState, ServingState};
+use crate::progress::{self, duration_text};
 use crate::redact;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -24,6 +25,8 @@ pub struct Observation {
     pub expose: Option<Option<Endpoint>>,
     /// Plugins used, by step, as `name@version`.
     pub plugins: BTreeMap<String, String>,
+    /// The running download's figures, read from its pod's log.
+    pub progress: Option<progress::Sample>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +69,15 @@ pub fn compute(
     };
     let url = &model.spec.model_url;
     let rev = &obs.wanted_revision;
+    let stalled = obs
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.stalled_for.is_some());
+    let downloading = if stalled {
+        Reason::DownloadStalled
+    } else {
+        Reason::Downloading
+    };
 
     let downloaded = match &obs.download {
         DownloadState::Succeeded { report, .. } => {
@@ -86,12 +98,37 @@ pub fn compute(
                 format!("revision {rev} downloaded{detail}"),
             )
         }
-        DownloadState::Running { attempts, .. } => cond(
-            ConditionType::Downloaded,
-            ConditionStatus::False,
-            Reason::Downloading,
-            format!("downloading {url} (revision {rev}, attempt {attempts})"),
-        ),
+        DownloadState::Running {
+            attempts,
+            max_attempts,
+            ..
+        } => {
+            let attempt = match max_attempts {
+                Some(max) => format!("attempt {attempts} of {max}"),
+                None => format!("attempt {attempts}"),
+            };
+            let message = match &obs.progress {
+                Some(progress::Sample {
+                    figures,
+                    stalled_for: Some(stalled),
+                }) => format!(
+                    "downloading {url} (revision {rev}): stalled at {} for {}, {attempt}",
+                    mlmodel_fetch::human_bytes(figures.done),
+                    duration_text(*stalled)
+                ),
+                Some(sample) => format!(
+                    "downloading {url} (revision {rev}, {attempt}): {}",
+                    sample.figures.human()
+                ),
+                None => format!("downloading {url} (revision {rev}, {attempt})"),
+            };
+            cond(
+                ConditionType::Downloaded,
+                ConditionStatus::False,
+                downloading.clone(),
+                message,
+            )
+        }
         DownloadState::NotStarted => cond(
             ConditionType::Downloaded,
             ConditionStatus::False,
@@ -184,11 +221,7 @@ pub fn compute(
                 format!("creating the volume for revision {rev}"),
             )
         } else {
-            (
-                Phase::Downloading,
-                Reason::Downloading,
-                downloaded.message.clone(),
-            )
+            (Phase::Downloading, downloading, downloaded.message.clone())
         }
     } else if obs.serve_revision.as_deref() == Some(rev.as_str()) && serving_ok && exposed_ok {
         let ep = obs
@@ -252,7 +285,11 @@ pub fn compute(
         | ServingState::Failed { ready, wanted, .. } => (Some(*wanted), Some(*ready)),
         ServingState::Missing => (None, None),
     };
-    let download = Some(download_status(rev, &obs.download, previous));
+    let mut download = download_status(rev, &obs.download, previous);
+    if let (DownloadState::Running { .. }, Some(sample)) = (&obs.download, &obs.progress) {
+        download.progress = Some(progress_status(sample));
+    }
+    let download = Some(download);
     let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
 
     // Model URLs may carry credentials (userinfo, a presigned query): every reader of the
@@ -291,7 +328,9 @@ fn download_status(
     };
     match state {
         DownloadState::NotStarted => {}
-        DownloadState::Running { attempts, started } => {
+        DownloadState::Running {
+            attempts, started, ..
+        } => {
             d.attempts = Some(*attempts);
             d.started_at = started.clone();
         }
@@ -332,6 +371,19 @@ fn download_status(
         d.finished_at = d.finished_at.clone().or(prev.finished_at.clone());
     }
     d
+}
+
+fn progress_status(sample: &progress::Sample) -> DownloadProgress {
+    let f = &sample.figures;
+    DownloadProgress {
+        bytes_done: f.done,
+        bytes_total: f.total,
+        bytes_per_second: f.rate,
+        percent: f.percent().map(|p| p.floor() as u8),
+        eta_seconds: f.eta_seconds().filter(|_| sample.stalled_for.is_none()),
+        stalled_seconds: sample.stalled_for.map(|d| d.as_secs()),
+        summary: sample.summary(),
+    }
 }
 
 /// Whether two statuses differ in anything but condition timestamps (so an unchanged status is
@@ -422,6 +474,7 @@ mod tests {
             serving: ServingState::Missing,
             expose: Some(None),
             plugins: BTreeMap::new(),
+            progress: None,
         }
     }
 
@@ -453,6 +506,7 @@ mod tests {
             &Observation {
                 download: DownloadState::Running {
                     attempts: 1,
+                    max_attempts: None,
                     started: None,
                 },
                 ..obs()
@@ -502,6 +556,7 @@ mod tests {
         o.storage_exists = true;
         o.download = DownloadState::Running {
             attempts: 1,
+            max_attempts: None,
             started: None,
         };
         assert_eq!(compute(now(), &m, &o, None).phase, Some(Phase::Downloading));
@@ -550,6 +605,7 @@ mod tests {
         let mut o = obs();
         o.download = DownloadState::Running {
             attempts: 1,
+            max_attempts: None,
             started: None,
         };
         o.serve_revision = Some("r1".into());
@@ -572,6 +628,7 @@ mod tests {
         let mut o = obs();
         o.download = DownloadState::Running {
             attempts: 1,
+            max_attempts: None,
             started: None,
         };
         let running = compute(now(), &m, &o, None);
@@ -650,6 +707,7 @@ mod tests {
         let mut o = obs();
         o.download = DownloadState::Running {
             attempts: 1,
+            max_attempts: None,
             started: None,
         };
         let later = |secs| Timestamp::from_second(now().as_second() + secs).unwrap();
@@ -666,5 +724,66 @@ mod tests {
         let at = |s: &MLModelStatus, t| s.condition(t).unwrap().last_transition_time.0;
         assert_eq!(at(&third, ConditionType::Downloaded), later(10));
         assert_eq!(at(&third, ConditionType::Ready), now());
+    }
+    #[test]
+    fn a_running_download_shows_its_progress_and_its_stall() {
+        let m = model();
+        let mut o = obs();
+        o.storage_exists = true;
+        o.download = DownloadState::Running {
+            attempts: 2,
+            max_attempts: Some(4),
+            started: None,
+        };
+        let figures = mlmodel_fetch::Figures {
+            done: 1288490189,
+            total: Some(3006477107),
+            rate: 36700160,
+        };
+        o.progress = Some(progress::Sample {
+            figures,
+            stalled_for: None,
+        });
+        let s = compute(now(), &m, &o, None);
+        assert_eq!(s.phase, Some(Phase::Downloading));
+        assert_eq!(s.reason.as_deref(), Some("Downloading"));
+        let p = s.download.as_ref().unwrap().progress.clone().unwrap();
+        assert_eq!(p.percent, Some(42));
+        assert_eq!(p.bytes_total, Some(3006477107));
+        assert_eq!(p.summary, "42% 1.2Gi/2.8Gi 35.0Mi/s");
+        assert_eq!(p.eta_seconds, Some(47));
+        let message = s.message.clone().unwrap();
+        assert!(
+            message.ends_with("attempt 2 of 4): 1.2 GiB of 2.8 GiB (42%), 35.0 MiB/s, ETA 47s"),
+            "{message}"
+        );
+        // Moving figures are a change to write; the reason stays, so no Event.
+        assert!(changed(None, &s));
+        assert_eq!(event(Some(&s), &s), None);
+
+        o.progress = Some(progress::Sample {
+            figures,
+            stalled_for: Some(std::time::Duration::from_secs(300)),
+        });
+        let stalled = compute(now(), &m, &o, Some(&s));
+        assert_eq!(stalled.reason.as_deref(), Some("DownloadStalled"));
+        let message = stalled.message.clone().unwrap();
+        assert!(
+            message.ends_with("stalled at 1.2 GiB for 5m0s, attempt 2 of 4"),
+            "{message}"
+        );
+        let p = stalled.download.as_ref().unwrap().progress.clone().unwrap();
+        assert_eq!((p.stalled_seconds, p.eta_seconds), (Some(300), None));
+        assert_eq!(p.summary, "stalled 1.2Gi/2.8Gi");
+        // A stall is news: an Event.
+        assert_eq!(
+            event(Some(&s), &stalled).map(|e| e.reason),
+            Some("DownloadStalled".to_string())
+        );
+
+        // Once downloaded, no progress is shown.
+        o.download = succeeded();
+        let done = compute(now(), &m, &o, Some(&stalled));
+        assert_eq!(done.download.unwrap().progress, None);
     }
 }

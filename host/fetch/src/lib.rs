@@ -46,7 +46,7 @@ use clap::{Args, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use tracing::{error, info};
 
-pub use error::FetchError;
+pub use error::{FetchError, human_bytes};
 /// The archive extractor for the fuzz targets (`fuzz/`, feature `fuzzing`); not an API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -11,6 +11,7 @@
 //! - [`watches`]: the shared reflectors of what the operator owns, their caches, [`Owned`];
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
+mod progress;
 pub mod run;
 mod steps;
 mod watches;
@@ -43,6 +44,8 @@ pub struct Context {
     pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Running downloads' figures, read from their logs.
+    pub progress: crate::progress::Tracker,
     /// Consecutive failures per model, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
 }
@@ -78,10 +81,17 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
     let owned = Owned::read(&ctx.stores, model);
     let mut applier = Applier::new(&ctx.client, &ctx.runtime, &ctx.metrics, model, &ns, &owned);
-    let (obs, requeue) = match run_steps(&mut applier, &owned).await? {
+    let (mut obs, requeue) = match run_steps(&mut applier, &owned).await? {
         Progress::Done(obs) => (obs, None),
         Progress::Blocked(obs, after) => (obs, after),
     };
+    if matches!(obs.download, plan::DownloadState::Running { .. }) {
+        obs.progress = ctx.progress.sample(&crate::progress::Key {
+            namespace: ns.clone(),
+            model: model.name_any(),
+            revision: obs.wanted_revision.clone(),
+        });
+    }
 
     // Prune only after a complete plan: a step that failed to render must not lose its objects.
     if obs.blocking_error.is_none() {

@@ -1,13 +1,14 @@
 //! The `mlmodel-operator run` process: the metrics and health server, leader election, signals,
 //! and one controller per watched namespace.
 use super::watches::{Watches, scoped};
-use super::{Context, error_policy, reconcile};
+use super::{Context, error_policy, progress, reconcile};
 use crate::api::{MANAGER, MLModel};
 use crate::apply::ANNOTATION_MODEL_NAME;
 use crate::leader::{Candidate, LeaderArgs};
 use crate::metrics::Metrics;
 use crate::plugins::cli::SourceArgs;
 use crate::plugins::{DEFAULT_OPERATOR_IMAGE, Runtime, RuntimeOptions, Step};
+use crate::progress::Tracker;
 use crate::server::{self, Readiness};
 use anyhow::Context as _;
 use clap::Args;
@@ -174,7 +175,9 @@ pub async fn run_controllers(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let (client, runtime, metrics) = (&client, &runtime, &metrics);
+    // One pace for every scope's log reads: the operator's ceiling, not a namespace's.
+    let pacer = Arc::new(progress::Pacer::per_second(progress::READS_PER_SECOND));
+    let (client, runtime, metrics, pacer) = (&client, &runtime, &metrics, &pacer);
     let controllers = scopes.into_iter().map(|ns| async move {
         let ns = ns.as_deref();
         let Watches {
@@ -192,12 +195,25 @@ pub async fn run_controllers(
             rx.changed().await.ok()?;
             Some(((), rx))
         });
+        let tracker = Tracker::default();
+        let (progressed, progressed_rx) = tokio::sync::mpsc::channel(256);
+        let follow_logs = progress::follow(
+            client.clone(),
+            stores.pods.store.clone(),
+            tracker.clone(),
+            pacer.clone(),
+            progressed,
+        );
+        let progressed_rx = futures::stream::unfold(progressed_rx, |mut rx| async move {
+            rx.recv().await.map(|model| (model, rx))
+        });
         let ctx = Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client: client.clone(),
             runtime: runtime.clone(),
             stores,
             metrics: metrics.clone(),
+            progress: tracker,
             failures: Mutex::default(),
         });
         let controller = Controller::new(
@@ -207,6 +223,7 @@ pub async fn run_controllers(
         metrics.watch_models(controller.store());
         let controller = controller
             .reconcile_all_on(reloads)
+            .reconcile_on(progressed_rx)
             .owns_shared_stream(triggers.pvcs)
             .owns_shared_stream(triggers.jobs)
             .owns_shared_stream(triggers.deployments)
@@ -227,6 +244,7 @@ pub async fn run_controllers(
         tokio::select! {
             _ = controller => {},
             _ = futures::future::select_all(drivers) => {},
+            _ = follow_logs => {},
         }
         Err::<(), _>(anyhow::anyhow!("a watch stream ended unexpectedly"))
     });

@@ -311,6 +311,7 @@ fn observe_serving(model: &MLModel, owned: &Owned) -> Observation {
         serving: ServingState::Missing,
         expose: model.spec.expose.then_some(None),
         plugins: BTreeMap::new(),
+        progress: None,
     };
     let served = owned
         .deployments

@@ -118,6 +118,7 @@ fn context(client: Client, cluster: &Cluster) -> Arc<Context> {
         runtime: runtime(),
         stores: cluster.stores(),
         metrics: Arc::new(Metrics::new()),
+        progress: Default::default(),
         failures: Mutex::default(),
     })
 }
