@@ -98,11 +98,8 @@ impl Figures {
         let mut line = format!("{} of ", human_bytes(self.done));
         match self.total {
             Some(total) => {
-                line += &format!(
-                    "{} ({:.0}%)",
-                    human_bytes(total),
-                    self.percent().unwrap_or(0.0)
-                )
+                let percent = self.percent().unwrap_or(0.0).floor() as u64;
+                line += &format!("{} ({percent}%)", human_bytes(total));
             }
             None => line += "unknown size",
         }
@@ -113,7 +110,7 @@ impl Figures {
         line
     }
 
-    /// Done in percent of the total, when known.
+    /// Done in percent of the total, when known (shown rounded down: 100% only when done).
     pub fn percent(&self) -> Option<f64> {
         self.total
             .filter(|t| *t > 0)
