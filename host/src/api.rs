@@ -643,6 +643,22 @@ pub struct DownloadStatus {
     /// While downloading: the figures of the downloader's last progress line, read from its log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<DownloadProgress>,
+    /// While downloading: the attempts that failed and were retried (the last 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<DownloadRetry>,
+}
+
+/// A download attempt that failed and was retried.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadRetry {
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// The downloader's reason (`NotFound`, `StalledTooLong`...) or the container's.
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
 }
 
 /// A running download's figures, as the downloader last logged them.

@@ -62,6 +62,8 @@ pub enum Reason {
     DownloadFailed,
     /// The download's bytes have not moved for a minute or more (its phase reason too).
     DownloadStalled,
+    /// An Event's: a download attempt failed and the Job retries it.
+    DownloadRetried,
     // Condition `Serving`.
     Available,
     RollingOut,
@@ -146,6 +148,7 @@ mod tests {
                 "Pending",
                 "DownloadFailed",
                 "DownloadStalled",
+                "DownloadRetried",
                 "Available",
                 "RollingOut",
                 "NotDeployed",

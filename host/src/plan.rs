@@ -22,6 +22,8 @@ pub enum DownloadState {
         /// The Job's `backoffLimit` + 1, when it has one.
         max_attempts: Option<i32>,
         started: Option<Time>,
+        /// Attempts that failed and were retried, oldest first.
+        retried: Vec<FailedAttempt>,
     },
     Succeeded {
         /// Boxed: the report (with what landed) dwarfs the other variants.
@@ -37,6 +39,49 @@ pub enum DownloadState {
         message: String,
         attempts: i32,
     },
+}
+
+/// A download attempt (pod) that failed: the downloader's reason and message from its
+/// termination log, else the container's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedAttempt {
+    pub reason: String,
+    pub message: String,
+    pub finished: Option<Time>,
+}
+
+/// The failed attempts among a download's `pods`, oldest first.
+pub fn failed_attempts(pods: &[&Pod]) -> Vec<FailedAttempt> {
+    let mut failed: Vec<FailedAttempt> = pods
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .filter_map(|p| {
+            let t = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .find_map(|cs| cs.state.as_ref()?.terminated.as_ref())?;
+            let report = t.message.as_deref().and_then(parse_report);
+            let reason = report
+                .as_ref()
+                .and_then(|r| r.reason.clone())
+                .or_else(|| t.reason.clone())
+                .unwrap_or_else(|| format!("ExitCode{}", t.exit_code));
+            let message = report
+                .and_then(|r| r.message)
+                .or_else(|| t.message.clone())
+                .unwrap_or_default();
+            Some(FailedAttempt {
+                reason,
+                message,
+                finished: t.finished_at.clone(),
+            })
+        })
+        .collect();
+    failed.sort_by_key(|f| f.finished.as_ref().map(|t| t.0));
+    failed
 }
 
 fn job_condition<'a>(
@@ -148,6 +193,7 @@ pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
             .and_then(|s| s.backoff_limit)
             .map(|b| b.saturating_add(1)),
         started: status.start_time,
+        retried: failed_attempts(pods),
     }
 }
 
@@ -391,6 +437,22 @@ mod tests {
             matches!(download_state(Some(&failed), &[]), DownloadState::Failed { ref reason, .. } if reason.as_str() == "BackoffLimitExceeded")
         );
 
+        // Running again after a failed attempt: the attempt, its reason and message.
+        let mut failed_pod = p.clone();
+        failed_pod.status.as_mut().unwrap().phase = Some("Failed".into());
+        let retrying = job(json!({"active": 1, "failed": 1}));
+        match download_state(Some(&retrying), &[&failed_pod]) {
+            DownloadState::Running {
+                attempts, retried, ..
+            } => {
+                assert_eq!(attempts, 2);
+                assert_eq!(retried.len(), 1);
+                assert_eq!(retried[0].reason, "NotFound");
+                assert_eq!(retried[0].message, "HTTP 404 for https://x/m");
+            }
+            other => panic!("{other:?}"),
+        }
+
         let done =
             job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
         let ok = pod(
@@ -428,6 +490,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let line = written.to_line();
         assert!(line.contains(r#""format":"saved-model""#), "{line}");
+        // Running again after a failed attempt: the attempt, its reason and message.
+        let mut failed_pod = p.clone();
+        failed_pod.status.as_mut().unwrap().phase = Some("Failed".into());
+        let retrying = job(json!({"active": 1, "failed": 1}));
+        match download_state(Some(&retrying), &[&failed_pod]) {
+            DownloadState::Running {
+                attempts, retried, ..
+            } => {
+                assert_eq!(attempts, 2);
+                assert_eq!(retried.len(), 1);
+                assert_eq!(retried[0].reason, "NotFound");
+                assert_eq!(retried[0].message, "HTTP 404 for https://x/m");
+            }
+            other => panic!("{other:?}"),
+        }
+
         let done =
             job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
         let ok = pod(

@@ -1,6 +1,6 @@
 //! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
 //! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested.
-use crate::api::{DownloadProgress, DownloadStatus, MLModel, MLModelStatus, Phase};
+use crate::api::{DownloadProgress, DownloadRetry, DownloadStatus, MLModel, MLModelStatus, Phase};
 use crate::conditions::{ConditionStatus, ConditionType, Reason};
 use crate::plan::{DownloadState, ServingState};
 use crate::progress::{self, duration_text};
@@ -317,6 +317,10 @@ pub fn compute(
     }
 }
 
+/// Failed attempts listed in `status.download.retries` (the latest).
+const MAX_RETRIES_SHOWN: usize = 5;
+const MAX_RETRY_MESSAGE_BYTES: usize = 512;
+
 fn download_status(
     rev: &str,
     state: &DownloadState,
@@ -329,10 +333,29 @@ fn download_status(
     match state {
         DownloadState::NotStarted => {}
         DownloadState::Running {
-            attempts, started, ..
+            attempts,
+            started,
+            retried,
+            ..
         } => {
             d.attempts = Some(*attempts);
             d.started_at = started.clone();
+            let skip = retried.len().saturating_sub(MAX_RETRIES_SHOWN);
+            let first = skip as i32 + 1;
+            d.retries = retried
+                .iter()
+                .skip(skip)
+                .zip(first..)
+                .map(|(f, attempt)| DownloadRetry {
+                    attempt,
+                    reason: f.reason.clone(),
+                    message: redact::urls_in(&crate::plugins::truncate(
+                        f.message.clone(),
+                        MAX_RETRY_MESSAGE_BYTES,
+                    )),
+                    finished_at: f.finished.clone(),
+                })
+                .collect();
         }
         DownloadState::Succeeded {
             report,
@@ -435,7 +458,24 @@ pub fn download_ended(
 pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNote> {
     let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
     if same {
-        return None;
+        // A download attempt failed and is retried: news even though the phase stays.
+        let last_retry = |s: &MLModelStatus| {
+            s.download
+                .as_ref()
+                .and_then(|d| d.retries.last())
+                .map(|r| r.attempt)
+        };
+        let retry = new.download.as_ref().and_then(|d| d.retries.last());
+        return retry
+            .filter(|r| old.and_then(last_retry) < Some(r.attempt))
+            .map(|r| EventNote {
+                warning: true,
+                reason: Reason::DownloadRetried.to_string(),
+                message: format!(
+                    "download attempt {} failed ({}): {}; retrying",
+                    r.attempt, r.reason, r.message
+                ),
+            });
     }
     let phase = new.phase.unwrap_or_default();
     Some(EventNote {
@@ -508,6 +548,7 @@ mod tests {
                     attempts: 1,
                     max_attempts: None,
                     started: None,
+                    retried: Vec::new(),
                 },
                 ..obs()
             },
@@ -558,6 +599,7 @@ mod tests {
             attempts: 1,
             max_attempts: None,
             started: None,
+            retried: Vec::new(),
         };
         assert_eq!(compute(now(), &m, &o, None).phase, Some(Phase::Downloading));
         o.download = succeeded();
@@ -607,6 +649,7 @@ mod tests {
             attempts: 1,
             max_attempts: None,
             started: None,
+            retried: Vec::new(),
         };
         o.serve_revision = Some("r1".into());
         o.serving = ServingState::Available {
@@ -630,6 +673,7 @@ mod tests {
             attempts: 1,
             max_attempts: None,
             started: None,
+            retried: Vec::new(),
         };
         let running = compute(now(), &m, &o, None);
         o.download = DownloadState::Failed {
@@ -709,6 +753,7 @@ mod tests {
             attempts: 1,
             max_attempts: None,
             started: None,
+            retried: Vec::new(),
         };
         let later = |secs| Timestamp::from_second(now().as_second() + secs).unwrap();
         let first = compute(now(), &model(), &o, None);
@@ -734,6 +779,11 @@ mod tests {
             attempts: 2,
             max_attempts: Some(4),
             started: None,
+            retried: vec![crate::plan::FailedAttempt {
+                reason: "StalledTooLong".into(),
+                message: "no byte for 60s from https://user:pw@x/m".into(),
+                finished: None,
+            }],
         };
         let figures = mlmodel_fetch::Figures {
             done: 1288490189,
@@ -756,6 +806,24 @@ mod tests {
         assert!(
             message.ends_with("attempt 2 of 4): 1.2 GiB of 2.8 GiB (42%), 35.0 MiB/s, ETA 47s"),
             "{message}"
+        );
+        // The failed attempt, its reason and its message (redacted), and an Event for it.
+        let retries = &s.download.as_ref().unwrap().retries;
+        assert_eq!(retries.len(), 1);
+        assert_eq!(
+            (retries[0].attempt, retries[0].reason.as_str()),
+            (1, "StalledTooLong")
+        );
+        assert!(!retries[0].message.contains("pw"), "{:?}", retries[0]);
+        let mut before = s.clone();
+        before.download.as_mut().unwrap().retries.clear();
+        let note = event(Some(&before), &s).unwrap();
+        assert_eq!(note.reason, "DownloadRetried");
+        assert!(
+            note.warning
+                && note
+                    .message
+                    .starts_with("download attempt 1 failed (StalledTooLong)")
         );
         // Moving figures are a change to write; the reason stays, so no Event.
         assert!(changed(None, &s));

@@ -21,7 +21,7 @@ mod step;
 
 pub use context::DEFAULT_NAMESPACE;
 pub use engine::{CONTRACT, HOST_GRACE, Limits};
-pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError};
+pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError, truncate};
 pub use registry::{Accepts, BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
 pub use step::Step;
 

@@ -47,8 +47,45 @@ struct FileServer {
     port: u16,
 }
 
+/// How a [`FileServer`] sends a body.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// All at once.
+    Full,
+    /// About this many bytes per second, in 16 KiB pieces.
+    Rate(usize),
+    /// This many bytes, then nothing more while the connection lasts (10 minutes at most).
+    HangAfter(usize),
+}
+
+impl Pace {
+    fn send(self, conn: &mut std::net::TcpStream, body: &[u8]) -> std::io::Result<()> {
+        match self {
+            Pace::Full => conn.write_all(body),
+            Pace::Rate(rate) => {
+                let piece = 16 * 1024;
+                for chunk in body.chunks(piece) {
+                    conn.write_all(chunk)?;
+                    std::thread::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate as f64));
+                }
+                Ok(())
+            }
+            Pace::HangAfter(n) => {
+                conn.write_all(&body[..n.min(body.len())])?;
+                conn.flush()?;
+                std::thread::sleep(Duration::from_secs(600));
+                Ok(())
+            }
+        }
+    }
+}
+
 impl FileServer {
     fn start(files: Vec<(&str, Vec<u8>)>) -> FileServer {
+        Self::start_paced(files, Pace::Full)
+    }
+
+    fn start_paced(files: Vec<(&str, Vec<u8>)>, pace: Pace) -> FileServer {
         let listener = TcpListener::bind((HOST_IP, 0)).unwrap_or_else(|e| {
             panic!("bind {HOST_IP}: {e} (is the real node's bridge up? hack/node.sh)")
         });
@@ -84,7 +121,7 @@ impl FileServer {
                                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
                                 b.len()
                             );
-                            if head { Ok(()) } else { conn.write_all(&b) }
+                            if head { Ok(()) } else { pace.send(&mut conn, &b) }
                         }
                         None => conn.write_all(
                             b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
@@ -614,5 +651,90 @@ async fn a_model_the_server_cannot_load_fails_before_any_server_starts() {
             .and_then(|l| l.get("mlmodel.dev/step"))
             .is_some_and(|s| s == "download")),
         "only the download pod ran"
+    );
+}
+
+/// Progress in status while a real download runs: a server sending about 256 KiB/s, so the
+/// 6 MiB take about 24 s; the percentage seen in status moves before the model is Ready.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_download_shows_its_progress_moving_in_status() {
+    let data = model_bytes(4, 6 << 20);
+    let server = FileServer::start_paced(vec![("/slow.bin", data)], Pace::Rate(256 << 10));
+    let env = real_env("real-progress").await;
+    env.create(file_model(
+        "slow",
+        &server.url("/slow.bin"),
+        None,
+        serde_json::json!({}),
+    ))
+    .await;
+
+    let progress = |m: &MLModel| m.status.as_ref()?.download.as_ref()?.progress.clone();
+    let first = env
+        .wait_until("progress in status", Duration::from_secs(120), || async {
+            progress(&env.get("slow").await).filter(|p| p.percent.is_some_and(|p| p < 100))
+        })
+        .await;
+    let later = env
+        .wait_until("the progress to move", Duration::from_secs(120), || async {
+            progress(&env.get("slow").await).filter(|p| p.bytes_done > first.bytes_done)
+        })
+        .await;
+    println!(
+        "progress seen: {:?} then {:?}",
+        first.summary, later.summary
+    );
+    assert_eq!(first.bytes_total, Some(6 << 20));
+    assert!(first.summary.contains("/6.0Mi "), "{first:?}");
+    let model = env.get("slow").await;
+    let message = model.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains(" of 6.0 MiB ("), "{message}");
+
+    // Done: Ready, and no progress left in status.
+    let ready = env
+        .wait_phase("slow", Phase::Ready, Duration::from_secs(180))
+        .await;
+    assert_eq!(progress(&ready), None);
+}
+
+/// A download whose server stops sending: after a minute without a byte the model says
+/// `DownloadStalled`, with where it stopped and the attempt, in its message and an Event.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_stalled_download_says_so() {
+    let data = model_bytes(5, 1 << 20);
+    let server = FileServer::start_paced(vec![("/stuck.bin", data)], Pace::HangAfter(256 << 10));
+    let env = real_env("real-stall").await;
+    env.create(file_model(
+        "stuck",
+        &server.url("/stuck.bin"),
+        None,
+        serde_json::json!({}),
+    ))
+    .await;
+    let stalled = env
+        .wait_until("DownloadStalled", Duration::from_secs(240), || async {
+            let m = env.get("stuck").await;
+            let status = m.status?;
+            (status.reason.as_deref() == Some("DownloadStalled")).then_some(status)
+        })
+        .await;
+    let message = stalled.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("stalled at 256.0 KiB for ") && message.contains("attempt 1 of 1"),
+        "{message}"
+    );
+    let progress = stalled.download.unwrap().progress.unwrap();
+    assert!(
+        progress.stalled_seconds.is_some_and(|s| s >= 60),
+        "{progress:?}"
+    );
+    assert_eq!(progress.summary, "stalled 256Ki/1.0Mi");
+    assert!(
+        env.event_reasons("stuck")
+            .await
+            .iter()
+            .any(|r| r == "DownloadStalled")
     );
 }
