@@ -1,7 +1,7 @@
 //! Builds the default plugins (`plugins/*`) for `wasm32-wasip2` so the operator can embed them
 //! with `include_bytes!`; their paths reach the crate as `MLMODEL_PLUGIN_WASM_<NAME>`.
 //!
-//! The nested cargo uses its own target directory (`target/wasm-plugins`): the outer build holds
+//! The nested cargo uses its own target directory (`target/wasm-plugins/<checkout>`): the outer build holds
 //! the lock of its own target directory while this script runs, so sharing it would deadlock.
 //! The outer build's environment (flags, wrappers such as clippy-driver, target selection) is
 //! cleared so that it neither breaks nor needlessly rebuilds the wasm build.
@@ -32,22 +32,43 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=MLMODEL_PLUGIN_TOOLCHAIN");
 
+    // One nested target directory per checkout: `target/` may be shared by several (clean clones
+    // in CI, worktrees), and cargo copies a crate's `.wasm` to the shared file name only when it
+    // rebuilds it, so a shared one could hold another checkout's plugins.
     let target_dir = env::var_os("MLMODEL_PLUGIN_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target").join("wasm-plugins"));
+        .unwrap_or_else(|| {
+            workspace
+                .join("target")
+                .join("wasm-plugins")
+                .join(path_key(&workspace))
+        });
     build_plugins(&workspace, &target_dir);
 
+    // Each build embeds its own copies, in this build script's OUT_DIR, which nothing else
+    // writes: a rebuild of the host never picks up plugins built since by another build.
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     for (krate, var) in PLUGINS {
-        let wasm = target_dir
-            .join(TARGET)
-            .join("plugin")
-            .join(format!("{}.wasm", krate.replace('-', "_")));
+        let file = format!("{}.wasm", krate.replace('-', "_"));
+        let wasm = target_dir.join(TARGET).join("plugin").join(&file);
         assert!(wasm.is_file(), "plugin build left no {}", wasm.display());
+        let own = out_dir.join(&file);
+        std::fs::copy(&wasm, &own)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", wasm.display(), own.display()));
         println!(
             "cargo:rustc-env=MLMODEL_PLUGIN_WASM_{var}={}",
-            wasm.display()
+            own.display()
         );
     }
+}
+
+/// A short stable name for a checkout's path (FNV-1a, hex).
+fn path_key(path: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in path.as_os_str().as_encoded_bytes() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 fn build_plugins(workspace: &Path, target_dir: &Path) {

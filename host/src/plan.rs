@@ -490,22 +490,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let line = written.to_line();
         assert!(line.contains(r#""format":"saved-model""#), "{line}");
-        // Running again after a failed attempt: the attempt, its reason and message.
-        let mut failed_pod = p.clone();
-        failed_pod.status.as_mut().unwrap().phase = Some("Failed".into());
-        let retrying = job(json!({"active": 1, "failed": 1}));
-        match download_state(Some(&retrying), &[&failed_pod]) {
-            DownloadState::Running {
-                attempts, retried, ..
-            } => {
-                assert_eq!(attempts, 2);
-                assert_eq!(retried.len(), 1);
-                assert_eq!(retried[0].reason, "NotFound");
-                assert_eq!(retried[0].message, "HTTP 404 for https://x/m");
-            }
-            other => panic!("{other:?}"),
-        }
-
         let done =
             job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
         let ok = pod(
