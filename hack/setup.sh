@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Cargo's target directory lives in the cache, shared by every clone on this machine (CI builds a
 # fresh clone each run): one per toolchain, so artefacts of another rustc never mix in; cargo's
-# own fingerprints rebuild whatever changed. A checkout's real `target/` directory is left alone.
+# own fingerprints rebuild whatever changed (see below for a switch of checkout). A checkout's real `target/` directory is left alone.
 cache=${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -e "$root/target" ] || [ -L "$root/target" ]; then
@@ -39,4 +39,19 @@ if [ ! -e "$root/target" ] || [ -L "$root/target" ]; then
   fi
   mkdir -p "$shared"
   [ "$(readlink "$root/target" 2>/dev/null)" = "$shared" ] || ln -sfn "$shared" "$root/target"
+  # Cargo names a workspace crate's artefacts by its path relative to the workspace, so every
+  # checkout builds the same files here, and judges them fresh by mtime: after another checkout
+  # built, our older sources would look built, and its crates would be linked in (seen: a
+  # checkout's tests compiled against another's older mlmodel-fetch). When the last checkout to
+  # use this directory was another, our sources are touched so that cargo rebuilds our crates
+  # (the dependencies stay shared). Two checkouts must not build here at the same time.
+  marker="$shared/.last-checkout"
+  if [ "$(cat "$marker" 2>/dev/null)" != "$root" ]; then
+    if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+      (cd "$root" && git ls-files -z | xargs -0 touch -c --)
+    else
+      find "$root" -path "$root/target" -prune -o -type f -exec touch -c {} +
+    fi
+    echo "$root" > "$marker"
+  fi
 fi
