@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch fuzz clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress fuzz clean
 
 all: build
 
@@ -78,6 +78,7 @@ bench: setup ## every benchmark: render, scale N=100 and N=1000 (with memory at 
 	@$(MAKE) -s bench-scale N=100 RUNS=3
 	@$(MAKE) -s bench-scale N=1000 RUNS=1
 	@$(MAKE) -s bench-fetch
+	@$(MAKE) -s bench-progress DOWNLOADS=1000
 
 bench-render: setup ## plugin render p50/p99, wasm beside native (criterion)
 	cargo bench -p mlmodel-operator --bench render
@@ -90,6 +91,10 @@ bench-memory: setup tools ## the operator's RSS at rest with 1000 models Ready
 
 bench-fetch: setup ## 2 GiB over loopback with sha256, against curl
 	hack/bench-fetch.sh
+
+DOWNLOADS ?= 1000
+bench-progress: setup tools ## API load of download progress with DOWNLOADS in flight: make bench-progress DOWNLOADS=1000
+	python3 hack/bench_progress.py --models $(DOWNLOADS)
 
 # Fuzzing: not part of `make test`. Each target of fuzz/ runs FUZZ_SECONDS (default 600), one
 # after the other; FUZZ_TARGETS picks some (policy extract names). Corpora and crashes stay under

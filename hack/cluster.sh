@@ -260,7 +260,8 @@ up() {
   # kwok plays the kubelet of the annotated fake nodes; its stages say how pods behave. Its
   # server (health, and the kubelet port of the nodes) listens on loopback only, and the node
   # IP is loopback, so an apiserver proxying to a "kubelet" never leaves this machine.
-  start kwok --kubeconfig="$kcs/kwok.kubeconfig" \
+  sed "s|@LOG@|$here/cluster/fetch-progress.log|" "$here/cluster/logs.yaml" > "$dir/logs.yaml"
+  start kwok --kubeconfig="$kcs/kwok.kubeconfig" --config="$dir/logs.yaml" \
     --config="$here/cluster/stages/node.yaml" --config="$here/cluster/stages/pod.yaml" \
     --config="$here/cluster/stages/pod-fail.yaml" --config="$here/cluster/stages/volume.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \

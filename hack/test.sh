@@ -51,7 +51,11 @@ cluster_tests() {
   export KUBECONFIG=$MLMODEL_CACHE/cluster/kubeconfig
   # The real-node tests pull the operator's image (the download Jobs' `fetch`, and the installed
   # operator) from the cluster's registry: built from the release binary and pushed first.
-  hack/operator-image.sh >/dev/null || return 1
+  # By digest: the real node's containerd keeps an image it pulled under a tag, so a tag would
+  # run the previous build's downloader.
+  local image
+  image=$(hack/operator-image.sh | tail -n 1) || return 1
+  export MLMODEL_TEST_OPERATOR_IMAGE=$image
   cargo test --workspace --no-fail-fast -- --ignored
 }
 

@@ -19,8 +19,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The operator image as hack/operator-image.sh pushes it.
-const OPERATOR_IMAGE: &str = "localhost:23500/mlmodel-operator:dev";
 /// The real node's bridge address: this machine, as the pods see it.
 const HOST_IP: &str = "10.88.0.1";
 
@@ -142,7 +140,7 @@ impl FileServer {
 /// that gives download Jobs the locally built operator image.
 async fn real_env(prefix: &str) -> Env {
     let opts = RuntimeOptions {
-        operator_image: OPERATOR_IMAGE.into(),
+        operator_image: common::operator_image(),
         ..RuntimeOptions::default()
     };
     Env::start_with(prefix, common::RESTRICTED, common::REAL_NODE, opts).await

@@ -17,7 +17,6 @@ use mlmodel_operator::api::Phase;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const OPERATOR_IMAGE: &str = "localhost:23500/mlmodel-operator:dev";
 const RELEASED_IMAGE: &str = "ghcr.io/mlmodel-dev/mlmodel-operator:v0.1.0";
 const SYSTEM_NS: &str = "mlmodel-system";
 
@@ -134,7 +133,7 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
     );
     let manifest = std::fs::read_to_string(common::flow::repo_root().join("deploy/install.yaml"))
         .expect("deploy/install.yaml")
-        .replace(RELEASED_IMAGE, OPERATOR_IMAGE);
+        .replace(RELEASED_IMAGE, &common::operator_image());
     kubectl(
         &["apply", "--server-side", "--force-conflicts", "-f", "-"],
         Some(&manifest),
@@ -164,7 +163,10 @@ async fn install_yaml_runs_the_operator_on_the_real_node() {
         spec.service_account_name.as_deref(),
         Some("mlmodel-operator")
     );
-    assert_eq!(spec.containers[0].image.as_deref(), Some(OPERATOR_IMAGE));
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some(common::operator_image().as_str())
+    );
     let node = Api::<Node>::all(client.clone())
         .get(spec.node_name.as_deref().unwrap())
         .await

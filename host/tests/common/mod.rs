@@ -31,6 +31,15 @@ use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
 /// Labels that make PodSecurity admission enforce the `restricted` standard in a namespace.
+/// The operator image `make test` built and pushed (hack/operator-image.sh), by digest: a tag
+/// would let the real node's containerd keep running an older image of the same tag.
+pub fn operator_image() -> String {
+    std::env::var("MLMODEL_TEST_OPERATOR_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| "localhost:23500/mlmodel-operator:dev".into())
+}
+
 pub const RESTRICTED: &[(&str, &str)] = &[("pod-security.kubernetes.io/enforce", "restricted")];
 
 /// Namespace annotations that send every pod of the namespace to the local cluster's real node
