@@ -615,17 +615,12 @@ async fn a_model_the_server_cannot_load_fails_before_any_server_starts() {
     let download = status.download.clone().unwrap();
     assert_eq!(download.format.as_deref(), Some("keras-hdf5"), "{status:?}");
     assert_eq!(download.largest_file.as_deref(), Some("tf_model.h5"));
-    if let (Some(finished), Some(failed_at)) = (
-        download.finished_at.as_ref(),
-        status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| &c.last_transition_time),
-    ) {
+    // Seen Failed (polled every 200 ms) this long after the download pod finished.
+    if let Some(finished) = download.finished_at.as_ref() {
+        let now = k8s_openapi::jiff::Timestamp::now();
         println!(
-            "ModelFormatMismatch {:.1} s after the download finished",
-            (failed_at.0.as_millisecond() - finished.0.as_millisecond()) as f64 / 1e3
+            "ModelFormatMismatch seen {:.1} s after the download finished",
+            (now.as_millisecond() - finished.0.as_millisecond()) as f64 / 1e3
         );
     }
     assert!(
