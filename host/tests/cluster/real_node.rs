@@ -84,6 +84,12 @@ impl FileServer {
     }
 
     fn start_paced(files: Vec<(&str, Vec<u8>)>, pace: Pace) -> FileServer {
+        Self::start_with(files, pace, 0)
+    }
+
+    /// Answers the first `missing` requests 404 Not Found, as if the file were not there yet.
+    fn start_with(files: Vec<(&str, Vec<u8>)>, pace: Pace, missing: usize) -> FileServer {
+        let missing = Arc::new(std::sync::atomic::AtomicUsize::new(missing));
         let listener = TcpListener::bind((HOST_IP, 0)).unwrap_or_else(|e| {
             panic!("bind {HOST_IP}: {e} (is the real node's bridge up? hack/node.sh)")
         });
@@ -94,6 +100,7 @@ impl FileServer {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let files = shared.clone();
+                let missing = missing.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut line = String::new();
@@ -108,9 +115,16 @@ impl FileServer {
                             break;
                         }
                     }
+                    let not_yet = missing
+                        .fetch_update(
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                            |n| n.checked_sub(1),
+                        )
+                        .is_ok();
                     let body = files
                         .iter()
-                        .find(|(p, _)| *p == path)
+                        .find(|(p, _)| *p == path && !not_yet)
                         .map(|(_, b)| b.clone());
                     let _ = match body {
                         Some(b) => {
@@ -729,5 +743,51 @@ async fn a_stalled_download_says_so() {
             .await
             .iter()
             .any(|r| r == "DownloadStalled")
+    );
+}
+
+/// A download attempt that fails is retried by the Job: the failed attempt, with the
+/// downloader's reason and message, shows in `status.download.retries`, with a
+/// `DownloadRetried` Event, and the model still ends Ready.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_retried_download_shows_the_failed_attempt() {
+    let data = model_bytes(6, 64 * 1024);
+    let server = FileServer::start_with(vec![("/late.bin", data)], Pace::Full, 1);
+    let env = real_env("real-retry").await;
+    env.create(file_model(
+        "late",
+        &server.url("/late.bin"),
+        None,
+        serde_json::json!({"download": {"backoffLimit": 2}}),
+    ))
+    .await;
+    let retrying = env
+        .wait_until(
+            "a retried attempt in status",
+            Duration::from_secs(180),
+            || async {
+                let status = env.get("late").await.status?;
+                let download = status.download.clone()?;
+                (!download.retries.is_empty()).then_some(download)
+            },
+        )
+        .await;
+    let first = &retrying.retries[0];
+    assert_eq!(
+        (first.attempt, first.reason.as_str()),
+        (1, "NotFound"),
+        "{retrying:?}"
+    );
+    assert!(first.message.contains("404"), "{first:?}");
+    let ready = env
+        .wait_phase("late", Phase::Ready, Duration::from_secs(180))
+        .await;
+    assert!(ready.status.unwrap().download.unwrap().attempts >= Some(2));
+    assert!(
+        env.event_reasons("late")
+            .await
+            .iter()
+            .any(|r| r == "DownloadRetried")
     );
 }
