@@ -81,12 +81,8 @@ async fn happy_path_echo_and_tensorflow_samples() {
             assert!(labels.contains_key("mlmodel.dev/step"), "{kind}");
             assert!(labels.contains_key("mlmodel.dev/revision"), "{kind}");
         }
-        let reasons = env.event_reasons(&name).await;
         for r in ["Downloading", "Deploying", "Ready"] {
-            assert!(
-                reasons.iter().any(|e| e == r),
-                "{sample}: event {r} missing from {reasons:?}"
-            );
+            env.wait_event(&name, r).await;
         }
         env.kubectl_wait_ready(&name).await;
     }
@@ -118,11 +114,7 @@ async fn download_failure_reports_the_downloader_message_and_recovers() {
         st.condition(ConditionType::Downloaded).unwrap().reason,
         "NotFound"
     );
-    assert!(
-        env.event_reasons(&name)
-            .await
-            .contains(&"DownloadFailed".to_string())
-    );
+    env.wait_event(&name, "DownloadFailed").await;
 
     // Fixing the spec (here: dropping what made the download fail) recovers by itself.
     env.merge_spec(&name, json!({"plugins": {"config": {"download": null}}}))
@@ -480,13 +472,7 @@ async fn a_too_deep_plugin_config_fails_that_model_only() {
             Some(("False", "InvalidPluginConfig")),
             "{name}"
         );
-        assert!(
-            env.event_reasons(name)
-                .await
-                .iter()
-                .any(|r| r == "InvalidPluginConfig"),
-            "{name}: no InvalidPluginConfig event"
-        );
+        env.wait_event(name, "InvalidPluginConfig").await;
     }
     env.wait_phase(&good_name, Phase::Ready, Duration::from_secs(120))
         .await;
@@ -567,14 +553,7 @@ async fn an_existing_service_of_the_same_name_is_never_taken_over() {
         message.contains("Service \"echo-model\" already exists"),
         "{message}"
     );
-    env.wait_until("a NameConflict Event", Duration::from_secs(20), || async {
-        env.event_reasons("echo-model")
-            .await
-            .iter()
-            .any(|r| r == "NameConflict")
-            .then_some(())
-    })
-    .await;
+    env.wait_event("echo-model", "NameConflict").await;
     let svc = services.get("echo-model").await.unwrap();
     assert!(
         svc.metadata.owner_references.is_none(),

@@ -433,11 +433,7 @@ async fn real_download_failures_show_the_downloaders_message() {
         "the downloader's message names the expected sum: {msg}"
     );
     for model in ["missing", "corrupt"] {
-        let reasons = env.event_reasons(model).await;
-        assert!(
-            reasons.iter().any(|r| r == "DownloadFailed"),
-            "{model}: {reasons:?}"
-        );
+        env.wait_event(model, "DownloadFailed").await;
     }
 }
 
@@ -637,12 +633,7 @@ async fn a_model_the_server_cannot_load_fails_before_any_server_starts() {
             (now.as_millisecond() - finished.0.as_millisecond()) as f64 / 1e3
         );
     }
-    assert!(
-        env.event_reasons("keras")
-            .await
-            .iter()
-            .any(|r| r == "ModelFormatMismatch")
-    );
+    env.wait_event("keras", "ModelFormatMismatch").await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let servers = deployments
         .list(&ListParams::default().labels("mlmodel.dev/step=serve"))
@@ -738,12 +729,7 @@ async fn a_stalled_download_says_so() {
         "{progress:?}"
     );
     assert_eq!(progress.summary, "stalled 256Ki/1.0Mi");
-    assert!(
-        env.event_reasons("stuck")
-            .await
-            .iter()
-            .any(|r| r == "DownloadStalled")
-    );
+    env.wait_event("stuck", "DownloadStalled").await;
 }
 
 /// A download attempt that fails is retried by the Job: the failed attempt, with the
@@ -784,10 +770,5 @@ async fn a_retried_download_shows_the_failed_attempt() {
         .wait_phase("late", Phase::Ready, Duration::from_secs(180))
         .await;
     assert!(ready.status.unwrap().download.unwrap().attempts >= Some(2));
-    assert!(
-        env.event_reasons("late")
-            .await
-            .iter()
-            .any(|r| r == "DownloadRetried")
-    );
+    env.wait_event("late", "DownloadRetried").await;
 }

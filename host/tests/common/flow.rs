@@ -381,6 +381,23 @@ impl Env {
         out
     }
 
+    /// Waits (20 s at most) for an Event of `reason` about model `name`: the operator publishes it
+    /// just after the status it explains, so a status seen is no proof the Event is there yet.
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        self.wait_until(
+            &format!("a {reason} Event of {name}"),
+            Duration::from_secs(20),
+            || async {
+                self.event_reasons(name)
+                    .await
+                    .iter()
+                    .any(|r| r == reason)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
