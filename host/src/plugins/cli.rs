@@ -83,7 +83,7 @@ pub fn run(args: PluginsArgs) -> Result<()> {
                 p.name,
                 p.version,
                 steps,
-                p.sha256[..12].to_string(),
+                p.sha256.clone(),
                 source,
                 formats,
                 keys,

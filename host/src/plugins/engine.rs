@@ -239,6 +239,11 @@ impl PluginEngine {
                 }
             }
         }
+        if is_core_module(bytes) {
+            anyhow::bail!(
+                "it is a core WebAssembly module, not a component: build it for the target `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`), or wrap it with `wasm-tools component new`"
+            );
+        }
         let component = Component::new(&self.engine, bytes)
             .map_err(wasm_err)
             .context("not a valid WebAssembly component")?;
@@ -376,6 +381,12 @@ impl PluginEngine {
         })
         .map(|(info, _)| info)
     }
+}
+
+/// A core module (`\0asm`, version 1) rather than a component (`\0asm`, layer 1): what a build
+/// for `wasm32-unknown-unknown` or `wasm32-wasip1` gives.
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm\x01\0\0\0")
 }
 
 fn contract_error(export: &str, detail: String) -> anyhow::Error {
@@ -603,6 +614,16 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_module_is_told_apart_from_a_component() {
+        // The smallest core module, and a component's header (version 0xd, layer 1).
+        assert!(is_core_module(b"\0asm\x01\0\0\0"));
+        assert!(!is_core_module(b"\0asm\x0d\0\x01\0"));
+        let engine = PluginEngine::new(Limits::default(), None).unwrap();
+        let err = engine.compile(b"\0asm\x01\0\0\0", "x").unwrap_err();
+        assert!(format!("{err:#}").contains("wasm32-wasip2"), "{err:#}");
+    }
     use std::sync::mpsc;
 
     /// A call stuck where nothing can interrupt it (here: a channel nobody writes to yet, as a

@@ -136,9 +136,6 @@ impl Runtime {
             None,
             &opts.replace_builtins,
         );
-        for (path, error) in &snapshot.errors {
-            tracing::warn!(path = %path.display(), %error, "plugin not loaded");
-        }
         let inner = Inner {
             engine,
             opts,

@@ -248,10 +248,8 @@ pub(crate) fn load(
             .and_then(|bytes| load_one(engine, &bytes, &path.display().to_string(), &reuse));
         match loaded {
             Ok(p) => all.push(p),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
-                errors.push((path.clone(), e));
-            }
+            // Logged by whoever reports the snapshot (once: `plugins` prints them itself).
+            Err(e) => errors.push((path.clone(), e)),
         }
     }
 
@@ -272,7 +270,6 @@ pub(crate) fn load(
                  that with --replace-builtin {}",
                 p.name, p.name
             );
-            tracing::warn!(path = %p.source, %error, "plugin not loaded");
             errors.push((PathBuf::from(&p.source), error));
         }
         !refused

@@ -211,3 +211,25 @@ fn fetch_runs_the_downloader_and_writes_the_termination_log() {
     assert_eq!(report["reason"], "NetworkError", "{line}");
     assert!(stderr.contains("download failed"), "{stderr}");
 }
+
+/// A plain (core) module in a plugin directory: one report, on stdout, that says how to build a
+/// component; and every plugin's digest in full, so it can be pinned as printed.
+#[test]
+fn plugins_reports_a_core_module_once_with_the_fix_and_full_digests() {
+    let dir = plugin_dir(&[]);
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let (out, stdout, stderr) = run(&["plugins", "--plugin-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let all = format!("{stdout}{stderr}");
+    assert_eq!(all.matches("core WebAssembly module").count(), 1, "{all}");
+    assert!(stdout.contains("`wasm32-wasip2`"), "{stdout}");
+    let echo = stdout
+        .lines()
+        .find(|l| l.starts_with("echo-server"))
+        .unwrap();
+    assert!(
+        echo.split_whitespace()
+            .any(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit())),
+        "{echo}"
+    );
+}
