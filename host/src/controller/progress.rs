@@ -17,7 +17,7 @@ use kube::api::{Api, LogParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use mlmodel_fetch::Figures;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -88,11 +88,11 @@ pub fn next_turn<'a>(
     read_at: &mut HashMap<(String, String), Instant>,
     now: Instant,
 ) -> Option<&'a Running> {
-    read_at.retain(|(ns, pod), _| {
-        running
-            .iter()
-            .any(|r| r.pod == *pod && r.key.namespace == *ns)
-    });
+    let live: HashSet<(&str, &str)> = running
+        .iter()
+        .map(|r| (r.key.namespace.as_str(), r.pod.as_str()))
+        .collect();
+    read_at.retain(|(ns, pod), _| live.contains(&(ns.as_str(), pod.as_str())));
     running
         .iter()
         .map(|r| (r, read_at.get(&(r.key.namespace.clone(), r.pod.clone()))))
@@ -114,7 +114,8 @@ pub async fn follow(
     loop {
         pacer.turn().await;
         let running = running_downloads(&pods.state());
-        tracker.retain(|k| running.iter().any(|r| r.key == *k));
+        let keys: HashSet<&Key> = running.iter().map(|r| &r.key).collect();
+        tracker.retain(|k| keys.contains(k));
         let now = Instant::now();
         let Some(turn) = next_turn(&running, &mut read_at, now).cloned() else {
             continue;

@@ -158,6 +158,20 @@ fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
     scenario
 }
 
+/// The applies once the download is done (the server, then the Service), the status, the event.
+fn serve_and_expose_scenario(model: &MLModel) -> Vec<Expect> {
+    let mut scenario = Vec::new();
+    scenario.extend(create(format!(
+        "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+    )));
+    scenario.extend(create(format!(
+        "/api/v1/namespaces/{NS}/services/echo-model"
+    )));
+    scenario.push(Expect::status_patch(model));
+    scenario.push(Expect::event(NS));
+    scenario
+}
+
 #[tokio::test]
 async fn a_new_model_gets_its_download_step_applied_then_its_status() {
     let model = echo_model();
@@ -243,20 +257,7 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
         }))
         .unwrap(),
     );
-    let calls = reconcile_once(
-        &model,
-        &cluster,
-        create(format!(
-            "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
-        ))
-        .into_iter()
-        .chain(create(format!(
-            "/api/v1/namespaces/{NS}/services/echo-model"
-        )))
-        .chain([Expect::status_patch(&model), Expect::event(NS)])
-        .collect(),
-    )
-    .await;
+    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model)).await;
     assert_eq!(calls[0].body["kind"], "Deployment");
     assert_eq!(calls[1].body["kind"], "Service");
     cluster.applied(&calls[0]);
@@ -456,20 +457,7 @@ async fn a_model_format_the_server_cannot_load_fails_before_any_server_starts() 
     model
         .annotations_mut()
         .insert(ANNOTATION_SERVE_PLUGIN.into(), "echo-server".into());
-    let calls = reconcile_once(
-        &model,
-        &cluster,
-        create(format!(
-            "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
-        ))
-        .into_iter()
-        .chain(create(format!(
-            "/api/v1/namespaces/{NS}/services/echo-model"
-        )))
-        .chain([Expect::status_patch(&model), Expect::event(NS)])
-        .collect(),
-    )
-    .await;
+    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model)).await;
     assert_eq!(calls[0].body["kind"], "Deployment");
     assert_ne!(calls[2].body["status"]["phase"], "Failed");
 }
