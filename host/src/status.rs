@@ -454,35 +454,71 @@ pub fn download_ended(
     }
 }
 
-/// The Event a status change deserves: one per phase change and per new failure reason.
-pub fn event(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Option<EventNote> {
-    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
-    if same {
-        // A download attempt failed and is retried: news even though the phase stays.
-        let last_retry = |s: &MLModelStatus| {
-            s.download
-                .as_ref()
-                .and_then(|d| d.retries.last())
-                .map(|r| r.attempt)
-        };
-        let retry = new.download.as_ref().and_then(|d| d.retries.last());
-        return retry
-            .filter(|r| old.and_then(last_retry) < Some(r.attempt))
-            .map(|r| EventNote {
-                warning: true,
-                reason: Reason::DownloadRetried.to_string(),
-                message: format!(
-                    "download attempt {} failed ({}): {}; retrying",
-                    r.attempt, r.reason, r.message
-                ),
-            });
+/// Whether a status change must be written at once. Milestones and bad news are: the first
+/// status, a new generation observed, reaching or leaving `Ready`, any change while `Failed`, a
+/// new stall or retry. The rest (a step on the way to Ready, replica counts, progress figures)
+/// may wait to be coalesced with the next change: see the controller's `COALESCE`.
+pub fn urgent(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
+    let Some(old) = old else { return true };
+    let milestone = |s: &MLModelStatus| matches!(s.phase, Some(Phase::Ready | Phase::Failed));
+    let stalled = |s: &MLModelStatus| s.reason.as_deref() == Some("DownloadStalled");
+    let retries = |s: &MLModelStatus| s.download.as_ref().map_or(0, |d| d.retries.len());
+    old.observed_generation != new.observed_generation
+        || ((milestone(old) || milestone(new))
+            && (old.phase != new.phase || old.reason != new.reason))
+        || (new.phase == Some(Phase::Failed) && old.message != new.message)
+        || (stalled(new) && !stalled(old))
+        || retries(new) != retries(old)
+}
+
+/// The Events a status change deserves: milestones (the download done, Ready) and bad news (a
+/// failure, a stall, a retried download), each once. Steps on the way to Ready are in the
+/// status and its conditions, not repeated as Events.
+pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote> {
+    let mut notes = Vec::new();
+    let last_retry = |s: &MLModelStatus| {
+        s.download
+            .as_ref()
+            .and_then(|d| d.retries.last())
+            .map(|r| r.attempt)
+    };
+    if let Some(r) = new.download.as_ref().and_then(|d| d.retries.last())
+        && old.and_then(last_retry) < Some(r.attempt)
+    {
+        notes.push(EventNote {
+            warning: true,
+            reason: Reason::DownloadRetried.to_string(),
+            message: format!(
+                "download attempt {} failed ({}): {}; retrying",
+                r.attempt, r.reason, r.message
+            ),
+        });
     }
+    // On the turn to True only: the report's figures may reach the message a little later.
+    fn downloaded(s: &MLModelStatus) -> Option<&Condition> {
+        s.condition(ConditionType::Downloaded).filter(|c| holds(c))
+    }
+    if let Some(done) = downloaded(new)
+        && old.and_then(downloaded).is_none()
+    {
+        notes.push(EventNote {
+            warning: false,
+            reason: Reason::Downloaded.to_string(),
+            message: done.message.clone(),
+        });
+    }
+    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
     let phase = new.phase.unwrap_or_default();
-    Some(EventNote {
-        warning: phase == Phase::Failed,
-        reason: new.reason.clone().unwrap_or_else(|| phase.to_string()),
-        message: format!("{phase}: {}", new.message.clone().unwrap_or_default()),
-    })
+    let reason = new.reason.clone().unwrap_or_else(|| phase.to_string());
+    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled.to_string();
+    if !same && (bad_news || phase == Phase::Ready) {
+        notes.push(EventNote {
+            warning: bad_news,
+            reason,
+            message: format!("{phase}: {}", new.message.clone().unwrap_or_default()),
+        });
+    }
+    notes
 }
 
 #[cfg(test)]
@@ -682,7 +718,9 @@ mod tests {
             attempts: 1,
         };
         let failed = compute(now(), &m, &o, Some(&running));
-        let event = event(Some(&running), &failed).unwrap();
+        let [event] = &events(Some(&running), &failed)[..] else {
+            panic!("one Event for the failure")
+        };
         for s in [&running, &failed] {
             let mut texts = vec![s.message.clone().unwrap_or_default()];
             texts.extend(s.conditions.iter().map(|c| c.message.clone()));
@@ -760,11 +798,16 @@ mod tests {
         let second = compute(later(5), &model(), &o, Some(&first));
         assert!(!changed(Some(&first), &second));
         assert_eq!(first.conditions, second.conditions);
-        assert!(event(Some(&first), &second).is_none());
+        assert!(events(Some(&first), &second).is_empty());
         o.download = succeeded();
         let third = compute(later(10), &model(), &o, Some(&second));
         assert!(changed(Some(&second), &third));
-        assert!(event(Some(&second), &third).is_some());
+        let notes = events(Some(&second), &third);
+        assert_eq!(
+            notes.iter().map(|n| n.reason.as_str()).collect::<Vec<_>>(),
+            ["Downloaded"],
+            "the download's end is a milestone"
+        );
         // Only the condition whose status changed has a new transition time.
         let at = |s: &MLModelStatus, t| s.condition(t).unwrap().last_transition_time.0;
         assert_eq!(at(&third, ConditionType::Downloaded), later(10));
@@ -817,7 +860,9 @@ mod tests {
         assert!(!retries[0].message.contains("pw"), "{:?}", retries[0]);
         let mut before = s.clone();
         before.download.as_mut().unwrap().retries.clear();
-        let note = event(Some(&before), &s).unwrap();
+        let [note] = &events(Some(&before), &s)[..] else {
+            panic!("one Event for the retry")
+        };
         assert_eq!(note.reason, "DownloadRetried");
         assert!(
             note.warning
@@ -827,7 +872,7 @@ mod tests {
         );
         // Moving figures are a change to write; the reason stays, so no Event.
         assert!(changed(None, &s));
-        assert_eq!(event(Some(&s), &s), None);
+        assert_eq!(events(Some(&s), &s), []);
 
         o.progress = Some(progress::Sample {
             figures,
@@ -845,13 +890,82 @@ mod tests {
         assert_eq!(p.summary, "stalled 1.2Gi/2.8Gi");
         // A stall is news: an Event.
         assert_eq!(
-            event(Some(&s), &stalled).map(|e| e.reason),
-            Some("DownloadStalled".to_string())
+            events(Some(&s), &stalled)
+                .into_iter()
+                .map(|e| (e.reason, e.warning))
+                .collect::<Vec<_>>(),
+            [("DownloadStalled".to_string(), true)]
         );
 
         // Once downloaded, no progress is shown.
         o.download = succeeded();
         let done = compute(now(), &m, &o, Some(&stalled));
         assert_eq!(done.download.unwrap().progress, None);
+    }
+
+    /// The walk of a new model to Ready: the steps on the way are coalesced and bring no Event;
+    /// the end of the download and Ready are milestones, written at once with one Event each.
+    #[test]
+    fn steps_on_the_way_wait_and_milestones_do_not() {
+        let m = model();
+        let mut o = obs();
+        o.storage_exists = false;
+        let creating = compute(now(), &m, &o, None);
+        assert!(
+            urgent(None, &creating),
+            "the first status is written at once"
+        );
+        assert_eq!(events(None, &creating), []);
+        o.storage_exists = true;
+        o.download = DownloadState::Running {
+            attempts: 1,
+            max_attempts: None,
+            started: None,
+            retried: Vec::new(),
+        };
+        let downloading = compute(now(), &m, &o, Some(&creating));
+        assert!(changed(Some(&creating), &downloading));
+        assert!(!urgent(Some(&creating), &downloading));
+        assert_eq!(events(Some(&creating), &downloading), []);
+        o.download = succeeded();
+        o.serve_revision = Some("r2".into());
+        o.serving = ServingState::Progressing {
+            message: "0/1 replicas ready".into(),
+            ready: 0,
+            wanted: 1,
+        };
+        let deploying = compute(now(), &m, &o, Some(&downloading));
+        assert_eq!(deploying.phase, Some(Phase::Deploying));
+        assert!(!urgent(Some(&downloading), &deploying));
+        o.serving = ServingState::Available {
+            ready: 1,
+            wanted: 1,
+        };
+        o.expose = Some(Some(Endpoint {
+            endpoint: "m.ns.svc:80".into(),
+            url: "http://m.ns.svc:80".into(),
+        }));
+        let ready = compute(now(), &m, &o, Some(&deploying));
+        assert_eq!(ready.phase, Some(Phase::Ready));
+        assert!(urgent(Some(&deploying), &ready));
+        // Deploying was coalesced away: the last write was Downloading.
+        let notes: Vec<_> = events(Some(&downloading), &ready)
+            .into_iter()
+            .map(|n| n.reason)
+            .collect();
+        assert_eq!(notes, ["Downloaded", "Ready"]);
+        // A replica lost: Ready is left at once, with no Event until it is bad news.
+        o.serving = ServingState::Progressing {
+            message: "0/1 replicas ready".into(),
+            ready: 0,
+            wanted: 1,
+        };
+        let degraded = compute(now(), &m, &o, Some(&ready));
+        assert!(urgent(Some(&ready), &degraded));
+        assert_eq!(events(Some(&ready), &degraded), []);
+        // A new generation is said at once.
+        let mut m2 = m.clone();
+        m2.metadata.generation = Some(4);
+        assert!(urgent(Some(&ready), &compute(now(), &m2, &o, Some(&ready))));
     }
 }

@@ -15,6 +15,7 @@ mod progress;
 pub mod run;
 mod steps;
 mod watches;
+mod written;
 
 pub use crate::error::Error;
 pub use watches::{Cache, Stores};
@@ -38,6 +39,11 @@ use steps::{Applier, Progress, run_steps};
 use tracing::{info, warn};
 use watches::Owned;
 
+/// A status change that is no milestone (a step on the way to Ready, replica counts, progress
+/// figures) is written at most once per this window per model, with whatever else changed: a
+/// model walking to Ready in a few seconds costs a few writes, not one per step it passes.
+const COALESCE: Duration = Duration::from_secs(2);
+
 pub struct Context {
     pub client: Client,
     pub runtime: Runtime,
@@ -48,6 +54,8 @@ pub struct Context {
     pub progress: crate::progress::Tracker,
     /// Consecutive failures per model, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
+    /// Statuses written that the model cache may not show yet.
+    written: written::Written,
 }
 
 fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -76,12 +84,13 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
 async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if model.metadata.deletion_timestamp.is_some() {
         // Owner references hand everything to the garbage collector.
+        ctx.written.forget(model);
         return Ok(Action::await_change());
     }
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
     let owned = Owned::read(&ctx.stores, model);
     let mut applier = Applier::new(&ctx.client, &ctx.runtime, &ctx.metrics, model, &ns, &owned);
-    let (mut obs, requeue) = match run_steps(&mut applier, &owned).await? {
+    let (mut obs, mut requeue) = match run_steps(&mut applier, &owned).await? {
         Progress::Done(obs) => (obs, None),
         Progress::Blocked(obs, after) => (obs, after),
     };
@@ -117,14 +126,25 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
         }
     }
 
-    let new = status::compute(Timestamp::now(), model, &obs, model.status.as_ref());
-    if let Some((succeeded, took)) = status::download_ended(model.status.as_ref(), &new, &obs) {
-        ctx.metrics.download_ended(succeeded, took);
-    }
-    if status::changed(model.status.as_ref(), &new) {
-        patch_status(&ctx.client, model, &new).await?;
-        if let Some(note) = status::event(model.status.as_ref(), &new) {
-            publish(ctx, model, note).await;
+    let old = ctx.written.current(model);
+    let new = status::compute(Timestamp::now(), model, &obs, old.as_ref());
+    if status::changed(old.as_ref(), &new) {
+        let wait = match ctx.written.since_last(model) {
+            Some(ago) if !status::urgent(old.as_ref(), &new) => COALESCE.saturating_sub(ago),
+            _ => Duration::ZERO,
+        };
+        if wait.is_zero() {
+            patch_status(&ctx.client, model, &new).await?;
+            ctx.written.record(model, &new);
+            if let Some((succeeded, took)) = status::download_ended(old.as_ref(), &new, &obs) {
+                ctx.metrics.download_ended(succeeded, took);
+            }
+            for note in status::events(old.as_ref(), &new) {
+                publish(ctx, model, note).await;
+            }
+        } else {
+            // Written with whatever comes next, or when the window ends.
+            requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
         }
     }
     ctx.failures

@@ -215,6 +215,7 @@ pub async fn run_controllers(
             metrics: metrics.clone(),
             progress: tracker,
             failures: Mutex::default(),
+            written: Default::default(),
         });
         let controller = Controller::new(
             scoped::<MLModel>(client, ns),

@@ -1,6 +1,7 @@
 //! `reconcile` against a fake API server ([`FakeApi`]) and caches filled by hand: no cluster.
 use super::fake_api::{Call, Expect, FakeApi, Reply};
 use super::watches::{Cache, Stores};
+use super::written::Written;
 use super::{Context, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel, Phase};
 use crate::index::{self, Index};
@@ -13,6 +14,7 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
 };
 use kube::Client;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
@@ -107,7 +109,7 @@ impl Cluster {
     }
 }
 
-fn context(client: Client, cluster: &Cluster) -> Arc<Context> {
+fn context(client: Client, cluster: &Cluster, written: Written) -> Arc<Context> {
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: None,
@@ -120,22 +122,38 @@ fn context(client: Client, cluster: &Cluster) -> Arc<Context> {
         metrics: Arc::new(Metrics::new()),
         progress: Default::default(),
         failures: Mutex::default(),
+        written,
     })
 }
 
 /// One reconcile of `model` against a fake API server playing `scenario`; the requests made.
 async fn reconcile_once(model: &MLModel, cluster: &Cluster, scenario: Vec<Expect>) -> Vec<Call> {
+    reconcile_with(model, cluster, scenario, Written::default())
+        .await
+        .0
+}
+
+/// One reconcile of an operator that remembers the status writes in `written`: the requests
+/// made and what it asked for next.
+async fn reconcile_with(
+    model: &MLModel,
+    cluster: &Cluster,
+    scenario: Vec<Expect>,
+    written: Written,
+) -> (Vec<Call>, Action) {
     let (client, api) = FakeApi::start(scenario);
-    let ctx = context(client, cluster);
-    reconcile(Arc::new(model.clone()), ctx)
+    let ctx = context(client, cluster, written);
+    let action = reconcile(Arc::new(model.clone()), ctx)
         .await
         .expect("reconcile succeeds");
     // The scenario checked the GETs before each first apply (never adopt); the tests read the
     // writes.
-    api.verify()
+    let calls = api
+        .verify()
         .into_iter()
         .filter(|c| c.method != "GET")
-        .collect()
+        .collect();
+    (calls, action)
 }
 
 /// A first apply: the check that nothing of that name exists, then the apply.
@@ -143,7 +161,8 @@ fn create(path: String) -> [Expect; 2] {
     [Expect::absent(path.clone()), Expect::apply(path)]
 }
 
-/// The applies a new echo model starts with (the download step), its status, and the event.
+/// The applies a new echo model starts with (the download step) and its status: a step on the
+/// way, no Event.
 fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
     let revision = names::revision(model, "download-job");
     let mut scenario = Vec::new();
@@ -154,12 +173,12 @@ fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
         "/apis/batch/v1/namespaces/{NS}/jobs/echo-model-download-{revision}"
     )));
     scenario.push(Expect::status_patch(model));
-    scenario.push(Expect::event(NS));
     scenario
 }
 
-/// The applies once the download is done (the server, then the Service), the status, the event.
-fn serve_and_expose_scenario(model: &MLModel) -> Vec<Expect> {
+/// The applies once the download is done (the server, then the Service), the status, and
+/// `events` Events (the download's end, if this status is the first to show it).
+fn serve_and_expose_scenario(model: &MLModel, events: usize) -> Vec<Expect> {
     let mut scenario = Vec::new();
     scenario.extend(create(format!(
         "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
@@ -168,7 +187,7 @@ fn serve_and_expose_scenario(model: &MLModel) -> Vec<Expect> {
         "/api/v1/namespaces/{NS}/services/echo-model"
     )));
     scenario.push(Expect::status_patch(model));
-    scenario.push(Expect::event(NS));
+    scenario.extend((0..events).map(|_| Expect::event(NS)));
     scenario
 }
 
@@ -189,7 +208,6 @@ async fn a_new_model_gets_its_download_step_applied_then_its_status() {
     let status = &calls[2].body["status"];
     assert_eq!(status["phase"], "CreatingStorage", "{status}");
     assert_eq!(status["plugins"]["serve"], "echo-server@0.1.0", "{status}");
-    assert_eq!(calls[3].body["reason"], "CreatingStorage");
 }
 
 #[tokio::test]
@@ -220,17 +238,65 @@ async fn a_model_whose_objects_are_current_costs_no_request() {
     }
     model.status = Some(serde_json::from_value(calls[2].body["status"].clone()).unwrap());
     // The caches caught up with what was applied: the status moves on once.
-    let calls = reconcile_once(
-        &model,
-        &cluster,
-        vec![Expect::status_patch(&model), Expect::event(NS)],
-    )
-    .await;
+    let calls = reconcile_once(&model, &cluster, vec![Expect::status_patch(&model)]).await;
     assert_eq!(calls[0].body["status"]["phase"], "Downloading");
     model.status = Some(serde_json::from_value(calls[0].body["status"].clone()).unwrap());
     // Nothing changed since: no apply, no status patch, no event.
     let calls = reconcile_once(&model, &cluster, vec![]).await;
     assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// A step on the way to Ready right after a status write waits for the coalescing window (the
+/// reconcile asks to come back then), and is written once the window has passed; a milestone
+/// is written at once. Each reconcile here sees the cache before the operator's last write, as
+/// a reconcile woken by a Job or pod event can.
+#[tokio::test]
+async fn steps_on_the_way_are_coalesced_and_milestones_are_not() {
+    let model = echo_model();
+    let mut cluster = Cluster::default();
+    let written = Written::default();
+    let (calls, _) = reconcile_with(
+        &model,
+        &cluster,
+        new_model_scenario(&model),
+        written.clone(),
+    )
+    .await;
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
+
+    // The PVC and Job are in the caches: Downloading, but the last write was just now.
+    let (calls, action) = reconcile_with(&model, &cluster, vec![], written.clone()).await;
+    assert!(calls.is_empty(), "{calls:?}");
+    assert_ne!(action, Action::requeue(std::time::Duration::from_secs(300)));
+    tokio::time::sleep(super::COALESCE).await;
+    let (calls, _) = reconcile_with(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model)],
+        written.clone(),
+    )
+    .await;
+    assert_eq!(calls[0].body["status"]["phase"], "Downloading");
+
+    // The download failed: bad news is written at once, with its Event, however recent the
+    // last write.
+    cluster.jobs[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "failed": 1,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+        }))
+        .unwrap(),
+    );
+    let (calls, _) = reconcile_with(
+        &model,
+        &cluster,
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+        written,
+    )
+    .await;
+    assert_eq!(calls[0].body["status"]["phase"], "Failed");
+    assert_eq!(calls[1].body["type"], "Warning");
 }
 
 /// Takes the status a reconcile patched in, as the next watch event would bring it.
@@ -257,9 +323,13 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
         }))
         .unwrap(),
     );
-    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model)).await;
+    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model, 1)).await;
     assert_eq!(calls[0].body["kind"], "Deployment");
     assert_eq!(calls[1].body["kind"], "Service");
+    assert_eq!(
+        calls[3].body["reason"], "Downloaded",
+        "a milestone: {calls:?}"
+    );
     cluster.applied(&calls[0]);
     cluster.applied(&calls[1]);
     patched_status(&mut model, &calls[2]);
@@ -280,6 +350,7 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
     .await;
     let status = &calls[0].body["status"];
     assert_eq!(status["phase"], "Ready", "{status}");
+    assert_eq!(calls[1].body["reason"], "Ready");
     assert!(
         status
             .to_string()
@@ -320,7 +391,8 @@ async fn an_existing_object_of_another_owner_is_not_adopted() {
     .into();
     scenario.push(Expect::present(svc, theirs));
     scenario.push(Expect::status_patch(&model));
-    scenario.push(Expect::event(NS));
+    scenario.push(Expect::event(NS)); // Downloaded
+    scenario.push(Expect::event(NS)); // NameConflict
     let calls = reconcile_once(&model, &cluster, scenario).await;
     assert_eq!(calls[0].body["kind"], "Deployment", "{calls:?}");
     let status = &calls[1].body["status"];
@@ -365,7 +437,6 @@ async fn pruning_deletes_with_the_uid_of_the_owned_object() {
         vec![
             Expect::delete(path.clone(), Reply::Deleted),
             Expect::status_patch(&model),
-            Expect::event(NS),
         ],
     )
     .await;
@@ -384,7 +455,6 @@ async fn pruning_deletes_with_the_uid_of_the_owned_object() {
         vec![
             Expect::delete(path, Reply::Conflict),
             Expect::status_patch(&model),
-            Expect::event(NS),
         ],
     )
     .await;
@@ -431,11 +501,15 @@ async fn a_model_format_the_server_cannot_load_fails_before_any_server_starts() 
     );
     cluster.pods.push(download_pod(&model, "keras-hdf5"));
 
-    // No Deployment is applied: the scenario has only the status and its event.
+    // No Deployment is applied: the scenario has only the status and its Events.
     let calls = reconcile_once(
         &model,
         &cluster,
-        vec![Expect::status_patch(&model), Expect::event(NS)],
+        vec![
+            Expect::status_patch(&model),
+            Expect::event(NS),
+            Expect::event(NS),
+        ],
     )
     .await;
     let status = &calls[0].body["status"];
@@ -449,15 +523,16 @@ async fn a_model_format_the_server_cannot_load_fails_before_any_server_starts() 
         "{message}"
     );
     assert_eq!(status["download"]["format"], "keras-hdf5", "{status}");
-    assert_eq!(calls[1].body["reason"], "ModelFormatMismatch");
-    assert_eq!(calls[1].body["type"], "Warning");
+    assert_eq!(calls[1].body["reason"], "Downloaded");
+    assert_eq!(calls[2].body["reason"], "ModelFormatMismatch");
+    assert_eq!(calls[2].body["type"], "Warning");
     patched_status(&mut model, &calls[0]);
 
     // A serve plugin that loads any format: the server is deployed from the same download.
     model
         .annotations_mut()
         .insert(ANNOTATION_SERVE_PLUGIN.into(), "echo-server".into());
-    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model)).await;
+    let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model, 0)).await;
     assert_eq!(calls[0].body["kind"], "Deployment");
     assert_ne!(calls[2].body["status"]["phase"], "Failed");
 }

@@ -81,7 +81,7 @@ async fn happy_path_echo_and_tensorflow_samples() {
             assert!(labels.contains_key("mlmodel.dev/step"), "{kind}");
             assert!(labels.contains_key("mlmodel.dev/revision"), "{kind}");
         }
-        for r in ["Downloading", "Deploying", "Ready"] {
+        for r in ["Downloaded", "Ready"] {
             env.wait_event(&name, r).await;
         }
         env.kubectl_wait_ready(&name).await;

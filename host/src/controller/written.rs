@@ -1,0 +1,146 @@
+//! The status this operator last wrote per model.
+//!
+//! The model cache can lag the operator's own status write: a reconcile in that window (woken by
+//! a Job or pod change) would compare against the status before the write, and count a finished
+//! download or publish an Event a second time. Each write is remembered with the
+//! `resourceVersion` it was made over; while the cache still holds exactly that version, the
+//! remembered status is the truth. Once the cache moves on (our write, or anyone's), it wins again.
+//! The time of each write paces the writes that may be coalesced.
+
+use crate::api::{MLModel, MLModelStatus};
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Entries older than this say nothing any more (far beyond the coalescing window); they are
+/// dropped when the map grows, so models deleted unseen cost nothing for long.
+const KEEP: Duration = Duration::from_secs(60);
+const PRUNE_ABOVE: usize = 1024;
+
+struct Write {
+    uid: Option<String>,
+    over: Option<String>,
+    status: MLModelStatus,
+    at: Instant,
+}
+
+#[derive(Clone, Default)]
+pub struct Written(Arc<Mutex<HashMap<ObjectRef<MLModel>, Write>>>);
+
+impl Written {
+    /// The status the model has now: the cached one, or ours if the cache has not caught up.
+    pub fn current(&self, model: &MLModel) -> Option<MLModelStatus> {
+        let map = self.0.lock().expect("not poisoned");
+        match map.get(&ObjectRef::from_obj(model)) {
+            Some(w) if w.uid == model.uid() && w.over == model.resource_version() => {
+                Some(w.status.clone())
+            }
+            _ => model.status.clone(),
+        }
+    }
+
+    /// How long ago this operator last wrote the model's status, if it did lately.
+    pub fn since_last(&self, model: &MLModel) -> Option<Duration> {
+        let map = self.0.lock().expect("not poisoned");
+        map.get(&ObjectRef::from_obj(model))
+            .filter(|w| w.uid == model.uid())
+            .map(|w| w.at.elapsed())
+    }
+
+    /// Remembers a status written over the model as cached.
+    pub fn record(&self, model: &MLModel, status: &MLModelStatus) {
+        let mut map = self.0.lock().expect("not poisoned");
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, w| w.at.elapsed() < KEEP);
+        }
+        map.insert(
+            ObjectRef::from_obj(model),
+            Write {
+                uid: model.uid(),
+                over: model.resource_version(),
+                status: status.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    pub fn forget(&self, model: &MLModel) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .remove(&ObjectRef::from_obj(model));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Phase;
+
+    fn model(uid: &str, rv: &str, phase: Phase) -> MLModel {
+        let mut m: MLModel = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlmodel.dev/v1alpha1", "kind": "MLModel",
+            "metadata": {"name": "m", "namespace": "ns", "uid": uid, "resourceVersion": rv},
+            "spec": {"modelURL": "https://example.com/m", "framework": "tensorflow"},
+        }))
+        .unwrap();
+        m.status = Some(MLModelStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+        m
+    }
+
+    fn phase(s: Option<MLModelStatus>) -> Option<Phase> {
+        s.and_then(|s| s.phase)
+    }
+
+    #[test]
+    fn a_stale_cache_reads_as_the_status_written_over_it() {
+        let w = Written::default();
+        let cached = model("u1", "10", Phase::Downloading);
+        w.record(
+            &cached,
+            &MLModelStatus {
+                phase: Some(Phase::Deploying),
+                ..Default::default()
+            },
+        );
+        assert_eq!(phase(w.current(&cached)), Some(Phase::Deploying));
+    }
+
+    #[test]
+    fn a_newer_cache_wins() {
+        let w = Written::default();
+        let cached = model("u1", "10", Phase::Downloading);
+        w.record(
+            &cached,
+            &MLModelStatus {
+                phase: Some(Phase::Deploying),
+                ..Default::default()
+            },
+        );
+        let caught_up = model("u1", "11", Phase::Ready);
+        assert_eq!(phase(w.current(&caught_up)), Some(Phase::Ready));
+        assert!(
+            w.since_last(&caught_up).is_some(),
+            "the time of the write is kept"
+        );
+    }
+
+    #[test]
+    fn a_recreated_model_of_the_same_name_is_not_confused_with_the_old() {
+        let w = Written::default();
+        w.record(
+            &model("u1", "10", Phase::Pending),
+            &MLModelStatus {
+                phase: Some(Phase::Ready),
+                ..Default::default()
+            },
+        );
+        let new = model("u2", "10", Phase::Pending);
+        assert_eq!(phase(w.current(&new)), Some(Phase::Pending));
+    }
+}
