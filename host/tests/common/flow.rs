@@ -77,7 +77,9 @@ pub fn set_config(model: &mut MLModel, config: serde_json::Value) {
     });
 }
 
-/// The phases seen first to last must follow the flow's order.
+/// The phases seen first to last must follow the flow's order and end Ready. Steps on the way
+/// may be coalesced (a step shorter than the operator's 2 s window is never written), but the
+/// first status is written at once, so the walk starts with storage or download.
 pub fn assert_flow_order(seen: &[Phase]) {
     let order = [
         Phase::Pending,
@@ -99,10 +101,7 @@ pub fn assert_flow_order(seen: &[Phase]) {
         idx.windows(2).all(|w| w[0] <= w[1]),
         "phases out of order: {seen:?}"
     );
-    assert!(
-        seen.contains(&Phase::Deploying) && seen.last() == Some(&Phase::Ready),
-        "{seen:?}"
-    );
+    assert!(seen.last() == Some(&Phase::Ready), "{seen:?}");
     assert!(
         seen.contains(&Phase::Downloading) || seen.contains(&Phase::CreatingStorage),
         "no storage/download phase seen: {seen:?}"
