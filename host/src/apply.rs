@@ -117,6 +117,24 @@ pub async fn apply(client: &Client, ns: &str, obj: &DynamicObject) -> Result<(),
     Ok(())
 }
 
+/// A resourceVersion no object has (etcd revisions never get near it). Server-side apply treats
+/// a resourceVersion in the applied object as a precondition on an existing object and ignores it
+/// on a create, so an apply that carries this one creates the object or fails with 409 Conflict:
+/// create-if-absent in one request, where a GET then an apply took two.
+const NO_OBJECT_HAS: &str = "18446744073709551615";
+
+/// Creates one object with server-side apply, unless an object of that name exists already:
+/// `Ok(false)` then, and nothing is written.
+pub async fn create(client: &Client, ns: &str, obj: &DynamicObject) -> Result<bool, kube::Error> {
+    let mut obj = obj.clone();
+    obj.metadata.resource_version = Some(NO_OBJECT_HAS.into());
+    match apply(client, ns, &obj).await {
+        Ok(()) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether an object `kind/name` exists in `ns`, and if so the uid of its controller (the owner
 /// reference with `controller: true`), `None` when nothing controls it.
 pub async fn existing_controller(

@@ -16,14 +16,14 @@ pub enum Reply {
     Echo,
     /// `model` with the status the request patched in (a status patch).
     ModelWithStatus(Box<MLModel>),
-    /// 404 Not Found (a GET of an object that does not exist).
-    NotFound,
     /// This object (a GET of an object that exists).
     Object(Value),
     /// 200 with a success Status (a delete).
     Deleted,
     /// 409 Conflict (a delete whose UID precondition failed).
     Conflict,
+    /// 409 Conflict (a create-only apply of an object that exists).
+    Exists,
 }
 
 /// One expected request: method and path (no query).
@@ -42,12 +42,12 @@ impl Expect {
         }
     }
 
-    /// A GET of an object that does not exist (the check before creating one).
-    pub fn absent(path: impl Into<String>) -> Self {
+    /// A create-only apply of an object that exists already.
+    pub fn exists(path: impl Into<String>) -> Self {
         Expect {
-            method: "GET",
+            method: "PATCH",
             path: path.into(),
-            reply: Reply::NotFound,
+            reply: Reply::Exists,
         }
     }
 
@@ -137,14 +137,6 @@ impl FakeApi {
                         (200, reply)
                     }
                     Some(Expect {
-                        reply: Reply::NotFound,
-                        ..
-                    }) => (
-                        404,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "message": "not found", "reason": "NotFound", "code": 404}),
-                    ),
-                    Some(Expect {
                         reply: Reply::Object(object),
                         ..
                     }) => (200, object.clone()),
@@ -162,6 +154,14 @@ impl FakeApi {
                         409,
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                "message": "Precondition failed: UID in precondition", "reason": "Conflict", "code": 409}),
+                    ),
+                    Some(Expect {
+                        reply: Reply::Exists,
+                        ..
+                    }) => (
+                        409,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "Operation cannot be fulfilled: the object has been modified", "reason": "Conflict", "code": 409}),
                     ),
                     None => (
                         500,

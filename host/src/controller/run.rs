@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Config, ResourceExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -217,10 +217,26 @@ pub async fn run_controllers(
             failures: Mutex::default(),
             written: Default::default(),
         });
-        let controller = Controller::new(
+        let (models, writer) = reflector::store();
+        // The cache drops managed fields (nothing reads them). A model is reconciled when what
+        // its owner controls changes (spec, labels, annotations: the plugin choice), not when
+        // only its status does: that is the operator's own write, and reconciling on it would
+        // render every step again for nothing. The periodic requeue still looks at every model.
+        let model_changes = watcher(
             scoped::<MLModel>(client, ns),
             watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|m: &mut MLModel| m.metadata.managed_fields = None)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::labels)
+                .combine(predicates::annotations),
+            Default::default(),
         );
+        let controller = Controller::for_stream(model_changes, models);
         metrics.watch_models(controller.store());
         let controller = controller
             .reconcile_all_on(reloads)

@@ -127,10 +127,9 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// An object this model does not own yet (not in its caches) is created only if nothing of
-    /// that name exists, or if what exists is already this model's (the cache lags behind):
-    /// server-side apply would otherwise take over someone else's object, and the garbage
-    /// collector would delete it with the model. Costs one GET per object, once.
+    /// Something called `kind/name` exists that this model's caches do not show: go on only if
+    /// it is this model's (the cache lags behind). Server-side apply would otherwise take over
+    /// someone else's object, and the garbage collector would delete it with the model.
     async fn refuse_to_adopt(&self, kind: &str, name: &str) -> Result<(), Stop> {
         let Some(controller) = apply::existing_controller(self.client, self.ns, kind, name).await?
         else {
@@ -153,6 +152,24 @@ impl<'a> Applier<'a> {
         // Nothing watches the other object: look again now and then.
         .retry_after(Duration::from_secs(30))
         .into())
+    }
+
+    /// The API server refused what a plugin rendered: the user must change something. Other
+    /// errors may pass and are retried.
+    fn refused(e: kube::Error, kind: &str, name: &str, plugin: &LoadedPlugin, step: Step) -> Stop {
+        match e {
+            kube::Error::Api(e) if matches!(e.code, 400 | 403 | 404 | 409 | 422) => Blocked::new(
+                Reason::ApplyFailed,
+                format!(
+                    "the API server refused {kind} {name:?} rendered by plugin {} for step {}: {}",
+                    plugin.name,
+                    step.as_str(),
+                    e.message
+                ),
+            )
+            .into(),
+            e => e.into(),
+        }
     }
 
     /// Renders `step` with `plugin`, then applies what changed. Returns the rendered objects.
@@ -197,26 +214,18 @@ impl<'a> Applier<'a> {
                 continue;
             }
             if !self.applied_hashes.contains_key(&key) {
+                // Created only if nothing of that name exists: one request in the usual case.
+                let created = apply::create(self.client, self.ns, obj)
+                    .await
+                    .map_err(|e| Self::refused(e, &kind, &key.name, plugin, step))?;
+                if created {
+                    continue;
+                }
                 self.refuse_to_adopt(&kind, &key.name).await?;
             }
-            match apply::apply(self.client, self.ns, obj).await {
-                Ok(()) => {}
-                // The API server refused what the plugin rendered: the user must change something.
-                Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 404 | 409 | 422) => {
-                    return Err(Blocked::new(
-                        Reason::ApplyFailed,
-                        format!(
-                            "the API server refused {kind} {:?} rendered by plugin {} for step {}: {}",
-                            key.name,
-                            plugin.name,
-                            step.as_str(),
-                            e.message
-                        ),
-                    )
-                    .into());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            apply::apply(self.client, self.ns, obj)
+                .await
+                .map_err(|e| Self::refused(e, &kind, &key.name, plugin, step))?;
         }
         Ok(objs)
     }

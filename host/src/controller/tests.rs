@@ -98,6 +98,7 @@ impl Cluster {
     fn applied(&mut self, call: &Call) {
         let mut obj = call.body.clone();
         obj["metadata"]["namespace"] = NS.into();
+        obj["metadata"]["resourceVersion"] = "1".into();
         match call.body["kind"].as_str() {
             Some("PersistentVolumeClaim") => self.pvcs.push(serde_json::from_value(obj).unwrap()),
             Some("Job") => self.jobs.push(serde_json::from_value(obj).unwrap()),
@@ -146,8 +147,8 @@ async fn reconcile_with(
     let action = reconcile(Arc::new(model.clone()), ctx)
         .await
         .expect("reconcile succeeds");
-    // The scenario checked the GETs before each first apply (never adopt); the tests read the
-    // writes.
+    // The scenario checked the GETs (of an object found in the way of a create); the tests read
+    // the writes.
     let calls = api
         .verify()
         .into_iter()
@@ -156,9 +157,9 @@ async fn reconcile_with(
     (calls, action)
 }
 
-/// A first apply: the check that nothing of that name exists, then the apply.
-fn create(path: String) -> [Expect; 2] {
-    [Expect::absent(path.clone()), Expect::apply(path)]
+/// A first apply: create-only (it fails if anything of that name exists).
+fn create(path: String) -> Expect {
+    Expect::apply(path)
 }
 
 /// The applies a new echo model starts with (the download step) and its status: a step on the
@@ -166,10 +167,10 @@ fn create(path: String) -> [Expect; 2] {
 fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
     let revision = names::revision(model, "download-job");
     let mut scenario = Vec::new();
-    scenario.extend(create(format!(
+    scenario.push(create(format!(
         "/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}"
     )));
-    scenario.extend(create(format!(
+    scenario.push(create(format!(
         "/apis/batch/v1/namespaces/{NS}/jobs/echo-model-download-{revision}"
     )));
     scenario.push(Expect::status_patch(model));
@@ -180,10 +181,10 @@ fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
 /// `events` Events (the download's end, if this status is the first to show it).
 fn serve_and_expose_scenario(model: &MLModel, events: usize) -> Vec<Expect> {
     let mut scenario = Vec::new();
-    scenario.extend(create(format!(
+    scenario.push(create(format!(
         "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
     )));
-    scenario.extend(create(format!(
+    scenario.push(create(format!(
         "/api/v1/namespaces/{NS}/services/echo-model"
     )));
     scenario.push(Expect::status_patch(model));
@@ -204,6 +205,8 @@ async fn a_new_model_gets_its_download_step_applied_then_its_status() {
             model.uid().unwrap().as_str()
         );
         assert!(meta["annotations"]["mlmodel.dev/applied-hash"].is_string());
+        // Create-only: a resourceVersion precondition that no existing object can meet.
+        assert!(meta["resourceVersion"].is_string(), "{meta}");
     }
     let status = &calls[2].body["status"];
     assert_eq!(status["phase"], "CreatingStorage", "{status}");
@@ -385,17 +388,18 @@ async fn an_existing_object_of_another_owner_is_not_adopted() {
     let svc = format!("/api/v1/namespaces/{NS}/services/echo-model");
     let theirs = serde_json::json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "echo-model", "namespace": NS, "uid": "someone-else"}});
-    let mut scenario: Vec<Expect> = create(format!(
+    let mut scenario = vec![create(format!(
         "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
-    ))
-    .into();
+    ))];
+    scenario.push(Expect::exists(svc.clone()));
     scenario.push(Expect::present(svc, theirs));
     scenario.push(Expect::status_patch(&model));
     scenario.push(Expect::event(NS)); // Downloaded
     scenario.push(Expect::event(NS)); // NameConflict
     let calls = reconcile_once(&model, &cluster, scenario).await;
     assert_eq!(calls[0].body["kind"], "Deployment", "{calls:?}");
-    let status = &calls[1].body["status"];
+    assert_eq!(calls[1].body["kind"], "Service", "{calls:?}");
+    let status = &calls[2].body["status"];
     assert_eq!(status["phase"], "Failed", "{status}");
     assert_eq!(status["reason"], "NameConflict", "{status}");
     let message = status["message"].as_str().unwrap();
@@ -404,6 +408,34 @@ async fn an_existing_object_of_another_owner_is_not_adopted() {
             && message.contains("never takes over"),
         "{message}"
     );
+}
+
+/// An object the model created that its cache does not show yet (the watch lags the create) is
+/// found in the way of the create, checked to be the model's own, and applied: no NameConflict.
+#[tokio::test]
+async fn its_own_object_not_yet_in_the_cache_is_applied() {
+    let model = echo_model();
+    let revision = names::revision(&model, "download-job");
+    let pvc = format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}");
+    let ours = serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": format!("echo-model-model-{revision}"), "namespace": NS, "uid": "u",
+            "ownerReferences": [{"apiVersion": "mlmodel.dev/v1alpha1", "kind": "MLModel",
+                "name": "echo-model", "uid": model.uid().unwrap(), "controller": true}]}});
+    let mut scenario = vec![
+        Expect::exists(pvc.clone()),
+        Expect::present(pvc.clone(), ours),
+        Expect::apply(pvc),
+    ];
+    scenario.extend(new_model_scenario(&model).into_iter().skip(1));
+    let calls = reconcile_once(&model, &Cluster::default(), scenario).await;
+    // The create that found it, then a plain apply (no precondition).
+    assert!(calls[0].body["metadata"]["resourceVersion"].is_string());
+    assert!(
+        calls[1].body["metadata"]["resourceVersion"].is_null(),
+        "{:?}",
+        calls[1]
+    );
+    assert_eq!(calls[3].body["status"]["phase"], "CreatingStorage");
 }
 
 /// A ConfigMap the model owns but no longer renders (e.g. left by the serve plugin it used

@@ -81,12 +81,24 @@ impl Watches {
     /// Our objects (by label) in `ns`, or in every namespace.
     pub fn start(client: &Client, ns: Option<&str>) -> Watches {
         let owned = format!("{LABEL_MANAGED_BY}={MANAGER}");
-        let pvcs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
-        let jobs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
-        let deployments = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
-        let services = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
-        let configmaps = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
-        let pods = SharedWatch::start(scoped(client, ns), LABEL_MODEL, index::model_label);
+        let pvcs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
+        let jobs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, strip_job);
+        let deployments = SharedWatch::start(
+            scoped(client, ns),
+            &owned,
+            index::controller_uid,
+            strip_deployment,
+        );
+        let services =
+            SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
+        let configmaps =
+            SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
+        let pods = SharedWatch::start(
+            scoped(client, ns),
+            LABEL_MODEL,
+            index::model_label,
+            strip_pod,
+        );
         Watches {
             drivers: vec![
                 pvcs.driver,
@@ -116,8 +128,31 @@ impl Watches {
     }
 }
 
-/// A reflector whose cache holds only our objects (by label), without managed fields, plus the
-/// stream that keeps it filled and the subscription the controller is triggered from.
+/// What a reconcile never reads of a Job: its pod template (only `backoffLimit` of the spec is).
+/// The caches hold every owned object for the operator's life: what is dropped here is most of
+/// an object's size.
+fn strip_job(job: &mut Job) {
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// What a reconcile never reads of a Deployment: its pod template (only `replicas` of the spec).
+fn strip_deployment(dep: &mut Deployment) {
+    if let Some(spec) = dep.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// What a reconcile never reads of a pod: its spec (failures and progress come from the status,
+/// which model, step and revision from the labels and annotations).
+fn strip_pod(pod: &mut Pod) {
+    pod.spec = None;
+}
+
+/// A reflector whose cache holds only our objects (by label), without managed fields and what
+/// `strip` drops, plus the stream that keeps it filled and the subscription the controller is
+/// triggered from.
 struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
     cache: Cache<K>,
     driver: BoxFuture<'static, ()>,
@@ -134,7 +169,12 @@ where
         + Sync
         + 'static,
 {
-    fn start(api: Api<K>, selector: &str, key: fn(&K) -> Option<String>) -> Self {
+    fn start(
+        api: Api<K>,
+        selector: &str,
+        key: fn(&K) -> Option<String>,
+        strip: fn(&mut K),
+    ) -> Self {
         let (store, writer) = reflector::store_shared(1024);
         let trigger = writer
             .subscribe()
@@ -145,7 +185,10 @@ where
         let driver = Box::pin(
             watcher(api, cfg)
                 .default_backoff()
-                .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+                .modify(move |o: &mut K| {
+                    o.meta_mut().managed_fields = None;
+                    strip(o);
+                })
                 .inspect(move |ev| {
                     if let Ok(ev) = ev {
                         indexer.apply(ev);
