@@ -239,6 +239,13 @@ impl<'de> Visitor<'de> for ModelVisitor {
     }
 }
 
+/// `ObjectMeta` read with its `managedFields` skipped unread (for `#[serde(deserialize_with)]`).
+pub(crate) fn metadata_skipping_managed_fields<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<ObjectMeta, D::Error> {
+    MetadataSkippingManagedFields::deserialize(d).map(|m| m.0)
+}
+
 /// `ObjectMeta` read with its `managedFields` skipped unread.
 struct MetadataSkippingManagedFields(ObjectMeta);
 

@@ -454,13 +454,17 @@ pub fn download_ended(
     }
 }
 
-/// Whether a status change must be written at once. Milestones and bad news are: the first
-/// status, a new generation observed, reaching or leaving `Ready`, any change while `Failed`, a
+/// Whether a status change must be written at once. Milestones and bad news are: a new
+/// generation observed, reaching or leaving `Ready`, any change while `Failed`, a
 /// new stall or retry. The rest (a step on the way to Ready, replica counts, progress figures)
-/// may wait to be coalesced with the next change: see the controller's `COALESCE`.
+/// may wait to be coalesced with the next change: see the controller's `COALESCE`. So may a
+/// model's first status, unless it is a milestone already (the controller counts its wait from
+/// the model's creation).
 pub fn urgent(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
-    let Some(old) = old else { return true };
     let milestone = |s: &MLModelStatus| matches!(s.phase, Some(Phase::Ready | Phase::Failed));
+    let Some(old) = old else {
+        return milestone(new);
+    };
     let stalled = |s: &MLModelStatus| s.reason.as_deref() == Some("DownloadStalled");
     let retries = |s: &MLModelStatus| s.download.as_ref().map_or(0, |d| d.retries.len());
     old.observed_generation != new.observed_generation
@@ -473,7 +477,8 @@ pub fn urgent(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
 
 /// The Events a status change deserves: milestones (the download done, Ready) and bad news (a
 /// failure, a stall, a retried download), each once. Steps on the way to Ready are in the
-/// status and its conditions, not repeated as Events.
+/// status and its conditions, not repeated as Events. A write that reaches Ready as the
+/// download ends has one Event, `Ready`, whose message says what was downloaded.
 pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote> {
     let mut notes = Vec::new();
     let last_retry = |s: &MLModelStatus| {
@@ -498,8 +503,15 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
     fn downloaded(s: &MLModelStatus) -> Option<&Condition> {
         s.condition(ConditionType::Downloaded).filter(|c| holds(c))
     }
-    if let Some(done) = downloaded(new)
-        && old.and_then(downloaded).is_none()
+    let just_downloaded = downloaded(new).filter(|_| old.and_then(downloaded).is_none());
+    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
+    let phase = new.phase.unwrap_or_default();
+    let reason = new.reason.clone().unwrap_or_else(|| phase.to_string());
+    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled.to_string();
+    let ready = !same && phase == Phase::Ready;
+    // One Event when the same write says both: the Ready Event tells what was downloaded.
+    if let Some(done) = just_downloaded
+        && !ready
     {
         notes.push(EventNote {
             warning: false,
@@ -507,15 +519,15 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
             message: done.message.clone(),
         });
     }
-    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
-    let phase = new.phase.unwrap_or_default();
-    let reason = new.reason.clone().unwrap_or_else(|| phase.to_string());
-    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled.to_string();
-    if !same && (bad_news || phase == Phase::Ready) {
+    if !same && (bad_news || ready) {
+        let mut message = format!("{phase}: {}", new.message.clone().unwrap_or_default());
+        if let Some(done) = just_downloaded.filter(|_| ready) {
+            message.push_str(&format!("; {}", done.message));
+        }
         notes.push(EventNote {
             warning: bad_news,
             reason,
-            message: format!("{phase}: {}", new.message.clone().unwrap_or_default()),
+            message,
         });
     }
     notes
@@ -912,8 +924,14 @@ mod tests {
         o.storage_exists = false;
         let creating = compute(now(), &m, &o, None);
         assert!(
-            urgent(None, &creating),
-            "the first status is written at once"
+            !urgent(None, &creating),
+            "a first step on the way may wait (counted from the model's creation)"
+        );
+        let mut failing = o.clone();
+        failing.blocking_error = Some((Reason::InvalidPluginConfig, "bad".into()));
+        assert!(
+            urgent(None, &compute(now(), &m, &failing, None)),
+            "a first status that is bad news is not kept waiting"
         );
         assert_eq!(events(None, &creating), []);
         o.storage_exists = true;
@@ -948,12 +966,28 @@ mod tests {
         let ready = compute(now(), &m, &o, Some(&deploying));
         assert_eq!(ready.phase, Some(Phase::Ready));
         assert!(urgent(Some(&deploying), &ready));
-        // Deploying was coalesced away: the last write was Downloading.
-        let notes: Vec<_> = events(Some(&downloading), &ready)
+        // Deploying was coalesced away: the last write was Downloading. One Event says both.
+        let notes = events(Some(&downloading), &ready);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].reason, "Ready");
+        assert!(
+            notes[0].message.contains("revision r2 downloaded"),
+            "{}",
+            notes[0].message
+        );
+        // Through Deploying: Downloaded then, Ready alone later.
+        let notes: Vec<_> = events(Some(&downloading), &deploying)
             .into_iter()
             .map(|n| n.reason)
             .collect();
-        assert_eq!(notes, ["Downloaded", "Ready"]);
+        assert_eq!(notes, ["Downloaded"]);
+        let notes = events(Some(&deploying), &ready);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            !notes[0].message.contains("downloaded"),
+            "{}",
+            notes[0].message
+        );
         // A replica lost: Ready is left at once, with no Event until it is bad news.
         o.serving = ServingState::Progressing {
             message: "0/1 replicas ready".into(),

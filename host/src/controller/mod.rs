@@ -11,8 +11,11 @@
 //! - [`watches`]: the shared reflectors of what the operator owns, their caches, [`Owned`];
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
+mod applied;
 mod progress;
+mod renders;
 pub mod run;
+mod slim;
 mod steps;
 mod watches;
 mod written;
@@ -44,6 +47,18 @@ use watches::Owned;
 /// model walking to Ready in a few seconds costs a few writes, not one per step it passes.
 const COALESCE: Duration = Duration::from_secs(2);
 
+/// Within a phase, what changes (replica counts, progress figures, a message) is written at
+/// most once per this window per model; a change of phase, once per [`COALESCE`].
+const DETAILS: Duration = Duration::from_secs(10);
+
+/// How long ago the model was created, by the API server's clock (a clock behind ours reads as
+/// no time at all).
+fn age(model: &MLModel) -> Option<Duration> {
+    let created = model.metadata.creation_timestamp.as_ref()?.0;
+    let ago = Timestamp::now().duration_since(created);
+    Some(Duration::try_from(ago).unwrap_or_default())
+}
+
 pub struct Context {
     pub client: Client,
     pub runtime: Runtime,
@@ -56,6 +71,10 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
     /// Statuses written that the model cache may not show yet.
     written: written::Written,
+    /// Objects applied that the caches may not show yet.
+    applied: applied::Applied,
+    /// Each model's last render of each step.
+    renders: renders::Renders,
 }
 
 fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -85,15 +104,21 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
     if model.metadata.deletion_timestamp.is_some() {
         // Owner references hand everything to the garbage collector.
         ctx.written.forget(model);
+        let uid = model.uid().unwrap_or_default();
+        ctx.applied.forget(&uid);
+        ctx.renders.forget(&uid);
         return Ok(Action::await_change());
     }
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
     let owned = Owned::read(&ctx.stores, model);
-    let mut applier = Applier::new(&ctx.client, &ctx.runtime, &ctx.metrics, model, &ns, &owned);
+    let mut applier = Applier::new(ctx, model, &ns, &owned);
     let (mut obs, mut requeue) = match run_steps(&mut applier, &owned).await? {
         Progress::Done(obs) => (obs, None),
         Progress::Blocked(obs, after) => (obs, after),
     };
+    if let Some(at) = applier.recheck {
+        requeue = Some(requeue.map_or(at, |r| r.min(at)));
+    }
     if matches!(obs.download, plan::DownloadState::Running { .. }) {
         obs.progress = ctx.progress.sample(&crate::progress::Key {
             namespace: ns.clone(),
@@ -129,8 +154,15 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
     let old = ctx.written.current(model);
     let new = status::compute(Timestamp::now(), model, &obs, old.as_ref());
     if status::changed(old.as_ref(), &new) {
-        let wait = match ctx.written.since_last(model) {
-            Some(ago) if !status::urgent(old.as_ref(), &new) => COALESCE.saturating_sub(ago),
+        // A model's first status counts from its creation: a model that walks fast is first
+        // written a step or two further on.
+        let since = ctx.written.since_last(model).or_else(|| age(model));
+        let window = match &old {
+            Some(old) if old.phase == new.phase => DETAILS,
+            _ => COALESCE,
+        };
+        let wait = match since {
+            Some(ago) if !status::urgent(old.as_ref(), &new) => window.saturating_sub(ago),
             _ => Duration::ZERO,
         };
         if wait.is_zero() {

@@ -81,8 +81,11 @@ pub fn running_downloads(pods: &[std::sync::Arc<Pod>]) -> Vec<Running> {
         .collect()
 }
 
-/// Which download to read next: the one read longest ago (never read first), if its last read
-/// is at least [`MIN_INTERVAL`] old. `read_at` forgets pods that no longer run.
+/// Which download to read next: the one read longest ago, if its last read is at least
+/// [`MIN_INTERVAL`] old. A download seen running for the first time counts as read then: the
+/// downloader logs its figures every [`MIN_INTERVAL`], so there is nothing to read sooner, and a
+/// download over within that time costs no read at all. `read_at` forgets pods that no longer
+/// run.
 pub fn next_turn<'a>(
     running: &'a [Running],
     read_at: &mut HashMap<(String, String), Instant>,
@@ -93,10 +96,15 @@ pub fn next_turn<'a>(
         .map(|r| (r.key.namespace.as_str(), r.pod.as_str()))
         .collect();
     read_at.retain(|(ns, pod), _| live.contains(&(ns.as_str(), pod.as_str())));
+    for r in running {
+        read_at
+            .entry((r.key.namespace.clone(), r.pod.clone()))
+            .or_insert(now);
+    }
     running
         .iter()
-        .map(|r| (r, read_at.get(&(r.key.namespace.clone(), r.pod.clone()))))
-        .filter(|(_, at)| at.is_none_or(|at| now.saturating_duration_since(*at) >= MIN_INTERVAL))
+        .map(|r| (r, read_at[&(r.key.namespace.clone(), r.pod.clone())]))
+        .filter(|(_, at)| now.saturating_duration_since(*at) >= MIN_INTERVAL)
         .min_by_key(|(r, at)| (*at, &r.key.namespace, &r.pod))
         .map(|(r, _)| r)
 }
@@ -160,32 +168,44 @@ mod tests {
         }
     }
 
-    /// Every download gets its turn in order, none twice within MIN_INTERVAL, and a pod that
-    /// stopped running is forgotten.
+    /// A download is first read MIN_INTERVAL after it is first seen; then every download gets
+    /// its turn in order, none twice within MIN_INTERVAL, and a pod that stopped running is
+    /// forgotten.
     #[test]
     fn turns_are_fair_and_spaced() {
         let all: Vec<Running> = (0..4).map(|i| running("ns", &format!("p{i}"))).collect();
         let mut read_at = HashMap::new();
         let t0 = Instant::now();
+        assert!(
+            next_turn(&all, &mut read_at, t0).is_none(),
+            "nothing logged yet"
+        );
+        let t1 = t0 + MIN_INTERVAL;
         let mut order = Vec::new();
         for i in 0..4 {
-            let now = t0 + Duration::from_millis(100 * i);
+            let now = t1 + Duration::from_millis(100 * i);
             let turn = next_turn(&all, &mut read_at, now).unwrap().clone();
             read_at.insert((turn.key.namespace.clone(), turn.pod.clone()), now);
             order.push(turn.pod);
         }
         assert_eq!(order, ["p0", "p1", "p2", "p3"]);
         // All read just now: nobody's turn until MIN_INTERVAL passed.
-        assert!(next_turn(&all, &mut read_at, t0 + Duration::from_secs(1)).is_none());
-        let later = t0 + MIN_INTERVAL + Duration::from_millis(50);
+        assert!(next_turn(&all, &mut read_at, t1 + Duration::from_secs(1)).is_none());
+        let later = t1 + MIN_INTERVAL + Duration::from_millis(50);
         assert_eq!(next_turn(&all, &mut read_at, later).unwrap().pod, "p0");
-        // p0 ended: forgotten, and a new pod goes first.
-        let now_running = vec![running("ns", "p1"), running("ns", "new")];
+        // p0 ended: forgotten; a new pod waits its first MIN_INTERVAL.
+        let now_running = vec![running("ns", "new"), running("ns", "p1")];
+        let t2 = t1 + MIN_INTERVAL + Duration::from_millis(200);
+        assert_eq!(next_turn(&now_running, &mut read_at, t2).unwrap().pod, "p1");
+        assert_eq!(read_at.len(), 2, "{read_at:?}");
+        read_at.insert(("ns".into(), "p1".into()), t2);
+        let almost = t2 + MIN_INTERVAL - Duration::from_millis(1);
+        assert!(next_turn(&now_running, &mut read_at, almost).is_none());
+        let t3 = t2 + MIN_INTERVAL;
         assert_eq!(
-            next_turn(&now_running, &mut read_at, later).unwrap().pod,
+            next_turn(&now_running, &mut read_at, t3).unwrap().pod,
             "new"
         );
-        assert_eq!(read_at.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,18 +3,19 @@
 //! expose it. Each step records what it saw in the [`Observation`] and returns `Err(Stop)` when
 //! the walk cannot go further: [`Stop::Blocked`] for what the user must fix (written to status),
 //! [`Stop::Api`] for what may pass (retried with backoff).
+use super::Context;
+use super::renders::{Brief, name_of};
 use super::watches::{Owned, find};
 use crate::api::MLModel;
 use crate::apply;
 use crate::conditions::Reason;
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::names;
 use crate::plan::{self, DownloadState, ObjectKey, ServingState};
-use crate::plugins::{LoadedPlugin, PluginError, Runtime, Step};
+use crate::plugins::{LoadedPlugin, PluginError, Step};
 use crate::status::{Endpoint, Observation};
+use kube::ResourceExt;
 use kube::api::DynamicObject;
-use kube::{Client, ResourceExt};
 use mlmodel_fetch::FetchReport;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -92,31 +93,25 @@ impl From<kube::Error> for Stop {
 /// Renders steps with their plugins and applies what changed, remembering what it rendered so
 /// that what is left over can be pruned.
 pub struct Applier<'a> {
-    client: &'a Client,
-    runtime: &'a Runtime,
-    metrics: &'a Metrics,
+    ctx: &'a Context,
     model: &'a MLModel,
+    uid: String,
     ns: &'a str,
     /// Applied hash of every owned object, by kind and name.
     applied_hashes: HashMap<ObjectKey, Option<String>>,
     /// Everything rendered by this reconcile: not pruned.
     pub rendered: BTreeSet<ObjectKey>,
+    /// When the first apply counted as done without the cache showing it stops being trusted:
+    /// the reconcile looks again then (the watch event, if it comes, is sooner).
+    pub recheck: Option<Duration>,
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(
-        client: &'a Client,
-        runtime: &'a Runtime,
-        metrics: &'a Metrics,
-        model: &'a MLModel,
-        ns: &'a str,
-        owned: &Owned,
-    ) -> Self {
+    pub fn new(ctx: &'a Context, model: &'a MLModel, ns: &'a str, owned: &Owned) -> Self {
         Applier {
-            client,
-            runtime,
-            metrics,
+            ctx,
             model,
+            uid: model.uid().unwrap_or_default(),
             ns,
             applied_hashes: owned
                 .inventory()
@@ -124,14 +119,45 @@ impl<'a> Applier<'a> {
                 .map(|o| (o.key, o.applied_hash))
                 .collect(),
             rendered: BTreeSet::new(),
+            recheck: None,
         }
+    }
+
+    /// Whether the object is in place as rendered: in the cache with its hash (or, for a kind
+    /// that is never updated, at all), or applied lately with its hash and not seen yet.
+    fn in_place(&mut self, brief: &Brief) -> bool {
+        match self.applied_hashes.get(&brief.key) {
+            Some(_) if apply::create_only(&brief.key.kind) => return true,
+            Some(Some(h)) if *h == brief.hash => return true,
+            _ => {}
+        }
+        match self
+            .ctx
+            .applied
+            .trusted_for(&self.uid, &brief.key, &brief.hash)
+        {
+            Some(left) => {
+                self.recheck = Some(self.recheck.map_or(left, |r| r.min(left)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether this operator applied the object as rendered lately.
+    fn just_applied(&self, brief: &Brief) -> bool {
+        let applied = &self.ctx.applied;
+        applied
+            .trusted_for(&self.uid, &brief.key, &brief.hash)
+            .is_some()
     }
 
     /// Something called `kind/name` exists that this model's caches do not show: go on only if
     /// it is this model's (the cache lags behind). Server-side apply would otherwise take over
     /// someone else's object, and the garbage collector would delete it with the model.
     async fn refuse_to_adopt(&self, kind: &str, name: &str) -> Result<(), Stop> {
-        let Some(controller) = apply::existing_controller(self.client, self.ns, kind, name).await?
+        let Some(controller) =
+            apply::existing_controller(&self.ctx.client, self.ns, kind, name).await?
         else {
             return Ok(());
         };
@@ -172,22 +198,30 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Renders `step` with `plugin`, then applies what changed. Returns the rendered objects.
-    /// The render runs off the controller's threads ([`Runtime::render_async`]): a slow plugin
-    /// holds up its own model only.
+    /// Renders `step` with `plugin`, then applies what changed. Returns what was rendered, in
+    /// brief. When the step's input is unchanged since its last render and everything that
+    /// render gave is in place, the plugin is not called. The render runs off the controller's
+    /// threads ([`crate::plugins::Runtime::render_async`]): a slow plugin holds up its own model only.
     async fn render_and_apply(
         &mut self,
         step: Step,
         plugin: &Arc<LoadedPlugin>,
         revision: &str,
-    ) -> Result<Vec<DynamicObject>, Stop> {
+    ) -> Result<Vec<Brief>, Stop> {
+        let runtime = &self.ctx.runtime;
+        let digest = runtime.input_digest(plugin, self.model, step, revision);
+        if let Some(briefs) = self.ctx.renders.get(&self.uid, step, &digest)
+            && briefs.iter().all(|b| self.in_place(b))
+        {
+            self.rendered.extend(briefs.iter().map(|b| b.key.clone()));
+            return Ok(briefs);
+        }
         let t0 = Instant::now();
-        let rendered = self
-            .runtime
+        let rendered = runtime
             .render_async(plugin.clone(), self.model, step, revision)
             .await;
         let failure = rendered.as_ref().err().map(PluginError::reason);
-        self.metrics.rendered(
+        self.ctx.metrics.rendered(
             &plugin.name,
             step.as_str(),
             failure.as_ref().map(Reason::as_str),
@@ -196,38 +230,45 @@ impl<'a> Applier<'a> {
         let mut objs = rendered?;
         let model_name = self.model.name_any();
         let label = names::label_value(&model_name);
+        let mut briefs = Vec::with_capacity(objs.len());
         for obj in &mut objs {
             apply::decorate_pod_template(obj, &model_name, &label, step.as_str(), revision);
             let hash = apply::stamp_hash(obj);
-            let kind = apply::kind_of(obj).to_string();
-            let key = ObjectKey {
-                kind: kind.clone(),
-                name: obj.metadata.name.clone().unwrap_or_default(),
-            };
-            self.rendered.insert(key.clone());
-            let unchanged = match self.applied_hashes.get(&key) {
-                Some(_) if apply::create_only(&kind) => true,
-                Some(h) => h.as_deref() == Some(hash.as_str()),
-                None => false,
-            };
-            if unchanged {
-                continue;
+            let brief = Brief::of(obj, hash);
+            self.rendered.insert(brief.key.clone());
+            if !self.in_place(&brief) {
+                self.apply(obj, &brief, plugin, step).await?;
             }
-            if !self.applied_hashes.contains_key(&key) {
-                // Created only if nothing of that name exists: one request in the usual case.
-                let created = apply::create(self.client, self.ns, obj)
-                    .await
-                    .map_err(|e| Self::refused(e, &kind, &key.name, plugin, step))?;
-                if created {
-                    continue;
-                }
-                self.refuse_to_adopt(&kind, &key.name).await?;
-            }
-            apply::apply(self.client, self.ns, obj)
-                .await
-                .map_err(|e| Self::refused(e, &kind, &key.name, plugin, step))?;
+            briefs.push(brief);
         }
-        Ok(objs)
+        self.ctx
+            .renders
+            .record(&self.uid, step, digest, briefs.clone());
+        Ok(briefs)
+    }
+
+    /// Applies one rendered object: created (one request) when the caches do not show it, after
+    /// checking whose it is when something of that name is in the way.
+    async fn apply(
+        &mut self,
+        obj: &DynamicObject,
+        brief: &Brief,
+        plugin: &LoadedPlugin,
+        step: Step,
+    ) -> Result<(), Stop> {
+        let (kind, name) = (&brief.key.kind, &brief.key.name);
+        let client = &self.ctx.client;
+        let refused = |e| Self::refused(e, kind, name, plugin, step);
+        let done = !self.applied_hashes.contains_key(&brief.key)
+            && apply::create(client, self.ns, obj).await.map_err(refused)?;
+        if !done {
+            if !self.applied_hashes.contains_key(&brief.key) {
+                self.refuse_to_adopt(kind, name).await?;
+            }
+            apply::apply(client, self.ns, obj).await.map_err(refused)?;
+        }
+        self.ctx.applied.record(&self.uid, &brief.key, &brief.hash);
+        Ok(())
     }
 }
 
@@ -344,7 +385,7 @@ fn observe_serving(model: &MLModel, owned: &Owned) -> Observation {
 /// Checks the plugin config and selects the plugin of each step.
 fn select_plugins(applier: &Applier<'_>, obs: &mut Observation) -> Result<Plugins, Stop> {
     let model = applier.model;
-    let runtime = applier.runtime;
+    let runtime = &applier.ctx.runtime;
     // A config out of bounds is the user's to fix: no plugin is selected or called, nothing is
     // applied (or pruned), until the spec changes.
     if let Some(e) = model.spec.plugin_config_error() {
@@ -393,11 +434,12 @@ async fn download(
     let objs = applier
         .render_and_apply(Step::Download, plugin, &wanted)
         .await?;
-    obs.storage_exists = match rendered_name(&objs, "PersistentVolumeClaim") {
-        Some(pvc) => find(&owned.pvcs, &pvc).is_some(),
+    // A claim the API server just accepted exists, whether or not the cache shows it yet.
+    obs.storage_exists = match objs.iter().find(|b| b.key.kind == "PersistentVolumeClaim") {
+        Some(pvc) => find(&owned.pvcs, &pvc.key.name).is_some() || applier.just_applied(pvc),
         None => true,
     };
-    obs.download = match rendered_name(&objs, "Job") {
+    obs.download = match name_of(&objs, "Job") {
         Some(job) => plan::download_state(
             find(&owned.jobs, &job),
             &owned.pods_of(Step::Download.as_str(), Some(&wanted)),
@@ -426,7 +468,7 @@ async fn serve(
         .await?;
     obs.serve_revision = Some(revision.to_string());
     let serve_pods = owned.pods_of(Step::Serve.as_str(), Some(revision));
-    obs.serving = match rendered_name(&objs, "Deployment") {
+    obs.serving = match name_of(&objs, "Deployment") {
         Some(dep) => {
             let current =
                 find(&owned.deployments, &dep).filter(|d| plan::revision_of(*d) == Some(revision));
@@ -468,15 +510,11 @@ async fn expose(
         .render_and_apply(Step::Expose, plugin, revision)
         .await?;
     let ns = applier.ns;
-    let svc = objs.iter().find(|o| apply::kind_of(o) == "Service");
+    let svc = objs.iter().find(|b| b.key.kind == "Service");
     obs.expose = Some(svc.and_then(|svc| {
-        let name = svc.metadata.name.clone()?;
+        let name = svc.key.name.clone();
         find(&owned.services, &name)?;
-        let port = svc
-            .data
-            .pointer("/spec/ports/0/port")
-            .and_then(|p| p.as_i64())
-            .unwrap_or(80);
+        let port = svc.port.unwrap_or(80);
         let host = format!("{name}.{ns}.svc.cluster.local");
         Some(Endpoint {
             endpoint: format!("{host}:{port}"),
@@ -484,10 +522,4 @@ async fn expose(
         })
     }));
     Ok(())
-}
-
-fn rendered_name(objs: &[DynamicObject], kind: &str) -> Option<String> {
-    objs.iter()
-        .find(|o| apply::kind_of(o) == kind)
-        .and_then(|o| o.metadata.name.clone())
 }

@@ -111,6 +111,23 @@ impl Cluster {
 }
 
 fn context(client: Client, cluster: &Cluster, written: Written) -> Arc<Context> {
+    context_sharing(client, cluster, written, &Memory::default())
+}
+
+/// What an operator remembers between reconciles besides the status writes.
+#[derive(Default)]
+struct Memory {
+    applied: super::applied::Applied,
+    renders: super::renders::Renders,
+    metrics: Arc<Metrics>,
+}
+
+fn context_sharing(
+    client: Client,
+    cluster: &Cluster,
+    written: Written,
+    memory: &Memory,
+) -> Arc<Context> {
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: None,
@@ -120,10 +137,12 @@ fn context(client: Client, cluster: &Cluster, written: Written) -> Arc<Context> 
         client,
         runtime: runtime(),
         stores: cluster.stores(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: memory.metrics.clone(),
         progress: Default::default(),
         failures: Mutex::default(),
         written,
+        applied: memory.applied.clone(),
+        renders: memory.renders.clone(),
     })
 }
 
@@ -209,7 +228,8 @@ async fn a_new_model_gets_its_download_step_applied_then_its_status() {
         assert!(meta["resourceVersion"].is_string(), "{meta}");
     }
     let status = &calls[2].body["status"];
-    assert_eq!(status["phase"], "CreatingStorage", "{status}");
+    // The claim the API server just accepted counts as storage.
+    assert_eq!(status["phase"], "Downloading", "{status}");
     assert_eq!(status["plugins"]["serve"], "echo-server@0.1.0", "{status}");
 }
 
@@ -268,26 +288,43 @@ async fn steps_on_the_way_are_coalesced_and_milestones_are_not() {
     cluster.applied(&calls[0]);
     cluster.applied(&calls[1]);
 
-    // The PVC and Job are in the caches: Downloading, but the last write was just now.
-    let (calls, action) = reconcile_with(&model, &cluster, vec![], written.clone()).await;
-    assert!(calls.is_empty(), "{calls:?}");
+    // The download is done: the server and Service are created, and the status would say
+    // Deploying, but the last write was just now.
+    cluster.jobs[0].status = Some(
+        serde_json::from_value(serde_json::json!({
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }))
+        .unwrap(),
+    );
+    let creates = vec![
+        create(format!(
+            "/apis/apps/v1/namespaces/{NS}/deployments/echo-model-server"
+        )),
+        create(format!("/api/v1/namespaces/{NS}/services/echo-model")),
+    ];
+    let (calls, action) = reconcile_with(&model, &cluster, creates, written.clone()).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
     assert_ne!(action, Action::requeue(std::time::Duration::from_secs(300)));
+    cluster.applied(&calls[0]);
+    cluster.applied(&calls[1]);
     tokio::time::sleep(super::COALESCE).await;
     let (calls, _) = reconcile_with(
         &model,
         &cluster,
-        vec![Expect::status_patch(&model)],
+        vec![Expect::status_patch(&model), Expect::event(NS)],
         written.clone(),
     )
     .await;
-    assert_eq!(calls[0].body["status"]["phase"], "Downloading");
+    assert_eq!(calls[0].body["status"]["phase"], "Deploying");
+    assert_eq!(calls[1].body["reason"], "Downloaded");
 
-    // The download failed: bad news is written at once, with its Event, however recent the
+    // The rollout failed: bad news is written at once, with its Event, however recent the
     // last write.
-    cluster.jobs[0].status = Some(
+    cluster.deployments[0].status = Some(
         serde_json::from_value(serde_json::json!({
-            "failed": 1,
-            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet has timed out progressing."}],
         }))
         .unwrap(),
     );
@@ -298,7 +335,7 @@ async fn steps_on_the_way_are_coalesced_and_milestones_are_not() {
         written,
     )
     .await;
-    assert_eq!(calls[0].body["status"]["phase"], "Failed");
+    assert_eq!(calls[0].body["status"]["phase"], "Failed", "{calls:?}");
     assert_eq!(calls[1].body["type"], "Warning");
 }
 
@@ -435,7 +472,7 @@ async fn its_own_object_not_yet_in_the_cache_is_applied() {
         "{:?}",
         calls[1]
     );
-    assert_eq!(calls[3].body["status"]["phase"], "CreatingStorage");
+    assert_eq!(calls[3].body["status"]["phase"], "Downloading");
 }
 
 /// A ConfigMap the model owns but no longer renders (e.g. left by the serve plugin it used
@@ -567,4 +604,45 @@ async fn a_model_format_the_server_cannot_load_fails_before_any_server_starts() 
     let calls = reconcile_once(&model, &cluster, serve_and_expose_scenario(&model, 0)).await;
     assert_eq!(calls[0].body["kind"], "Deployment");
     assert_ne!(calls[2].body["status"]["phase"], "Failed");
+}
+
+/// Renders counted by the metrics.
+fn renders_counted(metrics: &Metrics) -> u64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("mlmodel_plugin_renders_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A reconcile woken before the watch shows what the last one created (a pod event, say)
+/// neither creates it again (a 409, a GET and an apply) nor calls a plugin for the same input.
+#[tokio::test]
+async fn what_was_just_applied_is_neither_applied_nor_rendered_again() {
+    let model = echo_model();
+    let cluster = Cluster::default();
+    let (written, memory) = (Written::default(), Memory::default());
+    let (client, api) = FakeApi::start(new_model_scenario(&model));
+    let ctx = context_sharing(client, &cluster, written.clone(), &memory);
+    reconcile(Arc::new(model.clone()), ctx).await.unwrap();
+    assert_eq!(api.verify().len(), 3);
+    let rendered = renders_counted(&memory.metrics);
+    assert!(rendered >= 1, "{}", memory.metrics.encode());
+
+    // The caches still show nothing of the model.
+    let (client, api) = FakeApi::start(vec![]);
+    let ctx = context_sharing(client, &cluster, written, &memory);
+    let action = reconcile(Arc::new(model.clone()), ctx).await.unwrap();
+    assert!(api.verify().is_empty());
+    assert_eq!(
+        renders_counted(&memory.metrics),
+        rendered,
+        "no plugin called"
+    );
+    // It looks again when the trust in those applies ends.
+    assert!(
+        action != Action::requeue(std::time::Duration::from_secs(300)),
+        "{action:?}"
+    );
 }

@@ -1,17 +1,19 @@
 //! What the controller watches besides the models: one label-selected, shared reflector per kind
 //! the operator owns (the controller is triggered from the same watches), their caches indexed by
 //! owner, and the view of one model's objects that a reconcile reads.
+use super::slim::{Slim, Slimmed};
 use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel};
 use crate::apply::ANNOTATION_APPLIED_HASH;
 use crate::index::{self, Index};
 use crate::names;
 use crate::plan::{self, ObjectKey};
-use futures::{StreamExt, future::BoxFuture};
+use futures::{StreamExt, TryStreamExt, future::BoxFuture};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -81,24 +83,12 @@ impl Watches {
     /// Our objects (by label) in `ns`, or in every namespace.
     pub fn start(client: &Client, ns: Option<&str>) -> Watches {
         let owned = format!("{LABEL_MANAGED_BY}={MANAGER}");
-        let pvcs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
-        let jobs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, strip_job);
-        let deployments = SharedWatch::start(
-            scoped(client, ns),
-            &owned,
-            index::controller_uid,
-            strip_deployment,
-        );
-        let services =
-            SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
-        let configmaps =
-            SharedWatch::start(scoped(client, ns), &owned, index::controller_uid, |_| {});
-        let pods = SharedWatch::start(
-            scoped(client, ns),
-            LABEL_MODEL,
-            index::model_label,
-            strip_pod,
-        );
+        let pvcs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let jobs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let deployments = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let services = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let configmaps = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let pods = SharedWatch::start(scoped(client, ns), LABEL_MODEL, index::model_label);
         Watches {
             drivers: vec![
                 pvcs.driver,
@@ -128,31 +118,9 @@ impl Watches {
     }
 }
 
-/// What a reconcile never reads of a Job: its pod template (only `backoffLimit` of the spec is).
-/// The caches hold every owned object for the operator's life: what is dropped here is most of
-/// an object's size.
-fn strip_job(job: &mut Job) {
-    if let Some(spec) = job.spec.as_mut() {
-        spec.template = Default::default();
-    }
-}
-
-/// What a reconcile never reads of a Deployment: its pod template (only `replicas` of the spec).
-fn strip_deployment(dep: &mut Deployment) {
-    if let Some(spec) = dep.spec.as_mut() {
-        spec.template = Default::default();
-    }
-}
-
-/// What a reconcile never reads of a pod: its spec (failures and progress come from the status,
-/// which model, step and revision from the labels and annotations).
-fn strip_pod(pod: &mut Pod) {
-    pod.spec = None;
-}
-
-/// A reflector whose cache holds only our objects (by label), without managed fields and what
-/// `strip` drops, plus the stream that keeps it filled and the subscription the controller is
-/// triggered from.
+/// A reflector whose cache holds only our objects (by label), decoded with only what a
+/// reconcile reads ([`Slim`]), plus the stream that keeps it filled and the subscription the
+/// controller is triggered from.
 struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
     cache: Cache<K>,
     driver: BoxFuture<'static, ()>,
@@ -162,19 +130,15 @@ struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
 impl<K> SharedWatch<K>
 where
     K: Resource<DynamicType = ()>
+        + k8s_openapi::Metadata<Ty = ObjectMeta>
+        + Slimmed
         + Clone
         + std::fmt::Debug
-        + serde::de::DeserializeOwned
         + Send
         + Sync
         + 'static,
 {
-    fn start(
-        api: Api<K>,
-        selector: &str,
-        key: fn(&K) -> Option<String>,
-        strip: fn(&mut K),
-    ) -> Self {
+    fn start(api: Api<Slim<K>>, selector: &str, key: fn(&K) -> Option<String>) -> Self {
         let (store, writer) = reflector::store_shared(1024);
         let trigger = writer
             .subscribe()
@@ -184,11 +148,8 @@ where
         let indexer = index.clone();
         let driver = Box::pin(
             watcher(api, cfg)
+                .map_ok(unslim)
                 .default_backoff()
-                .modify(move |o: &mut K| {
-                    o.meta_mut().managed_fields = None;
-                    strip(o);
-                })
                 .inspect(move |ev| {
                     if let Ok(ev) = ev {
                         indexer.apply(ev);
@@ -206,6 +167,17 @@ where
             driver,
             trigger,
         }
+    }
+}
+
+fn unslim<K>(event: watcher::Event<Slim<K>>) -> watcher::Event<K> {
+    use watcher::Event::*;
+    match event {
+        Apply(o) => Apply(o.0),
+        Delete(o) => Delete(o.0),
+        Init => Init,
+        InitApply(o) => InitApply(o.0),
+        InitDone => InitDone,
     }
 }
 

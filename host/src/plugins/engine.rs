@@ -7,8 +7,7 @@ use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -151,12 +150,69 @@ pub(crate) enum CallFailure {
     OutOfMemory { stderr: String },
 }
 
-/// Stops the epoch ticker thread when the engine goes away.
-struct Ticker(Arc<AtomicBool>);
+/// Advances the engine's epoch every [`EPOCH_TICK`] while at least one call runs, and sleeps
+/// otherwise: an idle operator wakes no thread a hundred times a second. A call's deadline is
+/// counted in ticks from its start, so ticks missed while no call ran change nothing.
+#[derive(Clone)]
+struct Ticker(Arc<(Mutex<TickerState>, Condvar)>);
 
-impl Drop for Ticker {
+#[derive(Default)]
+struct TickerState {
+    calls: usize,
+    stop: bool,
+}
+
+/// A call in progress: the ticker ticks until the last one is dropped.
+struct Ticking<'a>(&'a Ticker);
+
+impl Drop for Ticking<'_> {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.0.0.lock().expect("not poisoned").calls -= 1;
+    }
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Result<Ticker> {
+        let ticker = Ticker(Arc::default());
+        let shared = ticker.0.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                let (state, wake) = &*shared;
+                loop {
+                    {
+                        let mut s = state.lock().expect("not poisoned");
+                        while s.calls == 0 && !s.stop {
+                            s = wake.wait(s).expect("not poisoned");
+                        }
+                        if s.stop {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("starting the plugin deadline thread")?;
+        Ok(ticker)
+    }
+
+    fn ticking(&self) -> Ticking<'_> {
+        let (state, wake) = &*self.0;
+        state.lock().expect("not poisoned").calls += 1;
+        wake.notify_one();
+        Ticking(self)
+    }
+}
+
+/// Stops the ticker's thread when the engine goes away.
+struct StopTicker(Ticker);
+
+impl Drop for StopTicker {
+    fn drop(&mut self) {
+        let (state, wake) = &*self.0.0;
+        state.lock().expect("not poisoned").stop = true;
+        wake.notify_one();
     }
 }
 
@@ -167,7 +223,7 @@ pub(crate) struct PluginEngine {
     /// Version and settings of the engine, part of every cache key.
     engine_key: String,
     limits: Limits,
-    _ticker: Ticker,
+    ticker: StopTicker,
 }
 
 impl PluginEngine {
@@ -205,15 +261,14 @@ impl PluginEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("wasmtime{}-{:016x}", wasmtime_version(), hasher.finish());
 
-        let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), stop.clone())?;
+        let ticker = StopTicker(Ticker::start(engine.clone())?);
         Ok(PluginEngine {
             engine,
             linker,
             cache_dir,
             engine_key,
             limits,
-            _ticker: Ticker(stop),
+            ticker,
         })
     }
 
@@ -283,9 +338,11 @@ impl PluginEngine {
             PluginWithInputsPre::new(pre).map_err(|e| contract_error(INPUTS, root_message(&e)))?;
         let deadline = self.limits.host_deadline();
         let (engine, limits) = (self.engine.clone(), self.limits.clone());
+        let ticker = self.ticker.0.clone();
         let call = move || {
             sandboxed_call(
                 &engine,
+                &ticker,
                 &limits,
                 &pre,
                 |store, plugin: &with_inputs::PluginWithInputs| {
@@ -345,7 +402,7 @@ impl PluginEngine {
         pre: &PluginPre<HostState>,
         f: impl FnOnce(&mut Store<HostState>, &bindings::Plugin) -> wasmtime::Result<R>,
     ) -> Result<(R, String), CallFailure> {
-        sandboxed_call(&self.engine, &self.limits, pre, f)
+        sandboxed_call(&self.engine, &self.ticker.0, &self.limits, pre, f)
     }
 
     /// [`PluginEngine::call`] on a thread of its own, waited for at most
@@ -361,8 +418,10 @@ impl PluginEngine {
         R: Send + 'static,
     {
         let (engine, limits, pre) = (self.engine.clone(), self.limits.clone(), pre.clone());
+        let ticker = self.ticker.0.clone();
         let deadline = self.limits.host_deadline();
-        match on_own_thread(deadline, move || sandboxed_call(&engine, &limits, &pre, f)) {
+        let call = move || sandboxed_call(&engine, &ticker, &limits, &pre, f);
+        match on_own_thread(deadline, call) {
             Ok(result) => result,
             Err(OwnThread::TimedOut) => Err(CallFailure::Timeout {
                 stderr: String::new(),
@@ -418,6 +477,7 @@ impl Instantiate for PluginWithInputsPre<HostState> {
 /// A fresh store with the sandbox's bounds, a fresh instance of `pre` in it, then `f`.
 fn sandboxed_call<P: Instantiate, R>(
     engine: &Engine,
+    ticker: &Ticker,
     limits: &Limits,
     pre: &P,
     f: impl FnOnce(&mut Store<HostState>, &P::Instance) -> wasmtime::Result<R>,
@@ -437,6 +497,7 @@ fn sandboxed_call<P: Instantiate, R>(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     let ticks = (limits.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    let _ticking = ticker.ticking();
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
 
@@ -572,19 +633,6 @@ fn write_cache(component: &Component, path: &Path) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
-}
-
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
-    std::thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .context("starting the plugin deadline thread")?;
-    Ok(())
 }
 
 /// wasmtime-wasi's synchronous host functions (stderr writes among them) block on a Tokio

@@ -295,6 +295,32 @@ impl Runtime {
         self.render_on(plugin, model, step, revision, false)
     }
 
+    /// A digest of everything a render of `step` depends on: the plugin's bytes and the input
+    /// documents it is given. The output policy and the host's additions are fixed for the
+    /// process's life, and a plugin must give the same output for the same input (the
+    /// contract), so the same digest means the same objects: the controller renders again only
+    /// when it changes.
+    pub fn input_digest(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+    ) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            plugin.sha256.as_str(),
+            &context::model_json(model),
+            &context::context_json(model, step, revision, &self.inner.opts.operator_image),
+        ] {
+            // Length-prefixed: no two different inputs hash the same parts.
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
     /// [`Runtime::render`] off the caller's thread, so that a slow plugin holds up no other
     /// model: the render waits for one of `limits.render_threads` turns (without holding a
     /// thread), runs on a Tokio blocking thread, and the caller waits for it at most

@@ -398,6 +398,15 @@ impl Env {
     }
 
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.events_of(name)
+            .await
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The Events of `name`: reason and message.
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String)> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
         events
@@ -406,7 +415,7 @@ impl Env {
             .expect("events")
             .items
             .into_iter()
-            .filter_map(|e| e.reason)
+            .filter_map(|e| Some((e.reason?, e.message.unwrap_or_default())))
             .collect()
     }
 
