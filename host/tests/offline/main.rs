@@ -13,3 +13,4 @@ mod plugins_golden;
 mod plugins_inputs;
 mod plugins_registry;
 mod plugins_sandbox;
+mod plugins_sdk_vectors;
