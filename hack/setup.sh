@@ -12,6 +12,12 @@ if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1; then
   python3 -m venv "$MOTO_VENV" >&2
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' >&2
 fi
+# The TypeScript and Python plugin SDKs: their pinned tools (npm and PyPI packages) in the cache,
+# then their template plugins built for the offline vector test (hack/sdk-plugins.sh; both steps
+# cached). A template that fails to build does not stop setup: that test fails and says why.
+"$(dirname "$0")/sdk-plugins.sh" tools
+"$(dirname "$0")/sdk-plugins.sh" build ||
+  echo "setup: the SDK template plugins did not build (above); the offline test plugins_sdk_vectors fails until they do" >&2
 # Debian packages: openssl (certificates) and curl (health probes) for the cluster scripts; the
 # real node's runtime (hack/node.sh): containerd, runc, the CNI plugins, the registry, busybox
 # (images), conntrack and iptables (kube-proxy), gcc and libc6-dev (the static pause binary).
