@@ -33,7 +33,7 @@ async fn happy_path_echo_and_tensorflow_samples() {
             .wait_phase(&name, Phase::Ready, Duration::from_secs(120))
             .await;
         let seen = phases.stop().await;
-        assert_flow_order(&seen);
+        assert_flow_order(&seen, &m);
 
         let st = m.status.clone().unwrap();
         for c in [
