@@ -409,14 +409,19 @@ fn progress_status(sample: &progress::Sample) -> DownloadProgress {
     }
 }
 
-/// Whether two statuses differ in anything but condition timestamps (so an unchanged status is
-/// never patched).
+/// Whether two statuses differ in anything but timestamps (condition transitions, the
+/// download's start), so an unchanged status is never patched.
 pub fn changed(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
     let Some(old) = old else { return true };
+    // The download's start time, once the Job reports it, is news for no one: it is written
+    // with the next change (the download's end at the latest).
     let strip = |s: &MLModelStatus| {
         let mut s = s.clone();
         for c in &mut s.conditions {
             c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        }
+        if let Some(d) = &mut s.download {
+            d.started_at = None;
         }
         s
     };
@@ -541,6 +546,24 @@ mod tests {
     /// A fixed time: status is computed at the time it is given.
     fn now() -> Timestamp {
         Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn the_download_start_time_alone_is_no_change() {
+        let old = MLModelStatus {
+            phase: Some(Phase::Downloading),
+            download: Some(DownloadStatus {
+                revision: "r".into(),
+                attempts: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut new = old.clone();
+        new.download.as_mut().unwrap().started_at = Some(Time(now()));
+        assert!(!changed(Some(&old), &new), "written with the next change");
+        new.download.as_mut().unwrap().attempts = Some(2);
+        assert!(changed(Some(&old), &new));
     }
 
     fn model() -> MLModel {

@@ -43,8 +43,10 @@ use tracing::{info, warn};
 use watches::Owned;
 
 /// A status change that is no milestone (a step on the way to Ready, replica counts, progress
-/// figures) is written at most once per this window per model, with whatever else changed: a
-/// model walking to Ready in a few seconds costs a few writes, not one per step it passes.
+/// figures) is written at most once per this window per model, with whatever else changed, and
+/// a new phase only once it has lasted this long: a model walking to Ready in a few seconds
+/// costs a few writes, not one per step it passes (Deploying, when the server is ready a moment
+/// after the download, is written with Ready, in one write and one Event).
 const COALESCE: Duration = Duration::from_secs(2);
 
 /// Within a phase, what changes (replica counts, progress figures, a message) is written at
@@ -161,11 +163,24 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
             Some(old) if old.phase == new.phase => DETAILS,
             _ => COALESCE,
         };
+        let urgent = status::urgent(old.as_ref(), &new);
         let wait = match since {
-            Some(ago) if !status::urgent(old.as_ref(), &new) => window.saturating_sub(ago),
+            Some(ago) if !urgent => window.saturating_sub(ago),
             _ => Duration::ZERO,
         };
+        let held = match &old {
+            Some(old) if !urgent && old.phase != new.phase => {
+                COALESCE.saturating_sub(ctx.written.pending_for(model))
+            }
+            _ => Duration::ZERO,
+        };
+        let wait = wait.max(held);
         if wait.is_zero() {
+            tracing::debug!(
+                model = %model.name_any(),
+                status = %serde_json::to_string(&new).unwrap_or_default(),
+                "writing status"
+            );
             patch_status(&ctx.client, model, &new).await?;
             ctx.written.record(model, &new);
             if let Some((succeeded, took)) = status::download_ended(old.as_ref(), &new, &obs) {
@@ -178,6 +193,8 @@ async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Act
             // Written with whatever comes next, or when the window ends.
             requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
         }
+    } else {
+        ctx.written.settled(model);
     }
     ctx.failures
         .lock()

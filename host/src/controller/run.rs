@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
@@ -50,6 +50,16 @@ pub struct RunArgs {
     /// Watch only these namespaces (repeatable or comma-separated); all when empty.
     #[arg(long = "namespace", env = "MLMODEL_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Reconciles run at once, at most (the others wait their turn). Each holds its rendered
+    /// objects and an API connection while it runs: unbounded, a burst of new models opens a
+    /// connection per model and the memory stays with the process.
+    #[arg(
+        long,
+        env = "MLMODEL_MAX_CONCURRENT_RECONCILES",
+        default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Address of `/metrics`, `/healthz` and `/readyz` (port 0: any free port, logged).
     #[arg(
         long,
@@ -90,6 +100,15 @@ impl RunArgs {
     }
 }
 
+/// Default of `--max-concurrent-reconciles`: enough to keep a busy API server at work (each
+/// reconcile waits on it most of the time), few enough to bound connections and memory.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 32;
+
+/// A model's objects change in bursts (a pod scheduled, started, ready; its Deployment's counts;
+/// the Job's) and each change asks for a reconcile: those asked within this window of each other
+/// are one reconcile, done when the burst is over.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `mlmodel-operator run`.
 /// glibc gives each thread that allocates under contention an arena of its own, up to 8 per
 /// core, and keeps their freed memory: with the runtime's workers and blocking threads (renders,
@@ -127,7 +146,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics.set_leader(true);
             readiness.set_ready();
             return tokio::select! {
-                r = run_controllers(client, runtime, args.namespaces.clone(), metrics) => r,
+                r = run_controllers(client, runtime, args.namespaces.clone(), metrics, args.max_concurrent_reconciles) => r,
                 _ = &mut shutdown => { info!("shutting down"); Ok(()) }
             };
         }
@@ -141,7 +160,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         metrics.set_leader(true);
         let result = tokio::select! {
-            r = run_controllers(client, runtime, args.namespaces.clone(), metrics.clone()) => r,
+            r = run_controllers(client, runtime, args.namespaces.clone(), metrics.clone(), args.max_concurrent_reconciles) => r,
             _ = candidate.lost() => Err(anyhow::anyhow!(
                 "lost the leader lease; exiting so that this process stands again as a standby"
             )),
@@ -181,6 +200,7 @@ pub async fn run_controllers(
     runtime: Runtime,
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
+    max_concurrent_reconciles: u16,
 ) -> anyhow::Result<()> {
     if let Err(e) = runtime.watch_plugin_dirs() {
         warn!(error = %e, "plugin directories are not watched for changes");
@@ -253,7 +273,11 @@ pub async fn run_controllers(
                 .combine(predicates::annotations),
             Default::default(),
         );
-        let controller = Controller::for_stream(model_changes, models);
+        let controller = Controller::for_stream(model_changes, models).with_config(
+            controller::Config::default()
+                .concurrency(max_concurrent_reconciles)
+                .debounce(DEBOUNCE),
+        );
         metrics.watch_models(controller.store());
         let controller = controller
             .reconcile_all_on(reloads)

@@ -5,7 +5,9 @@
 //! download or publish an Event a second time. Each write is remembered with the
 //! `resourceVersion` it was made over; while the cache still holds exactly that version, the
 //! remembered status is the truth. Once the cache moves on (our write, or anyone's), it wins again.
-//! The time of each write paces the writes that may be coalesced.
+//! The time of each write paces the writes that may be coalesced, and the time a change not yet
+//! written was first seen holds it back a little, so that a step passed in passing (Deploying,
+//! when the server is ready a moment later) is written with the next one.
 
 use crate::api::{MLModel, MLModelStatus};
 use kube::ResourceExt;
@@ -26,14 +28,21 @@ struct Write {
     at: Instant,
 }
 
+#[derive(Default)]
+struct Maps {
+    writes: HashMap<ObjectRef<MLModel>, Write>,
+    /// When a change of phase not written yet was first seen, by model.
+    pending: HashMap<ObjectRef<MLModel>, Instant>,
+}
+
 #[derive(Clone, Default)]
-pub struct Written(Arc<Mutex<HashMap<ObjectRef<MLModel>, Write>>>);
+pub struct Written(Arc<Mutex<Maps>>);
 
 impl Written {
     /// The status the model has now: the cached one, or ours if the cache has not caught up.
     pub fn current(&self, model: &MLModel) -> Option<MLModelStatus> {
         let map = self.0.lock().expect("not poisoned");
-        match map.get(&ObjectRef::from_obj(model)) {
+        match map.writes.get(&ObjectRef::from_obj(model)) {
             Some(w) if w.uid == model.uid() && w.over == model.resource_version() => {
                 Some(w.status.clone())
             }
@@ -44,7 +53,8 @@ impl Written {
     /// How long ago this operator last wrote the model's status, if it did lately.
     pub fn since_last(&self, model: &MLModel) -> Option<Duration> {
         let map = self.0.lock().expect("not poisoned");
-        map.get(&ObjectRef::from_obj(model))
+        map.writes
+            .get(&ObjectRef::from_obj(model))
             .filter(|w| w.uid == model.uid())
             .map(|w| w.at.elapsed())
     }
@@ -52,11 +62,13 @@ impl Written {
     /// Remembers a status written over the model as cached.
     pub fn record(&self, model: &MLModel, status: &MLModelStatus) {
         let mut map = self.0.lock().expect("not poisoned");
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, w| w.at.elapsed() < KEEP);
+        if map.writes.len() > PRUNE_ABOVE {
+            map.writes.retain(|_, w| w.at.elapsed() < KEEP);
         }
-        map.insert(
-            ObjectRef::from_obj(model),
+        let key = ObjectRef::from_obj(model);
+        map.pending.remove(&key);
+        map.writes.insert(
+            key,
             Write {
                 uid: model.uid(),
                 over: model.resource_version(),
@@ -66,11 +78,31 @@ impl Written {
         );
     }
 
+    /// How long the change of phase not written yet has been seen (zero when seen first now).
+    pub fn pending_for(&self, model: &MLModel) -> Duration {
+        let mut map = self.0.lock().expect("not poisoned");
+        if map.pending.len() > PRUNE_ABOVE {
+            map.pending.retain(|_, at| at.elapsed() < KEEP);
+        }
+        map.pending
+            .entry(ObjectRef::from_obj(model))
+            .or_insert_with(Instant::now)
+            .elapsed()
+    }
+
+    /// The status is what was written: nothing is pending.
+    pub fn settled(&self, model: &MLModel) {
+        let mut map = self.0.lock().expect("not poisoned");
+        if !map.pending.is_empty() {
+            map.pending.remove(&ObjectRef::from_obj(model));
+        }
+    }
+
     pub fn forget(&self, model: &MLModel) {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .remove(&ObjectRef::from_obj(model));
+        let mut map = self.0.lock().expect("not poisoned");
+        let key = ObjectRef::from_obj(model);
+        map.writes.remove(&key);
+        map.pending.remove(&key);
     }
 }
 

@@ -188,6 +188,7 @@ impl Controller {
                 runtime,
                 vec![ns],
                 Arc::new(Metrics::new()),
+                controller::run::DEFAULT_MAX_CONCURRENT_RECONCILES,
             )
             .await
             {

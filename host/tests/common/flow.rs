@@ -208,6 +208,7 @@ impl Env {
                 runtime,
                 vec![ns],
                 Arc::new(Metrics::new()),
+                controller::run::DEFAULT_MAX_CONCURRENT_RECONCILES,
             )
             .await
             {
