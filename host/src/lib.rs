@@ -1,12 +1,14 @@
 //! The mlmodel-operator library: API types, plugin runtime and controller (the downloader is
 //! the `mlmodel-fetch` crate, `host/fetch/`).
 //!
-//! Reading order: `conditions` (the status vocabulary) -> `api` (types) -> `plan` (pure decisions) -> `plugins` (engine, registry, output
-//! policy) -> `apply` (server-side apply + prune) -> `status` (phase, conditions, events) ->
-//! `controller` (reconcile; `steps`, `watches`, `run`). `error` (the reconcile error and its
+//! Reading order: `conditions` (the status vocabulary) -> `api` (types) -> `plan` (pure
+//! decisions) -> `plugins` (engine, registry, output policy) -> `apply` (server-side apply +
+//! prune) -> `status` (phase, conditions, events) -> `controller` (reconcile; `steps`,
+//! `watches`, `run`; the caches hold `cached` objects). `error` (the reconcile error and its
 //! metric reasons) and `server` (HTTP endpoints, readiness) import nothing of the controller.
 pub mod api;
 pub mod apply;
+pub mod cached;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

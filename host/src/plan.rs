@@ -2,10 +2,8 @@
 //! flow (download state, serving failures, what to prune, which revision to serve) is unit-tested
 //! without a cluster.
 use crate::api::{LABEL_REVISION, LABEL_STEP};
+use crate::cached::{CachedDeployment, CachedJob, CachedPod};
 use crate::conditions::{ConditionStatus, Reason};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 // The one-line JSON the downloader writes to its termination log: the downloader's own type.
@@ -51,7 +49,7 @@ pub struct FailedAttempt {
 }
 
 /// The failed attempts among a download's `pods`, oldest first.
-pub fn failed_attempts(pods: &[&Pod]) -> Vec<FailedAttempt> {
+pub fn failed_attempts(pods: &[&CachedPod]) -> Vec<FailedAttempt> {
     let mut failed: Vec<FailedAttempt> = pods
         .iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
@@ -85,7 +83,7 @@ pub fn failed_attempts(pods: &[&Pod]) -> Vec<FailedAttempt> {
 }
 
 fn job_condition<'a>(
-    job: &'a Job,
+    job: &'a CachedJob,
     type_: &str,
 ) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {
     job.status
@@ -97,7 +95,7 @@ fn job_condition<'a>(
 }
 
 /// The termination message of the most recent terminated container among `pods`, newest first.
-fn termination_message(pods: &[&Pod]) -> Option<String> {
+fn termination_message(pods: &[&CachedPod]) -> Option<String> {
     let mut terminated: Vec<_> = pods
         .iter()
         .flat_map(|p| {
@@ -134,7 +132,7 @@ fn parse_report(message: &str) -> Option<FetchReport> {
 }
 
 /// Reads a download Job and its pods.
-pub fn download_state(job: Option<&Job>, pods: &[&Pod]) -> DownloadState {
+pub fn download_state(job: Option<&CachedJob>, pods: &[&CachedPod]) -> DownloadState {
     let Some(job) = job else {
         return DownloadState::NotStarted;
     };
@@ -219,7 +217,7 @@ pub enum ServingState {
 }
 
 /// The first failure a user must act on among the serving pods, as (reason, message).
-pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
+pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
     for pod in pods {
         let name = pod.name_any();
         let Some(status) = pod.status.as_ref() else {
@@ -289,7 +287,7 @@ pub fn pod_failure(pods: &[&Pod]) -> Option<(String, String)> {
 
 /// Reads a Deployment and its pods (only the pods of the revision being rolled out matter for
 /// failures; older pods are leaving).
-pub fn serving_state(dep: Option<&Deployment>, pods: &[&Pod]) -> ServingState {
+pub fn serving_state(dep: Option<&CachedDeployment>, pods: &[&CachedPod]) -> ServingState {
     let Some(dep) = dep else {
         return ServingState::Missing;
     };
@@ -394,10 +392,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn job(status: serde_json::Value) -> Job {
+    fn job(status: serde_json::Value) -> CachedJob {
         serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).unwrap()
     }
-    fn pod(status: serde_json::Value) -> Pod {
+    fn pod(status: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
     }
 
@@ -564,7 +562,7 @@ mod tests {
         assert_eq!(pod_failure(&[&healthy]), None);
     }
 
-    fn deployment(replicas: i32, status: serde_json::Value) -> Deployment {
+    fn deployment(replicas: i32, status: serde_json::Value) -> CachedDeployment {
         serde_json::from_value(json!({"metadata": {"name": "d", "generation": 2},
             "spec": {"replicas": replicas, "selector": {}, "template": {}}, "status": status}))
         .unwrap()

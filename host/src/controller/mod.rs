@@ -15,7 +15,6 @@ mod applied;
 mod progress;
 mod renders;
 pub mod run;
-mod slim;
 mod steps;
 mod watches;
 mod written;

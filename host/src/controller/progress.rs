@@ -10,6 +10,7 @@
 //! `max(MIN_INTERVAL, N / reads_per_second)` behind.
 use crate::api::{LABEL_REVISION, LABEL_STEP, MLModel};
 use crate::apply::ANNOTATION_MODEL_NAME;
+use crate::cached::CachedPod;
 use crate::plugins::Step;
 use crate::progress::{Key, Tracker};
 use k8s_openapi::api::core::v1::Pod;
@@ -63,7 +64,7 @@ pub struct Running {
 }
 
 /// The running download pods in `pods`.
-pub fn running_downloads(pods: &[std::sync::Arc<Pod>]) -> Vec<Running> {
+pub fn running_downloads(pods: &[std::sync::Arc<CachedPod>]) -> Vec<Running> {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -113,7 +114,7 @@ pub fn next_turn<'a>(
 /// model of each download whose shown progress changed to `changed`.
 pub async fn follow(
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     tracker: Tracker,
     pacer: std::sync::Arc<Pacer>,
     changed: mpsc::Sender<ObjectRef<MLModel>>,

@@ -4,15 +4,13 @@ use super::watches::{Cache, Stores};
 use super::written::Written;
 use super::{Context, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel};
+use crate::cached::{
+    CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
+};
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::plugins::{Runtime, RuntimeOptions};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    batch::v1::Job,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
-};
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -74,12 +72,12 @@ where
 /// What the caches hold.
 #[derive(Default)]
 struct Cluster {
-    pvcs: Vec<PersistentVolumeClaim>,
-    jobs: Vec<Job>,
-    deployments: Vec<Deployment>,
-    services: Vec<Service>,
-    configmaps: Vec<ConfigMap>,
-    pods: Vec<Pod>,
+    pvcs: Vec<CachedPvc>,
+    jobs: Vec<CachedJob>,
+    deployments: Vec<CachedDeployment>,
+    services: Vec<CachedService>,
+    configmaps: Vec<CachedConfigMap>,
+    pods: Vec<CachedPod>,
 }
 
 impl Cluster {
@@ -488,7 +486,7 @@ async fn its_own_object_not_yet_in_the_cache_is_applied() {
 
 /// A ConfigMap the model owns but no longer renders (e.g. left by the serve plugin it used
 /// before), as the cache holds it.
-fn leftover_config_map(model: &MLModel) -> ConfigMap {
+fn leftover_config_map(model: &MLModel) -> CachedConfigMap {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "echo-model-old-config", "namespace": NS, "uid": "uid-of-the-leftover",
@@ -542,7 +540,7 @@ async fn pruning_deletes_with_the_uid_of_the_owned_object() {
 }
 
 /// A finished download pod of `model` whose termination log reports files of `format`.
-fn download_pod(model: &MLModel, format: &str) -> Pod {
+fn download_pod(model: &MLModel, format: &str) -> CachedPod {
     let revision = names::revision(model, "download-job");
     let report = serde_json::json!({"status": "ok", "bytes": 91005, "files": 1, "format": format,
         "largest": [{"path": "tf_model.h5", "bytes": 91005}]});

@@ -1,19 +1,15 @@
 //! What the controller watches besides the models: one label-selected, shared reflector per kind
 //! the operator owns (the controller is triggered from the same watches), their caches indexed by
 //! owner, and the view of one model's objects that a reconcile reads.
-use super::slim::{Slim, Slimmed};
 use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel};
 use crate::apply::ANNOTATION_APPLIED_HASH;
+use crate::cached::{
+    CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
+};
 use crate::index::{self, Index};
 use crate::names;
 use crate::plan::{self, ObjectKey};
-use futures::{StreamExt, TryStreamExt, future::BoxFuture};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    batch::v1::Job,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use futures::{StreamExt, future::BoxFuture};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -53,22 +49,22 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
 /// Caches of what the operator owns, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
-    pub pvcs: Cache<PersistentVolumeClaim>,
-    pub jobs: Cache<Job>,
-    pub deployments: Cache<Deployment>,
-    pub services: Cache<Service>,
-    pub configmaps: Cache<ConfigMap>,
-    pub pods: Cache<Pod>,
+    pub pvcs: Cache<CachedPvc>,
+    pub jobs: Cache<CachedJob>,
+    pub deployments: Cache<CachedDeployment>,
+    pub services: Cache<CachedService>,
+    pub configmaps: Cache<CachedConfigMap>,
+    pub pods: Cache<CachedPod>,
 }
 
 /// The subscriptions to the shared reflectors that the controller is triggered from.
 pub struct Triggers {
-    pub pvcs: ReflectHandle<PersistentVolumeClaim>,
-    pub jobs: ReflectHandle<Job>,
-    pub deployments: ReflectHandle<Deployment>,
-    pub services: ReflectHandle<Service>,
-    pub configmaps: ReflectHandle<ConfigMap>,
-    pub pods: ReflectHandle<Pod>,
+    pub pvcs: ReflectHandle<CachedPvc>,
+    pub jobs: ReflectHandle<CachedJob>,
+    pub deployments: ReflectHandle<CachedDeployment>,
+    pub services: ReflectHandle<CachedService>,
+    pub configmaps: ReflectHandle<CachedConfigMap>,
+    pub pods: ReflectHandle<CachedPod>,
 }
 
 /// The watches of one scope (a namespace, or all): the caches, the subscriptions, and the
@@ -119,7 +115,7 @@ impl Watches {
 }
 
 /// A reflector whose cache holds only our objects (by label), decoded with only what a
-/// reconcile reads ([`Slim`]), plus the stream that keeps it filled and the subscription the
+/// reconcile reads ([`crate::cached::Slim`]), plus the stream that keeps it filled and the subscription the
 /// controller is triggered from.
 struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
     cache: Cache<K>,
@@ -130,15 +126,14 @@ struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
 impl<K> SharedWatch<K>
 where
     K: Resource<DynamicType = ()>
-        + k8s_openapi::Metadata<Ty = ObjectMeta>
-        + Slimmed
+        + serde::de::DeserializeOwned
         + Clone
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
 {
-    fn start(api: Api<Slim<K>>, selector: &str, key: fn(&K) -> Option<String>) -> Self {
+    fn start(api: Api<K>, selector: &str, key: fn(&K) -> Option<String>) -> Self {
         let (store, writer) = reflector::store_shared(1024);
         let trigger = writer
             .subscribe()
@@ -148,7 +143,6 @@ where
         let indexer = index.clone();
         let driver = Box::pin(
             watcher(api, cfg)
-                .map_ok(unslim)
                 .default_backoff()
                 .inspect(move |ev| {
                     if let Ok(ev) = ev {
@@ -170,25 +164,14 @@ where
     }
 }
 
-fn unslim<K>(event: watcher::Event<Slim<K>>) -> watcher::Event<K> {
-    use watcher::Event::*;
-    match event {
-        Apply(o) => Apply(o.0),
-        Delete(o) => Delete(o.0),
-        Init => Init,
-        InitApply(o) => InitApply(o.0),
-        InitDone => InitDone,
-    }
-}
-
 /// Everything one model owns now, by kind and name, with its revision label.
 pub struct Owned {
-    pub pvcs: Vec<Arc<PersistentVolumeClaim>>,
-    pub jobs: Vec<Arc<Job>>,
-    pub deployments: Vec<Arc<Deployment>>,
-    pub services: Vec<Arc<Service>>,
-    pub configmaps: Vec<Arc<ConfigMap>>,
-    pub pods: Vec<Arc<Pod>>,
+    pub pvcs: Vec<Arc<CachedPvc>>,
+    pub jobs: Vec<Arc<CachedJob>>,
+    pub deployments: Vec<Arc<CachedDeployment>>,
+    pub services: Vec<Arc<CachedService>>,
+    pub configmaps: Vec<Arc<CachedConfigMap>>,
+    pub pods: Vec<Arc<CachedPod>>,
 }
 
 /// One owned object as the plan sees it: kind and name, revision label, applied hash.
@@ -243,7 +226,7 @@ impl Owned {
     }
 
     /// Live pods of `step` (of `revision`, when given).
-    pub fn pods_of(&self, step: &str, revision: Option<&str>) -> Vec<&Pod> {
+    pub fn pods_of(&self, step: &str, revision: Option<&str>) -> Vec<&CachedPod> {
         self.pods
             .iter()
             .filter(|p| plan::step_of(p.as_ref()) == Some(step))
