@@ -39,6 +39,12 @@ const BUILTINS: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// A built-in's component, by name.
+#[cfg(test)]
+pub(crate) fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
 /// Largest plugin file read; a component is a few hundred KB.
 const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
