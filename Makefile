@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress fuzz clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress fuzz chaos clean
 
 all: build
 
@@ -95,6 +95,17 @@ bench-fetch: setup ## 2 GiB over loopback with sha256, against curl
 DOWNLOADS ?= 1000
 bench-progress: setup tools ## API load of download progress with DOWNLOADS in flight: make bench-progress DOWNLOADS=1000
 	python3 hack/bench_progress.py --models $(DOWNLOADS)
+
+# Fault tests: not part of `make test` (which runs a short seeded one). Every scenario of
+# hack/chaos.py on the local cluster (started if down), a table of figures last; SEED=N repeats a
+# run, SCENARIO=name runs one.
+SEED ?=
+SCENARIO ?=
+chaos: setup tools ## operator kills, apiserver restarts, etcd pauses, partitions, relists, real-node faults
+	@hack/cluster.sh status >/dev/null 2>&1 || hack/cluster.sh up
+	@# The release binary (also the real node's image, for its downloads): built by operator-image.sh.
+	@KUBECONFIG=$(CLUSTER_DIR)/kubeconfig MLMODEL_TEST_OPERATOR_IMAGE=$$(hack/operator-image.sh | tail -n 1) \
+	  python3 hack/chaos.py $(if $(SEED),--seed $(SEED)) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 # Fuzzing: not part of `make test`. Each target of fuzz/ runs FUZZ_SECONDS (default 600), one
 # after the other; FUZZ_TARGETS picks some (policy extract names). Corpora and crashes stay under

@@ -174,11 +174,11 @@ def cluster_sh(verb):
 # Identities: client certificates signed by the cluster CA
 
 
-def mint_identity(work, user):
+def mint_identity(work, user, group=BENCH_GROUP):
     key, csr, crt = (os.path.join(work, f"{user}.{ext}") for ext in ("key", "csr", "crt"))
     run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-out", key], capture_output=True)
-    run(["openssl", "req", "-new", "-key", key, "-subj", f"/O={BENCH_GROUP}/CN={user}", "-out", csr],
+    run(["openssl", "req", "-new", "-key", key, "-subj", f"/O={group}/CN={user}", "-out", csr],
         capture_output=True)
     ext = os.path.join(work, "client.ext")
     with open(ext, "w") as f:

@@ -7,6 +7,8 @@
 #   hack/cluster.sh up      start a fresh cluster (or say it is already up and healthy)
 #   hack/cluster.sh down    stop it (by the recorded pids only); safe when already down
 #   hack/cluster.sh status  what runs, exit 0 only when the whole cluster is healthy
+#   hack/cluster.sh restart COMPONENT   stops one component and starts it again as it was
+#                           started, waits until it is healthy (fault tests: hack/chaos.py)
 #
 # State lives in $MLMODEL_CACHE/cluster (default ~/.cache/mlmodel-operator/cluster):
 #   kubeconfig           admin credentials (client cert, O=system:masters)
@@ -307,9 +309,22 @@ status() {
   return "$rc"
 }
 
+restart_component() {
+  local c=${1:-}
+  if [[ " ${components[*]} " == *" $c "* ]]; then
+    bin=$("$here/build-tools.sh")
+    restart "$c"
+    wait_for "$c" "$c health" 90 probe "$c"
+    log "restarted $c (pid $(pid_of "$c"))"
+  else
+    "$here/node.sh" restart "$c"
+  fi
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart) restart_component "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|restart COMPONENT" >&2; exit 2 ;;
 esac

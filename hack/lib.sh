@@ -35,10 +35,16 @@ wait_for() {
 }
 
 # start NAME ARGS...: runs exe_of NAME in the background, in its own session (so a Ctrl-C in the
-# terminal that ran `up` does not reach it), output to logs/NAME.log, pid to run/NAME.pid.
+# terminal that ran `up` does not reach it), output to logs/NAME.log, pid to run/NAME.pid, its
+# arguments to run/NAME.args (NUL-separated, for `restart`). With APPEND_LOG=1 the log is kept.
 start() {
   local name=$1; shift
-  setsid "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  printf '%s\0' "$@" >"$run/$name.args"
+  if [ "${APPEND_LOG:-0}" = 1 ]; then
+    setsid "$(exe_of "$name")" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  else
+    setsid "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  fi
   echo $! >"$run/$name.pid"
   # A binary that dies at once (bad flag, port taken) should fail here, with its log.
   sleep 0.1
@@ -93,4 +99,14 @@ sign() {
     -set_serial "0x$(openssl rand -hex 15)" -days 3650 -sha256 -out "$pki/$name.crt" \
     -extfile <(printf '%s\n' "$ext" "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid") 2>/dev/null
   rm -f "$pki/$name.csr"
+}
+
+# restart NAME: stops NAME and starts it again with the arguments it was started with, its log
+# kept (the fault tests, hack/chaos.py: an apiserver or a kubelet restarted mid-flow).
+restart() {
+  local name=$1 args=()
+  [ -f "$run/$name.args" ] || die "$name has no recorded arguments: was it started by this cluster?"
+  mapfile -d '' args <"$run/$name.args"
+  stop "$name"
+  APPEND_LOG=1 start "$name" "${args[@]}"
 }

@@ -14,7 +14,9 @@
 #   scheduler.alpha.kubernetes.io/defaultTolerations: '[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"}]'
 # sends all its pods here (admission plugins PodNodeSelector and PodTolerationRestriction); every
 # other pod keeps landing on the kwok nodes. Claims of the StorageClass `local-path` are real
-# directories under $MLMODEL_CACHE/node/volumes, made by rancher's local-path-provisioner.
+# directories under $MLMODEL_CACHE/node/volumes, made by rancher's local-path-provisioner; claims
+# of `local-path-small` share a 16 MiB tmpfs ($MLMODEL_CACHE/node/small-volumes), where a large
+# download really fills its volume (the DiskFull fault of hack/chaos.py).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -277,8 +279,11 @@ kube_proxy_up() {
 }
 
 provisioner_up() {
+  local small=$node_dir/small-volumes
+  mkdir -p "$small"
+  mountpoint -q "$small" || mount -t tmpfs -o size=16m,mode=0755 mlmodel-small-volumes "$small"
   sed -e "s#@REGISTRY@#$REGISTRY#g" -e "s#@LOCAL_PATH_VERSION@#$LOCAL_PATH_VERSION#g" \
-    -e "s#@BUSYBOX_TAG@#$BUSYBOX_TAG#g" -e "s#@VOLUMES@#$node_dir/volumes#g" \
+    -e "s#@BUSYBOX_TAG@#$BUSYBOX_TAG#g" -e "s#@VOLUMES@#$node_dir/volumes#g" -e "s#@SMALL_VOLUMES@#$small#g" \
     "$here/cluster/local-path.yaml" | kubectl apply -f - >/dev/null
 }
 
@@ -320,6 +325,7 @@ down() {
   done
   rm -rf /run/netns/cni-* "$state/cni-ipam" "$node_dir/kubelet/root/pods" 2>/dev/null || true
   [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  umount "$node_dir/small-volumes" 2>/dev/null || true
   ip link del "$bridge" 2>/dev/null || true
   ip route del blackhole "$kwok_pod_cidr" 2>/dev/null || true
   stop registry
@@ -349,5 +355,11 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   healthy) healthy ;;
-  *) echo "usage: $0 up|network|down|status|healthy" >&2; exit 2 ;;
+  restart)
+    [[ " ${node_components[*]} " == *" ${2:-} "* ]] || die "no component ${2:-} (the control plane's: hack/cluster.sh status; the node's: ${node_components[*]})"
+    restart "$2"
+    wait_for "$2" "$2" 90 probe "$2"
+    log "restarted $2 (pid $(pid_of "$2"))"
+    ;;
+  *) echo "usage: $0 up|network|down|status|healthy|restart COMPONENT" >&2; exit 2 ;;
 esac

@@ -6,6 +6,9 @@
 #   4. cluster    the local cluster (hack/cluster.sh: control plane, kwok nodes, the real node),
 #                 the operator's image pushed to its registry (hack/operator-image.sh), then the
 #                 tests marked #[ignore = "needs the local cluster: make test"], run with --ignored
+#   5. chaos      a short seeded fault run on the same cluster (hack/chaos.py --short: the
+#                 operator killed mid-flow, one and two replicas, the leader cut off), so the
+#                 fault tier of `make chaos` cannot rot; CHAOS_SEED picks the seed (default 1)
 # Stages after setup all run even when one fails, so one run reports everything; the script
 # exits non-zero if any failed and names them. A cluster this script started is stopped on exit,
 # also on failure or Ctrl-C; one that was already up (make cluster-up) is left running.
@@ -67,6 +70,10 @@ stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage unit cargo test --workspace
 stage cluster cluster_tests
+# After the cluster tests, alone: it kills operators and cuts connections of its own only.
+if [ "$started_cluster" = 1 ] || hack/cluster.sh status >/dev/null 2>&1; then
+  stage chaos env KUBECONFIG="$MLMODEL_CACHE/cluster/kubeconfig" python3 hack/chaos.py --short --seed "${CHAOS_SEED:-1}"
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   say "FAILED stages: ${failed[*]}"

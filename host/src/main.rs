@@ -24,6 +24,9 @@ enum Command {
     Crd,
     /// List the plugins found (built in and in plugin directories).
     Plugins(plugins::cli::PluginsArgs),
+    /// The operator's compiler process (internal).
+    #[command(name = "compile-plugin", hide = true)]
+    CompilePlugin(plugins::cli::CompilePluginArgs),
 }
 
 fn main() -> Result<()> {
@@ -35,5 +38,6 @@ fn main() -> Result<()> {
         Command::Fetch(args) => std::process::exit(mlmodel_fetch::run(args)),
         Command::Crd => crd::print(),
         Command::Plugins(args) => plugins::cli::run(args),
+        Command::CompilePlugin(args) => plugins::cli::compile_plugin(args),
     }
 }

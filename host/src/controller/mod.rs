@@ -12,6 +12,7 @@
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
 mod applied;
+mod events;
 mod progress;
 mod renders;
 pub mod run;
@@ -20,6 +21,7 @@ mod watches;
 mod written;
 
 pub use crate::error::Error;
+pub use events::Recorder;
 pub use watches::{Cache, Stores};
 
 use crate::api::{MANAGER, MLModel, MLModelStatus};
@@ -31,9 +33,8 @@ use crate::status;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -226,18 +227,12 @@ async fn patch_status(
 }
 
 async fn publish(ctx: &Context, model: &MLModel, note: status::EventNote) {
-    let event = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: note.reason,
-        note: Some(note.message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &model.object_ref(&())).await {
+    let message: String = note.message.chars().take(1000).collect();
+    if let Err(e) = ctx
+        .recorder
+        .publish(model, note.warning, &note.reason, &message)
+        .await
+    {
         warn!(error = %e, "could not publish event");
     }
 }

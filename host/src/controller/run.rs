@@ -1,21 +1,20 @@
 //! The `mlmodel-operator run` process: the metrics and health server, leader election, signals,
 //! and one controller per watched namespace.
 use super::watches::{Watches, scoped};
-use super::{Context, error_policy, progress, reconcile};
+use super::{Context, Recorder, error_policy, progress, reconcile};
 use crate::api::{MANAGER, MLModel};
 use crate::apply::ANNOTATION_MODEL_NAME;
 use crate::cached::CachedPod;
 use crate::leader::{Candidate, LeaderArgs};
 use crate::metrics::Metrics;
 use crate::plugins::cli::SourceArgs;
-use crate::plugins::{DEFAULT_OPERATOR_IMAGE, Runtime, RuntimeOptions, Step};
+use crate::plugins::{Compiler, DEFAULT_OPERATOR_IMAGE, Runtime, RuntimeOptions, Step};
 use crate::progress::Tracker;
 use crate::server::{self, Readiness};
 use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Config, ResourceExt};
@@ -95,6 +94,8 @@ impl RunArgs {
             defaults,
             allowances,
             operator_image: self.operator_image.clone(),
+            // The long-lived process never runs the compiler (plugins/compiler.rs).
+            compiler: Compiler::Subprocess,
             ..self.source.options()
         }
     }
@@ -232,10 +233,6 @@ pub async fn run_controllers(
             triggers,
             drivers,
         } = Watches::start(client, ns);
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         // Each reload that changed the plugins renders every model again (unchanged output is
         // not applied: the hash annotation says so).
         let reloads = futures::stream::unfold(runtime.subscribe(), |mut rx| async move {
@@ -256,7 +253,7 @@ pub async fn run_controllers(
             rx.recv().await.map(|model| (model, rx))
         });
         let ctx = Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client: client.clone(),
             runtime: runtime.clone(),
             stores,

@@ -2,7 +2,7 @@
 use super::fake_api::{Call, Expect, FakeApi, Reply};
 use super::watches::{Cache, Stores};
 use super::written::Written;
-use super::{Context, reconcile};
+use super::{Context, Recorder, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel};
 use crate::cached::{
     CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
@@ -13,7 +13,6 @@ use crate::names;
 use crate::plugins::{Runtime, RuntimeOptions};
 use kube::Client;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -126,12 +125,8 @@ fn context_sharing(
     written: Written,
     memory: &Memory,
 ) -> Arc<Context> {
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: None,
-    };
     Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), MANAGER, None),
         client,
         runtime: runtime(),
         stores: cluster.stores(),

@@ -124,3 +124,33 @@ pub fn run(args: PluginsArgs) -> Result<()> {
     }
     anyhow::bail!("{} plugin file(s) could not be loaded", errors.len())
 }
+
+/// `mlmodel-operator compile-plugin` (hidden): the child process in which the operator compiles
+/// a plugin (`plugins/compiler.rs`). Reads the component on stdin, writes the artifact to `--out`.
+#[derive(Args, Debug)]
+pub struct CompilePluginArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    memory_bytes: usize,
+    #[arg(long)]
+    max_concurrent: u32,
+}
+
+/// Exits [`super::compiler::REFUSED`] with the reason on stderr when the component cannot be
+/// compiled.
+pub fn compile_plugin(args: CompilePluginArgs) -> Result<()> {
+    use std::io::Read as _;
+    let limits = super::Limits {
+        memory_bytes: args.memory_bytes,
+        max_concurrent: args.max_concurrent,
+        ..super::Limits::default()
+    };
+    let mut bytes = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut bytes)?;
+    if let Err(e) = super::engine::compile_to_file(&limits, &bytes, &args.out) {
+        eprintln!("{e:#}");
+        std::process::exit(super::compiler::REFUSED);
+    }
+    Ok(())
+}

@@ -15,6 +15,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::compiler::{self, ChildError, Compiler};
 use super::stdio::BoundedPipe;
 
 pub(crate) mod bindings {
@@ -224,34 +225,110 @@ pub(crate) struct PluginEngine {
     engine_key: String,
     limits: Limits,
     ticker: StopTicker,
+    compiler: Compiler,
+    /// Where a child compiles when there is no cache directory.
+    scratch: Option<Scratch>,
+}
+
+/// A directory only this process uses, removed with it (mapped artifacts outlive their names).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create() -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let dir = std::env::temp_dir().join(format!("mlmodel-operator-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The engine's settings, the same in the operator and in the child that compiles for it (the
+/// artifact of another configuration is refused).
+fn engine_config(limits: &Limits) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(limits.max_concurrent)
+        .total_core_instances(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
+        .total_memories(limits.max_concurrent * MEMORIES_PER_PLUGIN)
+        .total_tables(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
+        .max_memories_per_component(MEMORIES_PER_PLUGIN)
+        .max_memory_size(limits.memory_bytes)
+        // A render touches a few hundred KB of a fresh memory: resetting only the dirty pages
+        // (PAGEMAP_SCAN, Linux 6.7+) and keeping them resident saves a page fault per page
+        // on the next render; elsewhere this falls back to madvise.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        // A trap's message is enough for a status; backtraces cost time and clutter it.
+        .wasm_backtrace_max_frames(None)
+        .parallel_compilation(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// The limits that shape the engine's settings, as the child's arguments.
+fn child_args(limits: &Limits) -> Vec<String> {
+    vec![
+        "--memory-bytes".into(),
+        limits.memory_bytes.to_string(),
+        "--max-concurrent".into(),
+        limits.max_concurrent.to_string(),
+    ]
+}
+
+/// What the child (`mlmodel-operator compile-plugin`) does: compiles `bytes` with the engine of
+/// these limits into `out` (atomically). An error is the component's own fault.
+pub(crate) fn compile_to_file(limits: &Limits, bytes: &[u8], out: &Path) -> Result<()> {
+    let engine = Engine::new(&engine_config(limits))
+        .map_err(wasm_err)
+        .context("configuring wasmtime")?;
+    let component = compile_component(&engine, bytes)?;
+    write_cache(&component, out)
+}
+
+fn compile_component(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    if is_core_module(bytes) {
+        anyhow::bail!(
+            "it is a core WebAssembly module, not a component: build it for the target `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`), or wrap it with `wasm-tools component new`"
+        );
+    }
+    Component::new(engine, bytes)
+        .map_err(wasm_err)
+        .context("not a valid WebAssembly component")
 }
 
 impl PluginEngine {
-    pub(crate) fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(limits.max_concurrent)
-            .total_core_instances(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
-            .total_memories(limits.max_concurrent * MEMORIES_PER_PLUGIN)
-            .total_tables(limits.max_concurrent * CORE_INSTANCES_PER_PLUGIN)
-            .max_memories_per_component(MEMORIES_PER_PLUGIN)
-            .max_memory_size(limits.memory_bytes)
-            // A render touches a few hundred KB of a fresh memory: resetting only the dirty pages
-            // (PAGEMAP_SCAN, Linux 6.7+) and keeping them resident saves a page fault per page
-            // on the next render; elsewhere this falls back to madvise.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            .pagemap_scan(Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            // A trap's message is enough for a status; backtraces cost time and clutter it.
-            .wasm_backtrace_max_frames(None)
-            .parallel_compilation(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)
+    pub(crate) fn new(
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+        compiler: Compiler,
+    ) -> Result<Self> {
+        let engine = Engine::new(&engine_config(&limits))
             .map_err(wasm_err)
             .context("configuring wasmtime")?;
+        // A child compiles into a file: without a cache, into a private directory of ours.
+        let (compiler, scratch) = match (compiler, &cache_dir) {
+            (Compiler::Subprocess, None) => match Scratch::create() {
+                Ok(dir) => (compiler, Some(dir)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "no directory for compiled plugins: compiling in this process");
+                    (Compiler::InProcess, None)
+                }
+            },
+            _ => (compiler, None),
+        };
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
@@ -269,6 +346,8 @@ impl PluginEngine {
             engine_key,
             limits,
             ticker,
+            compiler,
+            scratch,
         })
     }
 
@@ -279,10 +358,8 @@ impl PluginEngine {
     /// Compiles `bytes` (whose sha256 is `sha256`), or loads the artifact a previous run left in
     /// the cache directory. Returns whether the cache answered.
     pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool)> {
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key)));
+        let name = format!("{sha256}-{}.cwasm", self.engine_key);
+        let cached = self.cache_dir.as_ref().map(|d| d.join(&name));
         if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // settings (the key says so) into the operator's own cache directory; wasmtime also
@@ -294,18 +371,31 @@ impl PluginEngine {
                 }
             }
         }
-        if is_core_module(bytes) {
-            anyhow::bail!(
-                "it is a core WebAssembly module, not a component: build it for the target `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`), or wrap it with `wasm-tools component new`"
-            );
+        if self.compiler == Compiler::Subprocess
+            && let Some(out) = cached
+                .clone()
+                .or_else(|| self.scratch.as_ref().map(|s| s.0.join(&name)))
+        {
+            match compiler::in_child(bytes, &out, &child_args(&self.limits)) {
+                // SAFETY: written by `Component::serialize` of this binary's engine with these
+                // settings (the child's arguments), into our cache or private directory.
+                Ok(()) => match unsafe { Component::deserialize_file(&self.engine, &out) } {
+                    Ok(component) => return Ok((component, false)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the compiler process's artifact is unusable: compiling here")
+                    }
+                },
+                Err(ChildError::Refused(message)) => anyhow::bail!(message),
+                Err(ChildError::Failed(e)) => {
+                    tracing::warn!(error = %e, "compiling in a child process failed: compiling here")
+                }
+            }
         }
-        let compiled = Component::new(&self.engine, bytes)
-            .map_err(wasm_err)
-            .context("not a valid WebAssembly component")?;
+        let compiled = compile_component(&self.engine, bytes)?;
         // The compiler's artifact is anonymous memory, all of it resident for the process's
-        // life; the same artifact mapped from a file is resident only where it is used (some
-        // 14 MiB less for the built-ins). So it is written out and loaded back: into the cache
-        // when there is one, else into a private temporary file, unlinked once mapped.
+        // life; the same artifact mapped from a file is resident only where it is used. So it
+        // is written out and loaded back: into the cache when there is one, else into a private
+        // temporary file, unlinked once mapped.
         let written = match &cached {
             Some(path) => write_cache(&compiled, path).map(|()| (path.clone(), false)),
             None => write_private(&compiled).map(|path| (path, true)),
@@ -715,7 +805,7 @@ mod tests {
         // The smallest core module, and a component's header (version 0xd, layer 1).
         assert!(is_core_module(b"\0asm\x01\0\0\0"));
         assert!(!is_core_module(b"\0asm\x0d\0\x01\0"));
-        let engine = PluginEngine::new(Limits::default(), None).unwrap();
+        let engine = PluginEngine::new(Limits::default(), None, Compiler::InProcess).unwrap();
         let err = engine.compile(b"\0asm\x01\0\0\0", "x").unwrap_err();
         assert!(format!("{err:#}").contains("wasm32-wasip2"), "{err:#}");
     }
@@ -765,7 +855,7 @@ mod tests {
 
     #[test]
     fn a_compiled_plugin_is_loaded_back_from_a_file_that_is_then_removed() {
-        let engine = PluginEngine::new(Limits::default(), None).unwrap();
+        let engine = PluginEngine::new(Limits::default(), None, Compiler::InProcess).unwrap();
         let bytes = super::super::registry::builtin_bytes("service").unwrap();
         let before = private_files();
         let (component, cached) = engine.compile(bytes, &sha256_hex(bytes)).unwrap();

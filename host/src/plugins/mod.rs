@@ -1,7 +1,8 @@
 //! The plugin runtime: each step of a model is rendered by a WebAssembly component plugin
 //! (`wit/plugin.wit`) running in a sandbox, and its output is checked before the host uses it.
 //!
-//! - `engine`: wasmtime engine, sandbox, limits, compile cache;
+//! - `engine`: wasmtime engine, sandbox, limits, compile cache; `compiler`: where a plugin
+//!   missing from the cache is compiled (the operator: in a child process);
 //! - `registry`: built-in plugins and plugin directories, reload;
 //! - `context`: the render input built from the model;
 //! - `policy`, `podsecurity`: output checks and what the host adds;
@@ -10,6 +11,7 @@
 //!
 //! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
 pub mod cli;
+mod compiler;
 mod context;
 mod engine;
 mod error;
@@ -19,6 +21,7 @@ mod registry;
 mod stdio;
 mod step;
 
+pub use compiler::Compiler;
 pub use context::DEFAULT_NAMESPACE;
 pub use engine::{CONTRACT, HOST_GRACE, Limits};
 pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError, truncate};
@@ -55,6 +58,8 @@ pub struct RuntimeOptions {
     pub allowances: BTreeMap<String, policy::Allowances>,
     /// Built-in plugins that a plugin directory may replace (by name); none by default.
     pub replace_builtins: BTreeSet<String>,
+    /// Where plugins missing from the cache are compiled.
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeOptions {
@@ -68,6 +73,7 @@ impl Default for RuntimeOptions {
             reload_interval: Duration::from_secs(2),
             allowances: BTreeMap::new(),
             replace_builtins: BTreeSet::new(),
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -126,7 +132,7 @@ impl Runtime {
     /// Compiles (or loads from the cache) the built-in plugins and those of the plugin
     /// directories. A plugin file that fails to load is reported by `load_errors`, not here.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
-        let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
+        let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone(), opts.compiler)?;
         let render_threads = opts.limits.render_threads.max(1);
         let (fingerprint, dir_errors) = registry::scan(&opts.plugin_dirs);
         let snapshot = registry::load(

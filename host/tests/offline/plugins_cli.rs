@@ -233,3 +233,52 @@ fn plugins_reports_a_core_module_once_with_the_fix_and_full_digests() {
         "{echo}"
     );
 }
+
+/// The operator's compiler process (`compile-plugin`, run by `mlmodel-operator run` for every
+/// plugin missing from the cache): a component in, an artifact out; a core module refused with
+/// the message an in-process compile gives, and nothing written.
+#[test]
+fn the_compiler_process_writes_an_artifact_or_says_why_not() {
+    use std::io::Write as _;
+    let dir = support::tempdir::TempDir::new("compile-plugin");
+    let compile = |bytes: &[u8], out: &std::path::Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"))
+            .args([
+                "compile-plugin",
+                "--memory-bytes",
+                "67108864",
+                "--max-concurrent",
+                "32",
+                "--out",
+            ])
+            .arg(out)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let component = std::fs::read(support::fixture("echo-alt")).unwrap();
+    let out = dir.path().join("echo.cwasm");
+    let done = compile(&component, &out);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let artifact = std::fs::read(&out).unwrap();
+    assert!(
+        artifact.starts_with(b"\x7fELF"),
+        "a wasmtime artifact is an ELF image"
+    );
+
+    // A core module (the header of one is enough): refused, exit 3, nothing written.
+    let out = dir.path().join("core.cwasm");
+    let refused = compile(b"\0asm\x01\0\0\0", &out);
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("wasm32-wasip2"), "{stderr}");
+    assert!(!out.exists());
+}
