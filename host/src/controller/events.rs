@@ -31,7 +31,7 @@ struct Key {
 }
 
 enum Write {
-    Create(Event),
+    Create(Box<Event>),
     Series { name: String, count: i32 },
 }
 
@@ -116,7 +116,7 @@ impl Recorder {
                 name: p.name.clone(),
                 count: p.count + 1,
             },
-            None => Write::Create(self.event(model, key, now)),
+            None => Write::Create(Box::new(self.event(model, key, now))),
         }
     }
 
