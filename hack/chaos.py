@@ -421,7 +421,7 @@ def _apply_op(api, ns, op, m):
 def run_timeline(api, ns, ops, faults, rng, t0):
     """Runs model operations (4 at a time) and faults (each on a thread of its own, so a fault
     that lasts does not hold up the operations) at their instants from t0. Returns the instant
-    the last fault ended."""
+    the last fault or operation ended: convergence is counted from there."""
     events = [(t, "op", (op, m)) for t, op, m in ops] + [(t, "fault", f) for t, f in faults]
     events.sort(key=lambda e: e[0])
     threads = []
@@ -432,6 +432,7 @@ def run_timeline(api, ns, ops, faults, rng, t0):
         try:
             apply_op(api, ns, op, m, rng)
         finally:
+            ended.append(time.time())
             sem.release()
 
     def fault(fn):

@@ -8,8 +8,8 @@ containerd and volume can show.
   kubelet         the kubelet restarted while the model serves: the model reports the truth
                   throughout and is Ready, and routed, afterwards
   disk-full       a volume of a small StorageClass (a 16 MiB tmpfs, hack/node.sh) and a model
-                  larger than it, with and without a Content-Length: Failed with DiskFull, and
-                  no server is ever created
+                  larger than it, with and without a Content-Length: Failed, the Downloaded
+                  condition's reason DiskFull, no server ever created, nothing marked complete
 """
 
 import hashlib
@@ -58,9 +58,13 @@ class FileServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                # A strong validator, as object stores and web servers send: the downloader
+                # resumes only against one (If-Range), never blind.
+                etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
                 start = 0
                 rng = self.headers.get("Range", "")
-                if rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit():
+                if_range = self.headers.get("If-Range")
+                if rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit() and if_range in (None, etag):
                     start = min(int(rng[6:].split("-")[0]), len(data))
                 with server.lock:
                     server.starts.append(start)
@@ -71,6 +75,7 @@ class FileServer:
                 else:
                     self.send_response(200)
                     self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", etag)
                 if server.content_length:
                     self.send_header("Content-Length", str(len(body)))
                 else:
@@ -255,30 +260,45 @@ def kubelet_restart(api, ns, rng):
 
 
 def disk_full(api, ns, rng):
+    """Two models larger than the 16 MiB volume class, one after the other (they share the
+    tmpfs): one whose server sends a Content-Length (refused before a byte is written), one
+    that streams without (the volume really fills)."""
     size = 32 << 20
     data = rng.randbytes(size)
     sha = hashlib.sha256(data).hexdigest()
     out = {"fault": "volume full", "problems": []}
-    servers = [FileServer({"/big.bin": data}, rate=64 << 20, content_length=with_length)
-               for with_length in (True, False)]
-    try:
-        names = ["full-sized", "full-chunked"]
-        for name, server in zip(names, servers):
+    small = os.path.join(bs.CACHE, "node", "small-volumes")
+    t_start = time.time()
+    for name, with_length in (("full-sized", True), ("full-chunked", False)):
+        server = FileServer({"/big.bin": data}, rate=64 << 20, content_length=with_length)
+        try:
             api.create(chaos.MODELS.format(ns=ns), model(name, server.url("/big.bin"), sha, "local-path-small", "16Mi"))
-        t0 = time.time()
-        for name in names:
+            t0 = time.time()
             st = wait(api, ns, name, lambda s: s.get("phase") == "Failed", 240, "Failed")
             out[f"{name}_s"] = round(time.time() - t0, 1)
-            out[f"{name}_message"] = st.get("message")
-            if st.get("reason") != "DiskFull":
-                out["problems"].append(f"{name}: {st.get('reason')}: {st.get('message')}, want DiskFull")
-            served = api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", f"mlmodel.dev/model={name}")
-            if served:
+            downloaded = next((c for c in st.get("conditions") or [] if c["type"] == "Downloaded"), {})
+            out[f"{name}_message"] = downloaded.get("message")
+            if downloaded.get("reason") != "DiskFull":
+                out["problems"].append(f"{name}: {st.get('reason')}/{downloaded.get('reason')}: "
+                                       f"{downloaded.get('message')}, want DiskFull")
+            if api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", f"mlmodel.dev/model={name}"):
                 out["problems"].append(f"{name}: a server was created for a volume that filled")
-        out["converge_s"] = time.time() - t0
-    finally:
-        for s in servers:
-            s.stop()
+            placed = [os.path.join(d, f) for d, _, files in os.walk(small) for f in files
+                      if f == ".mlmodel-complete.json"]
+            if placed:
+                out["problems"].append(f"{name}: a download marked complete on the full volume: {placed}")
+        finally:
+            server.stop()
+        # Its volume goes with it (the claim is the model's), so the next has the whole tmpfs.
+        api.delete(chaos.MODELS.format(ns=ns) + "/" + name)
+        deadline = time.time() + 120
+        while api.items(f"/api/v1/namespaces/{ns}/persistentvolumeclaims", f"mlmodel.dev/model={name}") \
+                or any(os.scandir(small)):
+            if time.time() > deadline:
+                out["problems"].append(f"{name}: its volume was not released within 120s")
+                break
+            time.sleep(1)
+    out["converge_s"] = time.time() - t_start
     return out
 
 

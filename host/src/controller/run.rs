@@ -1,6 +1,6 @@
 //! The `mlmodel-operator run` process: the metrics and health server, leader election, signals,
 //! and one controller per watched namespace.
-use super::watches::{Watches, scoped};
+use super::watches::{self, Watches, scoped};
 use super::{Context, Recorder, error_policy, progress, reconcile};
 use crate::api::{MANAGER, MLModel};
 use crate::apply::ANNOTATION_MODEL_NAME;
@@ -273,7 +273,7 @@ pub async fn run_controllers(
             scoped::<MLModel>(client, ns),
             watcher::Config::default().any_semantic(),
         )
-        .default_backoff()
+        .backoff(watches::watch_backoff())
         .modify(|m: &mut MLModel| m.metadata.managed_fields = None)
         .reflect(writer)
         .applied_objects()

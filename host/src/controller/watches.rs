@@ -12,9 +12,11 @@ use crate::plan::{self, ObjectKey};
 use futures::{StreamExt, future::BoxFuture};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
 
 /// `Api::namespaced` in `ns`, or `Api::all` when the operator watches every namespace.
@@ -143,7 +145,7 @@ where
         let indexer = index.clone();
         let driver = Box::pin(
             watcher(api, cfg)
-                .default_backoff()
+                .backoff(watch_backoff())
                 .inspect(move |ev| {
                     if let Ok(ev) = ev {
                         indexer.apply(ev);
@@ -258,4 +260,69 @@ pub fn find<'a, K: Resource>(objs: &'a [Arc<K>], name: &str) -> Option<&'a K> {
     objs.iter()
         .find(|o| o.meta().name.as_deref() == Some(name))
         .map(|o| o.as_ref())
+}
+
+/// The delays between a watch's retries: from 0.5 s, doubling, at most [`WATCH_RETRY_MAX`],
+/// each between half and all of its value (so watches that failed together do not retry in
+/// step), back to 0.5 s after two minutes without an error. kube's default goes up to 30 s:
+/// after an API server outage of half a minute the operator saw changes up to 30 s late (the
+/// fault tests' `relist`, hack/chaos.py). A failed retry costs one request per watch.
+pub(super) fn watch_backoff() -> ResetTimerBackoff<Doubling> {
+    ResetTimerBackoff::new(Doubling::default(), Duration::from_secs(120))
+}
+
+/// The longest delay between two retries of a watch.
+pub(super) const WATCH_RETRY_MAX: Duration = Duration::from_secs(8);
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(500);
+
+pub(super) struct Doubling {
+    next: Duration,
+}
+
+impl Default for Doubling {
+    fn default() -> Self {
+        Doubling {
+            next: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for Doubling {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        use std::hash::{BuildHasher, Hasher};
+        let full = self.next;
+        self.next = (full * 2).min(WATCH_RETRY_MAX);
+        // A random fraction from std's randomly keyed hasher: no RNG crate for one number.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
+        Some(full.mul_f64(fraction))
+    }
+}
+
+impl Backoff for Doubling {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_MIN;
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_up_to_the_cap_and_start_over_on_reset() {
+        let mut b = Doubling::default();
+        let delays: Vec<Duration> = (&mut b).take(8).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let full = (WATCH_RETRY_MIN * 2u32.pow(i as u32)).min(WATCH_RETRY_MAX);
+            assert!(*d >= full / 2 && *d <= full, "retry {i}: {d:?} for {full:?}");
+        }
+        assert!(delays.iter().all(|d| *d <= WATCH_RETRY_MAX));
+        b.reset();
+        assert!(b.next().unwrap() <= WATCH_RETRY_MIN);
+    }
 }
