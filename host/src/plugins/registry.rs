@@ -39,6 +39,11 @@ const BUILTINS: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// Whether a plugin of the operator's binary is called `name`.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|(n, _)| *n == name)
+}
+
 /// Largest plugin file read; a component is a few hundred KB.
 const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
@@ -287,6 +292,13 @@ pub(crate) fn load(
         fingerprint,
         dir_errors,
     }
+}
+
+/// One component file, loaded and checked like a directory's plugin but kept out of any
+/// snapshot.
+pub(crate) fn load_file(engine: &PluginEngine, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
+    let bytes = read(path)?;
+    load_one(engine, &bytes, &path.display().to_string(), &BTreeMap::new())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

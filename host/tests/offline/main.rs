@@ -13,4 +13,5 @@ mod plugins_golden;
 mod plugins_inputs;
 mod plugins_registry;
 mod plugins_sandbox;
+mod plugins_scaffold;
 mod plugins_sdk_vectors;
