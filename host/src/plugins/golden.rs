@@ -186,7 +186,7 @@ pub fn run_case(
         name: case.name.clone(),
         ..CaseReport::default()
     };
-    let mut check = |file: &str, want: &Value, what: &str, report: &mut CaseReport| {
+    let check = |file: &str, want: &Value, what: &str, report: &mut CaseReport| {
         let path = case.dir.join(file);
         let have = read_json(&path);
         if have.as_ref() == Some(want) {
