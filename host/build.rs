@@ -97,8 +97,8 @@ fn embed_scaffold_files(workspace: &Path, out_dir: &Path) {
             out.push(rel.to_str().expect("workspace paths are UTF-8").to_string());
             return;
         }
-        let entries = std::fs::read_dir(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let entries =
+            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         for entry in entries {
             let name = entry.expect("a directory entry").file_name();
             let name = name.to_string_lossy();

@@ -251,10 +251,7 @@ fn test(args: TestArgs) -> Result<()> {
         .join(", ");
     let step = match (args.step, &plugin.steps[..]) {
         (Some(step), _) if plugin.steps.contains(&step) => step,
-        (Some(step), _) => anyhow::bail!(
-            "plugin {} renders {steps}, not step {step}",
-            plugin.name
-        ),
+        (Some(step), _) => anyhow::bail!("plugin {} renders {steps}, not step {step}", plugin.name),
         (None, [one]) => *one,
         (None, _) => anyhow::bail!(
             "plugin {} renders several steps ({steps}): pass --step, and --tests with that step's cases",

@@ -74,11 +74,7 @@ pub fn cases(dir: &Path) -> Result<Vec<Case>, GoldenError> {
             let model: MLModel = serde_yaml::from_str(&text)
                 .map_err(|source| GoldenError::Model { path, source })?;
             Ok(Case {
-                name: dir
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into(),
+                name: dir.file_name().unwrap_or_default().to_string_lossy().into(),
                 revision: revision(&model),
                 model,
                 dir,
@@ -203,9 +199,10 @@ pub fn run_case(
             format!("{what} (--update rewrites {file})")
         };
         let to = format!("{file} (now)");
-        report
-            .failures
-            .push(format!("{problem}\n{}", diff(have.as_ref(), want, file, &to)));
+        report.failures.push(format!(
+            "{problem}\n{}",
+            diff(have.as_ref(), want, file, &to)
+        ));
         Ok::<_, std::io::Error>(())
     };
 
@@ -233,7 +230,8 @@ pub fn run_case(
         }
     }
     if let Ok(manifests) = &result
-        && let Err(e) = rt.check_manifests(&plugin.name, &case.model, step, &case.revision, manifests)
+        && let Err(e) =
+            rt.check_manifests(&plugin.name, &case.model, step, &case.revision, manifests)
     {
         report
             .failures
@@ -250,10 +248,7 @@ mod tests {
     fn outcomes_are_manifests_or_the_plugins_own_error() {
         let ok: Result<Vec<String>, PluginError> =
             Ok(vec![r#"{"kind":"Service"}"#.into(), "not json".into()]);
-        assert_eq!(
-            outcome(&ok),
-            Some(json!([{"kind": "Service"}, "not json"]))
-        );
+        assert_eq!(outcome(&ok), Some(json!([{"kind": "Service"}, "not json"])));
         let failed = Err(PluginError::Failed {
             plugin: "p".into(),
             message: "plugin config key `text` must be a non-empty string".into(),

@@ -266,7 +266,10 @@ fn type_error(kind: &str, value: &Value) -> Option<String> {
         Some(format!(
             "{}: {problem} (not a valid {})",
             err.path(),
-            std::any::type_name::<T>().rsplit("::").next().unwrap_or("object")
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("object")
         ))
     }
     match kind {
@@ -592,34 +595,67 @@ mod tests {
     fn objects_that_break_their_kubernetes_type_are_invalid_naming_the_field() {
         let pod = "/spec/template/spec";
         let cases: Vec<(Step, Value, &str)> = vec![
-            (Step::Serve, {
-                let mut d = deployment();
-                d["spec"]["replicas"] = json!("two");
-                d
-            }, "spec.replicas: invalid type: string \"two\", expected an integer (int32)"),
-            (Step::Serve, {
-                let mut d = deployment();
-                d.pointer_mut(pod).unwrap()["containers"] = json!({"name": "c", "image": "i"});
-                d
-            }, "spec.template.spec.containers: invalid type: map, expected a list"),
-            (Step::Serve, {
-                let mut d = deployment();
-                d.pointer_mut(pod).unwrap()["containers"][0]["env"] = json!([{"name": "A", "value": 5}]);
-                d
-            }, "spec.template.spec.containers[0].env[0].value: invalid type: integer `5`, expected a string"),
-            (Step::Expose, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-                "spec": {"ports": [{"port": "eighty"}]}}), "spec.ports[0].port"),
-            (Step::Download, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "v"}, "spec": {"accessModes": "ReadWriteOnce"}}), "spec.accessModes"),
-            (Step::Serve, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
-                "data": {"n": 1}}), "data.n"),
-            (Step::Download, {
-                let mut j = job();
-                j["spec"]["backoffLimit"] = json!(true);
-                j
-            }, "spec.backoffLimit"),
-            (Step::Serve, json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "labels": ["a"]}, "spec": {"containers": []}}), "metadata.labels"),
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d["spec"]["replicas"] = json!("two");
+                    d
+                },
+                "spec.replicas: invalid type: string \"two\", expected an integer (int32)",
+            ),
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d.pointer_mut(pod).unwrap()["containers"] = json!({"name": "c", "image": "i"});
+                    d
+                },
+                "spec.template.spec.containers: invalid type: map, expected a list",
+            ),
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d.pointer_mut(pod).unwrap()["containers"][0]["env"] =
+                        json!([{"name": "A", "value": 5}]);
+                    d
+                },
+                "spec.template.spec.containers[0].env[0].value: invalid type: integer `5`, expected a string",
+            ),
+            (
+                Step::Expose,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"ports": [{"port": "eighty"}]}}),
+                "spec.ports[0].port",
+            ),
+            (
+                Step::Download,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "v"}, "spec": {"accessModes": "ReadWriteOnce"}}),
+                "spec.accessModes",
+            ),
+            (
+                Step::Serve,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                "data": {"n": 1}}),
+                "data.n",
+            ),
+            (
+                Step::Download,
+                {
+                    let mut j = job();
+                    j["spec"]["backoffLimit"] = json!(true);
+                    j
+                },
+                "spec.backoffLimit",
+            ),
+            (
+                Step::Serve,
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": ["a"]}, "spec": {"containers": []}}),
+                "metadata.labels",
+            ),
         ];
         for (step, object, want) in cases {
             let err = run(step, std::slice::from_ref(&object)).unwrap_err();

@@ -151,10 +151,8 @@ mod tests {
     fn project(files: &[(&str, &str)]) -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "mlmodel-project-test-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("mlmodel-project-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for (path, text) in files {
             let path = dir.join(path);
@@ -166,10 +164,17 @@ mod tests {
 
     #[test]
     fn the_component_is_where_the_languages_build_puts_it() {
-        let rust = project(&[("Cargo.toml", "[package]\nname = \"my-plugin\"\nversion = \"0.1.0\"\n")]);
+        let rust = project(&[(
+            "Cargo.toml",
+            "[package]\nname = \"my-plugin\"\nversion = \"0.1.0\"\n",
+        )]);
         assert_eq!(Lang::detect(&rust), Some(Lang::Rust));
         let err = built_component(&rust).unwrap_err().to_string();
-        assert!(err.contains("target/wasm32-wasip2/release/my_plugin.wasm") && err.contains("not built"), "{err}");
+        assert!(
+            err.contains("target/wasm32-wasip2/release/my_plugin.wasm")
+                && err.contains("not built"),
+            "{err}"
+        );
         let wasm = rust.join("target/wasm32-wasip2/release/my_plugin.wasm");
         std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
         std::fs::write(&wasm, b"").unwrap();
@@ -179,19 +184,31 @@ mod tests {
 
         let ts = project(&[("src/plugin.ts", "")]);
         assert_eq!(Lang::detect(&ts), Some(Lang::Ts));
-        assert!(matches!(built_component(&ts), Err(ProjectError::NotBuilt(_))));
+        assert!(matches!(
+            built_component(&ts),
+            Err(ProjectError::NotBuilt(_))
+        ));
         std::fs::create_dir_all(ts.join("dist")).unwrap();
         std::fs::write(ts.join("dist/a.wasm"), b"").unwrap();
         assert_eq!(built_component(&ts).unwrap(), ts.join("dist/a.wasm"));
         std::fs::write(ts.join("dist/b.wasm"), b"").unwrap();
-        assert!(matches!(built_component(&ts), Err(ProjectError::Ambiguous { .. })));
+        assert!(matches!(
+            built_component(&ts),
+            Err(ProjectError::Ambiguous { .. })
+        ));
 
         let py = project(&[("src/app.py", "")]);
         assert_eq!(Lang::detect(&py), Some(Lang::Python));
         let none = project(&[("README.md", "")]);
-        assert!(matches!(built_component(&none), Err(ProjectError::Unknown(_))));
+        assert!(matches!(
+            built_component(&none),
+            Err(ProjectError::Unknown(_))
+        ));
         let bad = project(&[("Cargo.toml", "[workspace]\n")]);
-        assert!(matches!(built_component(&bad), Err(ProjectError::Manifest { .. })));
+        assert!(matches!(
+            built_component(&bad),
+            Err(ProjectError::Manifest { .. })
+        ));
         for dir in [rust, ts, py, none, bad] {
             std::fs::remove_dir_all(dir).unwrap();
         }

@@ -298,7 +298,12 @@ pub(crate) fn load(
 /// snapshot.
 pub(crate) fn load_file(engine: &PluginEngine, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
     let bytes = read(path)?;
-    load_one(engine, &bytes, &path.display().to_string(), &BTreeMap::new())
+    load_one(
+        engine,
+        &bytes,
+        &path.display().to_string(),
+        &BTreeMap::new(),
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -55,8 +55,14 @@ const TEMPLATES: [Template; 3] = [
             "plugins/echo-server/src/lib.rs",
             r#"const NAME: &'static str = "echo-server";"#,
         ),
-        ts: ("plugins/echo-server-ts/plugin.ts", r#"name: "echo-server-ts","#),
-        python: ("plugins/echo-server-py/app.py", r#"NAME = "echo-server-py""#),
+        ts: (
+            "plugins/echo-server-ts/plugin.ts",
+            r#"name: "echo-server-ts","#,
+        ),
+        python: (
+            "plugins/echo-server-py/app.py",
+            r#"NAME = "echo-server-py""#,
+        ),
         vectors: "plugins/test-vectors",
     },
     Template {
@@ -78,7 +84,9 @@ const PROJECT_VERSION: &str = "0.1.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
-    #[error("{0:?} is not a valid plugin name: a DNS label (a-z, 0-9 and -, starting with a letter, at most 63)")]
+    #[error(
+        "{0:?} is not a valid plugin name: a DNS label (a-z, 0-9 and -, starting with a letter, at most 63)"
+    )]
     Name(String),
     #[error("{0} exists and is not empty: choose another --dir")]
     NotEmpty(PathBuf),
@@ -290,7 +298,11 @@ fn cargo_lock(name: &str) -> Result<String, ScaffoldError> {
         p.dependencies = p
             .dependencies
             .iter()
-            .map(|d| find(d).map(|j| &lock.package[j]).map(|d| (d.name.clone(), d.version.clone())))
+            .map(|d| {
+                find(d)
+                    .map(|j| &lock.package[j])
+                    .map(|d| (d.name.clone(), d.version.clone()))
+            })
             .map(|d| d.map(|(n, v)| format!("{n} {v}")))
             .collect::<Result<_, _>>()?;
         packages.push(p);
@@ -300,7 +312,10 @@ fn cargo_lock(name: &str) -> Result<String, ScaffoldError> {
         version: PROJECT_VERSION.into(),
         source: None,
         checksum: None,
-        dependencies: vec![format!("{SDK_CRATE} {}", lock.package[find(SDK_CRATE)?].version)],
+        dependencies: vec![format!(
+            "{SDK_CRATE} {}",
+            lock.package[find(SDK_CRATE)?].version
+        )],
     });
     packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     // Cargo writes a dependency's version only where the lock holds several of that name.
@@ -377,7 +392,9 @@ fn gitignore(lang: Lang) -> &'static str {
 }
 
 fn readme(p: &NewProject, snake: &str) -> String {
-    let NewProject { name, lang, step, .. } = p;
+    let NewProject {
+        name, lang, step, ..
+    } = p;
     let out = output_dir(*lang);
     let wasm = format!("{out}/{snake}.wasm");
     let (layout, build) = match lang {
@@ -417,9 +434,11 @@ fn readme(p: &NewProject, snake: &str) -> String {
              --from-file={wasm} --dry-run=client -o yaml | kubectl apply -f -\n\
              ```"
         ),
-        Lang::Ts | Lang::Python => "The component carries a language runtime (12 to 19 MB): more than a ConfigMap holds \
+        Lang::Ts | Lang::Python => {
+            "The component carries a language runtime (12 to 19 MB): more than a ConfigMap holds \
              (1 MiB). Mount a volume holding it at one of the operator's `--plugin-dir`s."
-            .to_string(),
+                .to_string()
+        }
     };
     format!(
         "# {name}\n\n\
@@ -504,19 +523,27 @@ mod tests {
                     assert!(paths.contains(want), "{lang} {step}: {want}");
                 }
                 assert!(
-                    paths.iter().any(|p| p.starts_with("tests/") && p.ends_with("/expected.json")),
+                    paths
+                        .iter()
+                        .any(|p| p.starts_with("tests/") && p.ends_with("/expected.json")),
                     "{lang} {step}"
                 );
                 assert!(!paths.contains("tests/README.md"));
                 let (entry, sdk, name) = match lang {
                     Lang::Rust => ("src/lib.rs", "sdk/rust/src/lib.rs", "\"my-plugin\";"),
                     Lang::Ts => (TS_ENTRY, "sdk/ts/build.mjs", "name: \"my-plugin\","),
-                    Lang::Python => (PY_ENTRY, "sdk/python/mlmodel_plugin/build.py", "NAME = \"my-plugin\""),
+                    Lang::Python => (
+                        PY_ENTRY,
+                        "sdk/python/mlmodel_plugin/build.py",
+                        "NAME = \"my-plugin\"",
+                    ),
                 };
                 assert!(paths.contains(sdk), "{lang}: {sdk}");
                 assert!(text(&files, entry).contains(name), "{lang} {step}");
                 assert!(
-                    !paths.iter().any(|p| p.contains("node_modules") || p.contains("__pycache__")),
+                    !paths
+                        .iter()
+                        .any(|p| p.contains("node_modules") || p.contains("__pycache__")),
                     "{lang}"
                 );
                 let model = text(&files, "model.yaml");
@@ -554,7 +581,11 @@ mod tests {
         let ws_deps = workspace["workspace"]["dependencies"].as_table().unwrap();
         let deps = sdk["dependencies"].as_table().unwrap();
         for (name, req) in deps {
-            assert_eq!(Some(req), ws_deps.get(name), "{name}: the SDK's and the workspace's");
+            assert_eq!(
+                Some(req),
+                ws_deps.get(name),
+                "{name}: the SDK's and the workspace's"
+            );
         }
         assert_eq!(
             sdk["package"]["version"].as_str(),
@@ -577,7 +608,11 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        let me = parsed.package.iter().find(|p| p.name == "my-plugin").unwrap();
+        let me = parsed
+            .package
+            .iter()
+            .find(|p| p.name == "my-plugin")
+            .unwrap();
         assert_eq!(me.dependencies, [SDK_CRATE]);
         // Every dependency resolves inside the file.
         for p in &parsed.package {
@@ -587,7 +622,11 @@ mod tests {
             }
         }
         let workspace = String::from_utf8_lossy(embedded("Cargo.lock"));
-        let wit_bindgen = parsed.package.iter().find(|p| p.name == "wit-bindgen").unwrap();
+        let wit_bindgen = parsed
+            .package
+            .iter()
+            .find(|p| p.name == "wit-bindgen")
+            .unwrap();
         assert!(workspace.contains(&format!(
             "name = \"wit-bindgen\"\nversion = \"{}\"",
             wit_bindgen.version

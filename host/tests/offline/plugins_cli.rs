@@ -301,8 +301,16 @@ fn plugins_list_is_plugins_alone() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(alone, list);
     let dir = plugin_dir(&["wit-v2"]);
-    let (out, stdout, _) = run(&["plugins", "list", "--plugin-dir", dir.path().to_str().unwrap()]);
-    assert!(!out.status.success() && stdout.contains("wit-v2.wasm"), "{stdout}");
+    let (out, stdout, _) = run(&[
+        "plugins",
+        "list",
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && stdout.contains("wit-v2.wasm"),
+        "{stdout}"
+    );
 }
 
 /// `plugins test` on a project of cases (models of the shared vectors) and a component (a
@@ -317,7 +325,10 @@ fn plugins_test_passes_diffs_updates_and_reports_refusals() {
     for case in cases {
         std::fs::create_dir_all(tests.join(case)).unwrap();
         std::fs::copy(
-            workspace().join("plugins/test-vectors").join(case).join("model.yaml"),
+            workspace()
+                .join("plugins/test-vectors")
+                .join(case)
+                .join("model.yaml"),
             tests.join(case).join("model.yaml"),
         )
         .unwrap();
@@ -338,7 +349,10 @@ fn plugins_test_passes_diffs_updates_and_reports_refusals() {
     assert!(out.status.success(), "{stdout}{stderr}");
     for case in cases {
         assert!(stdout.contains(&format!("UPDATED {case}")), "{stdout}");
-        let vector = workspace().join("plugins/test-vectors").join(case).join("input.json");
+        let vector = workspace()
+            .join("plugins/test-vectors")
+            .join(case)
+            .join("input.json");
         assert_eq!(
             std::fs::read_to_string(tests.join(case).join("input.json")).unwrap(),
             std::fs::read_to_string(vector).unwrap(),
@@ -357,14 +371,19 @@ fn plugins_test_passes_diffs_updates_and_reports_refusals() {
     let expected = tests.join("01-defaults/expected.json");
     let good = std::fs::read_to_string(&expected).unwrap();
     assert!(good.contains("registry.example/alt-echo:2.0"), "{good}");
-    std::fs::write(&expected, good.replace("registry.example/alt-echo:2.0", "old/image:0.9")).unwrap();
+    std::fs::write(
+        &expected,
+        good.replace("registry.example/alt-echo:2.0", "old/image:0.9"),
+    )
+    .unwrap();
     let (out, stdout, _) = run(&["plugins", "test", dir, "--plugin", plugin]);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL    01-defaults"), "{stdout}");
     assert!(
         stdout.contains("the plugin's output differs from expected.json")
             && stdout.contains("--- expected.json")
-            && stdout.contains("-") && stdout.contains("\"old/image:0.9\"")
+            && stdout.contains("-")
+            && stdout.contains("\"old/image:0.9\"")
             && stdout.contains("\"registry.example/alt-echo:2.0\""),
         "{stdout}"
     );
@@ -381,7 +400,15 @@ fn plugins_test_passes_diffs_updates_and_reports_refusals() {
     )
     .unwrap();
     let bad_dir = bad.path().to_str().unwrap();
-    let args = ["plugins", "test", bad_dir, "--plugin", mirror.to_str().unwrap(), "--step", "serve"];
+    let args = [
+        "plugins",
+        "test",
+        bad_dir,
+        "--plugin",
+        mirror.to_str().unwrap(),
+        "--step",
+        "serve",
+    ];
     let (out, stdout, _) = run(&[&args[..], &["--update"]].concat());
     assert!(!out.status.success(), "{stdout}");
     assert!(
@@ -393,5 +420,8 @@ fn plugins_test_passes_diffs_updates_and_reports_refusals() {
     // Several steps and no --step: it says so.
     let (out, _, stderr) = run(&args[..5]);
     assert!(!out.status.success());
-    assert!(stderr.contains("renders several steps (download, serve, expose): pass --step"), "{stderr}");
+    assert!(
+        stderr.contains("renders several steps (download, serve, expose): pass --step"),
+        "{stderr}"
+    );
 }

@@ -53,9 +53,15 @@ fn new_project(parent: &Path, name: &str, lang: &str, step: &str) -> PathBuf {
     let dir = parent.join(name);
     let out = ok(
         &format!("plugins new {name} --lang {lang} --step {step}"),
-        operator(&["plugins", "new", name, "--lang", lang, "--step", step, "--dir"]).arg(&dir),
+        operator(&[
+            "plugins", "new", name, "--lang", lang, "--step", step, "--dir",
+        ])
+        .arg(&dir),
     );
-    assert!(out.contains(&format!("created the {step} plugin {name}")), "{out}");
+    assert!(
+        out.contains(&format!("created the {step} plugin {name}")),
+        "{out}"
+    );
     for file in ["README.md", "model.yaml", "wit/plugin.wit"] {
         assert!(dir.join(file).is_file(), "{lang} {step}: no {file}");
     }
@@ -108,7 +114,14 @@ fn rust_projects_build_offline_and_pass_their_tests() {
         let dir = new_project(parent.path(), &name, "rust", step);
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         build
-            .args(["build", "--quiet", "--release", "--offline", "--target", "wasm32-wasip2"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--offline",
+                "--target",
+                "wasm32-wasip2",
+            ])
             .current_dir(&dir);
         // This test's own cargo settings are not the project's.
         for (key, _) in std::env::vars_os() {
@@ -140,7 +153,9 @@ fn sdk_tool(prefix: &str) -> Option<PathBuf> {
     let cache = std::env::var_os("MLMODEL_CACHE")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mlmodel-operator"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mlmodel-operator")
+        });
     std::fs::read_dir(cache.join("sdk-tools"))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -178,10 +193,16 @@ fn ts_projects_pass_their_tests_natively_and_as_a_component() {
             build("test").args(["--vectors", "tests"]),
         );
         let n = cases(&dir);
-        assert!(out.contains(&format!("vectors: {n} passed, 0 failed")), "{out}");
+        assert!(
+            out.contains(&format!("vectors: {n} passed, 0 failed")),
+            "{out}"
+        );
         if step == "serve" {
             std::fs::create_dir_all(dir.join("dist")).unwrap();
-            ok("build.mjs build", build("build").args(["-o", "dist/ts_serve.wasm"]));
+            ok(
+                "build.mjs build",
+                build("build").args(["-o", "dist/ts_serve.wasm"]),
+            );
             test_and_render(&dir, step, n, &dir.join("dist"), None);
         }
     }
@@ -211,7 +232,10 @@ fn python_projects_pass_their_tests_natively_and_as_a_component() {
             &mut module(&["mlmodel_plugin.testing", "src/app.py", "--vectors", "tests"]),
         );
         let n = cases(&dir);
-        assert!(out.contains(&format!("vectors: {n} passed, 0 failed")), "{out}");
+        assert!(
+            out.contains(&format!("vectors: {n} passed, 0 failed")),
+            "{out}"
+        );
         if step == "serve" {
             std::fs::create_dir_all(dir.join("dist")).unwrap();
             ok(
