@@ -215,19 +215,17 @@ pub fn run_case(
     )?;
 
     let result = rt.render_manifests(plugin, &case.model, step, &case.revision);
-    match outcome(&result) {
-        Some(actual) => check(
+    match (outcome(&result), &result) {
+        (Some(actual), _) => check(
             EXPECTED_FILE,
             &actual,
             "the plugin's output differs from expected.json",
             &mut report,
         )?,
-        None => {
-            let e = result.as_ref().err().expect("no outcome only for errors");
-            report
-                .failures
-                .push(format!("the host stopped the render: {e}"));
-        }
+        (None, Err(e)) => report
+            .failures
+            .push(format!("the host stopped the render: {e}")),
+        (None, Ok(_)) => unreachable!("every successful render has an outcome"),
     }
     if let Ok(manifests) = &result
         && let Err(e) =
