@@ -254,6 +254,8 @@ fn type_error(kind: &str, value: &Value) -> Option<String> {
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
     fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Option<String> {
+        // The path is tracked only to explain a failure: tracking it slows every check.
+        T::deserialize(value).err()?;
         let err = serde_path_to_error::deserialize::<_, T>(value).err()?;
         // serde names Rust types; say what the field wants in the API's words.
         let problem = err
