@@ -270,7 +270,8 @@ struct LockPackage {
 
 /// A `Cargo.lock` for project `name`: the SDK and what it depends on, at the versions of this
 /// operator's own lock (built and tested together, and in the cargo cache of whoever built it).
-/// Other crates the author adds are resolved by cargo as usual.
+/// Other crates the author adds are resolved by cargo as usual; the first build drops the few
+/// entries only this workspace's features pull in (a lock is not feature-specific).
 fn cargo_lock(name: &str) -> Result<String, ScaffoldError> {
     let text = String::from_utf8_lossy(embedded("Cargo.lock"));
     let lock: Lock = toml::from_str(&text).map_err(|e| ScaffoldError::Lock(e.to_string()))?;
