@@ -22,7 +22,7 @@ enum Command {
     Fetch(mlmodel_fetch::FetchArgs),
     /// Print the MLModel CustomResourceDefinition as YAML.
     Crd,
-    /// List the plugins found (built in and in plugin directories).
+    /// List the plugins found (built in and in plugin directories); `new`, `test`: author one.
     Plugins(plugins::cli::PluginsArgs),
     /// The operator's compiler process (internal).
     #[command(name = "compile-plugin", hide = true)]

@@ -319,7 +319,10 @@ mod backoff_tests {
         let delays: Vec<Duration> = (&mut b).take(8).collect();
         for (i, d) in delays.iter().enumerate() {
             let full = (WATCH_RETRY_MIN * 2u32.pow(i as u32)).min(WATCH_RETRY_MAX);
-            assert!(*d >= full / 2 && *d <= full, "retry {i}: {d:?} for {full:?}");
+            assert!(
+                *d >= full / 2 && *d <= full,
+                "retry {i}: {d:?} for {full:?}"
+            );
         }
         assert!(delays.iter().all(|d| *d <= WATCH_RETRY_MAX));
         b.reset();

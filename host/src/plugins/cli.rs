@@ -1,10 +1,13 @@
-//! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load.
-use anyhow::Result;
-use clap::Args;
+//! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load (`list`, also
+//! `plugins` alone); a new plugin project (`new`); a project's golden cases through the
+//! operator's runtime (`test`).
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Runtime, RuntimeOptions};
+use super::project::{self, Lang, TESTS_DIR};
+use super::{Runtime, RuntimeOptions, Step, golden, scaffold};
 
 /// Where plugins come from; shared by `run`, `render` and `plugins`.
 #[derive(Args, Debug, Clone, Default)]
@@ -48,12 +51,82 @@ impl SourceArgs {
 
 #[derive(Args, Debug)]
 pub struct PluginsArgs {
+    #[command(subcommand)]
+    pub command: Option<PluginsCommand>,
+    /// Without a subcommand: `list`.
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginsCommand {
+    /// List the plugins found (built in and in plugin directories) and the files that failed to
+    /// load (what `plugins` alone does).
+    List(ListArgs),
+    /// Write a new plugin project (Rust, TypeScript or Python) that builds, tests and renders as
+    /// it is.
+    New(NewArgs),
+    /// Render a plugin project's golden cases with its built component through the operator's
+    /// runtime (sandbox, output policy): a diff for each case that differs.
+    Test(TestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 }
 
-/// Prints a table of plugins and the load errors; fails when any plugin failed to load.
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// The plugin's name, what models select it by: a DNS label.
+    pub name: String,
+    /// The language of the project.
+    #[arg(long, value_enum)]
+    pub lang: Lang,
+    /// The step it renders; its template is the built-in plugin of that step (download:
+    /// download-job, serve: echo-server, expose: service).
+    #[arg(long, default_value = "serve")]
+    pub step: Step,
+    /// Directory to create, absent or empty (default: ./NAME).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// The plugin project.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The component to test (default: where the project's build puts it).
+    #[arg(long, value_name = "FILE.wasm")]
+    pub plugin: Option<PathBuf>,
+    /// Folder of golden cases (default: DIR/tests).
+    #[arg(long, value_name = "DIR")]
+    pub tests: Option<PathBuf>,
+    /// Step to render the cases for (default: the plugin's only step).
+    #[arg(long, value_name = "STEP")]
+    pub step: Option<Step>,
+    /// Write each case's input.json and expected.json from what the host and the plugin give
+    /// now, rather than compare (a refused output still fails).
+    #[arg(long)]
+    pub update: bool,
+    /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
+    #[arg(long, value_name = "DIR", env = "MLMODEL_PLUGIN_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+}
+
 pub fn run(args: PluginsArgs) -> Result<()> {
+    match args.command {
+        None => list(args.list),
+        Some(PluginsCommand::List(list_args)) => list(list_args),
+        Some(PluginsCommand::New(new_args)) => new(new_args),
+        Some(PluginsCommand::Test(test_args)) => test(test_args),
+    }
+}
+
+/// Prints a table of plugins and the load errors; fails when any plugin failed to load.
+fn list(args: ListArgs) -> Result<()> {
     let runtime = Runtime::new(args.source.options())?;
     let mut out = std::io::stdout().lock();
     let rows: Vec<[String; 7]> = runtime
@@ -123,6 +196,111 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         writeln!(out, "  {}: {error}", path.display())?;
     }
     anyhow::bail!("{} plugin file(s) could not be loaded", errors.len())
+}
+
+/// Writes the project and says what to do next.
+fn new(args: NewArgs) -> Result<()> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let project = scaffold::NewProject {
+        name: args.name,
+        lang: args.lang,
+        step: args.step,
+        dir: dir.clone(),
+    };
+    let files = scaffold::create(&project)?;
+    if super::registry::is_builtin(&project.name) {
+        eprintln!(
+            "note: {} is the name of a built-in plugin: the operator loads it only with --replace-builtin {}",
+            project.name, project.name
+        );
+    }
+    println!(
+        "created the {} plugin {} ({}) in {}: {} files\nnext: its README.md (build), then `mlmodel-operator plugins test {}`",
+        project.step,
+        project.name,
+        project.lang,
+        dir.display(),
+        files.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Loads the component, renders every case and prints how each went; fails when any did.
+fn test(args: TestArgs) -> Result<()> {
+    let wasm = match args.plugin {
+        Some(file) => file,
+        None => project::built_component(&args.dir)?,
+    };
+    let mut opts = RuntimeOptions {
+        operator_image: golden::OPERATOR_IMAGE.into(),
+        ..RuntimeOptions::default()
+    };
+    if args.cache_dir.is_some() {
+        opts.cache_dir = args.cache_dir;
+    }
+    let runtime = Runtime::new(opts)?;
+    let plugin = runtime
+        .load_file(&wasm)
+        .map_err(|e| anyhow::anyhow!("{}: not loaded: {e}", wasm.display()))?;
+    let steps = plugin
+        .steps
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let step = match (args.step, &plugin.steps[..]) {
+        (Some(step), _) if plugin.steps.contains(&step) => step,
+        (Some(step), _) => anyhow::bail!("plugin {} renders {steps}, not step {step}", plugin.name),
+        (None, [one]) => *one,
+        (None, _) => anyhow::bail!(
+            "plugin {} renders several steps ({steps}): pass --step, and --tests with that step's cases",
+            plugin.name
+        ),
+    };
+    let tests_dir = args.tests.unwrap_or_else(|| args.dir.join(TESTS_DIR));
+    let cases = golden::cases(&tests_dir)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "plugin {} {} (step {step}) from {}, sha256 {}: {} cases in {}",
+        plugin.name,
+        plugin.version,
+        wasm.display(),
+        &plugin.sha256[..12],
+        cases.len(),
+        tests_dir.display()
+    )?;
+    let mut failed = 0;
+    for case in &cases {
+        let report = golden::run_case(&runtime, &plugin, step, case, args.update)
+            .with_context(|| format!("case {}", case.name))?;
+        let verdict = match (report.passed(), report.written.is_empty()) {
+            (false, _) => "FAIL",
+            (true, true) => "PASS",
+            (true, false) => "UPDATED",
+        };
+        writeln!(out, "{verdict:<7} {}", report.name)?;
+        for path in &report.written {
+            writeln!(out, "        wrote {}", path.display())?;
+        }
+        for failure in &report.failures {
+            for line in failure.lines() {
+                writeln!(out, "        {line}")?;
+            }
+        }
+        failed += usize::from(!report.passed());
+    }
+    writeln!(
+        out,
+        "{} cases: {} passed, {failed} failed",
+        cases.len(),
+        cases.len() - failed
+    )?;
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} cases failed", cases.len());
+    }
+    Ok(())
 }
 
 /// `mlmodel-operator compile-plugin` (hidden): the child process in which the operator compiles

@@ -7,7 +7,9 @@
 //! - `context`: the render input built from the model;
 //! - `policy`, `podsecurity`: output checks and what the host adds;
 //! - `step`: the steps of a model; `error`: what can go wrong with a plugin, with its reason;
-//! - `cli`: `mlmodel-operator plugins`.
+//! - `golden`: a plugin's golden cases (model, input, expected output) and their check;
+//! - `project`, `scaffold`: plugin projects, what they look like and `plugins new`;
+//! - `cli`: `mlmodel-operator plugins` (`list`, `new`, `test`).
 //!
 //! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
 pub mod cli;
@@ -15,9 +17,12 @@ mod compiler;
 mod context;
 mod engine;
 mod error;
+pub mod golden;
 mod podsecurity;
 pub mod policy;
+pub mod project;
 mod registry;
+pub mod scaffold;
 mod stdio;
 mod step;
 
@@ -380,11 +385,74 @@ impl Runtime {
         revision: &str,
         here: bool,
     ) -> Result<Vec<DynamicObject>, PluginError> {
+        let manifests = self.call_render(plugin, model, step, revision, here)?;
+        self.check_manifests(&plugin.name, model, step, revision, &manifests)
+    }
+
+    /// What `plugin` itself returns for `step` of `model`, before the output policy and the
+    /// host's additions (the golden tests compare this; [`Runtime::check_manifests`] then
+    /// checks it). Same sandbox and input as [`Runtime::render`].
+    pub fn render_manifests(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+    ) -> Result<Vec<String>, PluginError> {
+        self.call_render(plugin, model, step, revision, false)
+    }
+
+    /// The output policy and the host's additions over a plugin's `manifests`: what
+    /// [`Runtime::render`] does after the call.
+    pub fn check_manifests(
+        &self,
+        plugin: &str,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+        manifests: &[String],
+    ) -> Result<Vec<DynamicObject>, PluginError> {
+        check_output(
+            plugin,
+            model,
+            step,
+            revision,
+            manifests,
+            self.inner.engine.limits(),
+            self.allowances(plugin),
+        )
+    }
+
+    /// The two JSON documents of the render input for `step` of `model` (`model`, `context`),
+    /// exactly as a plugin receives them.
+    pub fn render_input(&self, model: &MLModel, step: Step, revision: &str) -> (String, String) {
+        (
+            context::model_json(model),
+            context::context_json(model, step, revision, &self.inner.opts.operator_image),
+        )
+    }
+
+    /// Loads the component at `path` with this runtime's engine, apart from the registry: it
+    /// renders with [`Runtime::render`] like any plugin but no model can select it (what
+    /// `plugins test` runs, whatever its name).
+    pub fn load_file(&self, path: &std::path::Path) -> Result<Arc<LoadedPlugin>, String> {
+        registry::load_file(&self.inner.engine, path)
+    }
+
+    fn call_render(
+        &self,
+        plugin: &LoadedPlugin,
+        model: &MLModel,
+        step: Step,
+        revision: &str,
+        here: bool,
+    ) -> Result<Vec<String>, PluginError> {
         check_step(plugin, step)?;
         check_config(plugin, model, step)?;
+        let (model_json, context_json) = self.render_input(model, step, revision);
         let input = wit::RenderInput {
-            model: context::model_json(model),
-            context: context::context_json(model, step, revision, &self.inner.opts.operator_image),
+            model: model_json,
+            context: context_json,
         };
         let engine = &self.inner.engine;
         let call = |store: &mut wasmtime::Store<engine::HostState>,
@@ -400,23 +468,14 @@ impl Runtime {
         };
         let (result, stderr) =
             called.map_err(|f| PluginError::from_call(&plugin.name, engine.limits(), f))?;
-        let manifests = result.map_err(|e| PluginError::Failed {
+        result.map_err(|e| PluginError::Failed {
             plugin: plugin.name.clone(),
             message: error::truncate(
                 e.message.lines().next().unwrap_or_default().to_string(),
                 MAX_PLUGIN_MESSAGE_BYTES,
             ),
             stderr,
-        })?;
-        check_output(
-            &plugin.name,
-            model,
-            step,
-            revision,
-            &manifests,
-            engine.limits(),
-            self.allowances(&plugin.name),
-        )
+        })
     }
 
     /// The same render path with a native function in place of the plugin: same input, same

@@ -1,7 +1,8 @@
 //! The output policy: what a plugin may return for a step, and what the host adds to it.
 //!
 //! Every object must parse as a Kubernetes object, be of a kind allowed for its step, live in
-//! the model's namespace (or name none), and not be cluster-scoped. What it asks for is checked
+//! the model's namespace (or name none), not be cluster-scoped, and decode as its Kubernetes type
+//! (a `replicas: "two"` is refused here, naming the field, not by the API server at apply time). What it asks for is checked
 //! too, whatever the namespace's labels say: pod templates meet the `restricted` Pod Security
 //! Standard, run as the namespace's default ServiceAccount and are not bound to a node; Services
 //! are ClusterIP without external IPs; claims do not pick a volume or a data source. The admin
@@ -218,6 +219,9 @@ pub fn check(
                 host.namespace
             )));
         }
+        if let Some(problem) = type_error(kind, &value) {
+            return Err(invalid(object, problem));
+        }
         let broken = content_violations(kind, &value, allow);
         if !broken.is_empty() {
             let more = broken.len().saturating_sub(MAX_LISTED);
@@ -240,6 +244,45 @@ pub fn check(
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// Where an object of an allowed kind does not decode as its Kubernetes type (k8s-openapi), as
+/// `path: problem`; `None` when it does. Unknown fields pass, as the API server's types have more
+/// fields than this build knows; wrong types and shapes do not.
+fn type_error(kind: &str, value: &Value) -> Option<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+    fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Option<String> {
+        // The path is tracked only to explain a failure: tracking it slows every check.
+        T::deserialize(value).err()?;
+        let err = serde_path_to_error::deserialize::<_, T>(value).err()?;
+        // serde names Rust types; say what the field wants in the API's words.
+        let problem = err
+            .inner()
+            .to_string()
+            .replace("expected i32", "expected an integer (int32)")
+            .replace("expected i64", "expected an integer (int64)")
+            .replace("expected a sequence", "expected a list")
+            .replace("expected a map", "expected an object");
+        Some(format!(
+            "{}: {problem} (not a valid {})",
+            err.path(),
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("object")
+        ))
+    }
+    match kind {
+        "Deployment" => decode::<Deployment>(value),
+        "Job" => decode::<Job>(value),
+        "Pod" => decode::<Pod>(value),
+        "PersistentVolumeClaim" => decode::<PersistentVolumeClaim>(value),
+        "Service" => decode::<Service>(value),
+        "ConfigMap" => decode::<ConfigMap>(value),
+        _ => None,
+    }
 }
 
 /// What an object asks for that the policy refuses, as sentences.
@@ -548,6 +591,88 @@ mod tests {
             none[0].metadata.owner_references.is_none(),
             "no uid, no owner reference"
         );
+    }
+
+    #[test]
+    fn objects_that_break_their_kubernetes_type_are_invalid_naming_the_field() {
+        let pod = "/spec/template/spec";
+        let cases: Vec<(Step, Value, &str)> = vec![
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d["spec"]["replicas"] = json!("two");
+                    d
+                },
+                "spec.replicas: invalid type: string \"two\", expected an integer (int32)",
+            ),
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d.pointer_mut(pod).unwrap()["containers"] = json!({"name": "c", "image": "i"});
+                    d
+                },
+                "spec.template.spec.containers: invalid type: map, expected a list",
+            ),
+            (
+                Step::Serve,
+                {
+                    let mut d = deployment();
+                    d.pointer_mut(pod).unwrap()["containers"][0]["env"] =
+                        json!([{"name": "A", "value": 5}]);
+                    d
+                },
+                "spec.template.spec.containers[0].env[0].value: invalid type: integer `5`, expected a string",
+            ),
+            (
+                Step::Expose,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"ports": [{"port": "eighty"}]}}),
+                "spec.ports[0].port",
+            ),
+            (
+                Step::Download,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "v"}, "spec": {"accessModes": "ReadWriteOnce"}}),
+                "spec.accessModes",
+            ),
+            (
+                Step::Serve,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                "data": {"n": 1}}),
+                "data.n",
+            ),
+            (
+                Step::Download,
+                {
+                    let mut j = job();
+                    j["spec"]["backoffLimit"] = json!(true);
+                    j
+                },
+                "spec.backoffLimit",
+            ),
+            (
+                Step::Serve,
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": ["a"]}, "spec": {"containers": []}}),
+                "metadata.labels",
+            ),
+        ];
+        for (step, object, want) in cases {
+            let err = run(step, std::slice::from_ref(&object)).unwrap_err();
+            assert_eq!(err.reason().as_str(), "InvalidPluginOutput", "{err}");
+            assert!(err.to_string().contains(want), "want {want:?} in: {err}");
+        }
+        // Numbers are valid quantities, int-or-string ports take either, unknown fields pass.
+        let mut d = deployment();
+        let c = &mut d.pointer_mut(pod).unwrap()["containers"][0];
+        c["resources"] = json!({"requests": {"cpu": 1, "memory": "64Mi"}});
+        c["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+        c["readinessProbe"] = json!({"httpGet": {"port": "http"}});
+        c["someFutureField"] = json!({"x": 1});
+        d["spec"]["replicas"] = json!(2);
+        assert!(run(Step::Serve, &[d]).is_ok());
     }
 
     /// A Deployment whose pod meets the restricted standard, for the attacks to break.

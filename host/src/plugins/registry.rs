@@ -45,6 +45,11 @@ pub(crate) fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
     BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
+/// Whether a plugin of the operator's binary is called `name`.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|(n, _)| *n == name)
+}
+
 /// Largest plugin file read; a component is a few hundred KB.
 const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
@@ -293,6 +298,18 @@ pub(crate) fn load(
         fingerprint,
         dir_errors,
     }
+}
+
+/// One component file, loaded and checked like a directory's plugin but kept out of any
+/// snapshot.
+pub(crate) fn load_file(engine: &PluginEngine, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
+    let bytes = read(path)?;
+    load_one(
+        engine,
+        &bytes,
+        &path.display().to_string(),
+        &BTreeMap::new(),
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -1,6 +1,6 @@
 //! The integration tests that need no cluster, in one binary so wasmtime and the host link once:
-//! plugin renders against the goldens, the sandbox, the registry, the CLI, the deploy/ files and
-//! the committed CRD.
+//! plugin renders against the goldens, the sandbox, the registry, the CLI, the plugin projects of
+//! `plugins new` built with each language's tools, the deploy/ files and the committed CRD.
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
 #[path = "../fixtures/support.rs"]
@@ -13,4 +13,5 @@ mod plugins_golden;
 mod plugins_inputs;
 mod plugins_registry;
 mod plugins_sandbox;
+mod plugins_scaffold;
 mod plugins_sdk_vectors;

@@ -234,6 +234,198 @@ fn plugins_reports_a_core_module_once_with_the_fix_and_full_digests() {
     );
 }
 
+/// A model whose serve plugin returns `objects` (the `mirror` fixture), rendered by the binary.
+fn render_mirrored(objects: &str) -> (Output, String, String) {
+    let dir = plugin_dir(&["mirror"]);
+    let model = dir.path().join("model.yaml");
+    std::fs::write(
+        &model,
+        format!(
+            "apiVersion: mlmodel.dev/v1alpha1\nkind: MLModel\nmetadata:\n  name: shapes\n  annotations: {{mlmodel.dev/serve-plugin: mirror}}\nspec:\n  modelURL: https://example.com/m\n  plugins:\n    config:\n      serve:\n        objects: {objects}\n"
+        ),
+    )
+    .unwrap();
+    run(&[
+        "render",
+        "-f",
+        model.to_str().unwrap(),
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+        "--step",
+        "serve",
+    ])
+}
+
+/// Output of a known kind that the Kubernetes types refuse is refused by the output policy,
+/// naming the field: `render` fails as the operator would (InvalidPluginOutput), where it used
+/// to print it and leave the API server to refuse it at apply time.
+#[test]
+fn render_refuses_objects_that_break_their_kubernetes_type() {
+    let pod = r#"{"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}, "containers": CONTAINERS}"#;
+    let container = r#"{"name": "c", "image": "i", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}"#;
+    let deployment = |replicas: &str, containers: &str| {
+        format!(
+            r#"[{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "d"}}, "spec": {{"replicas": {replicas}, "template": {{"spec": {}}}}}}}]"#,
+            pod.replace("CONTAINERS", containers)
+        )
+    };
+    let (out, stdout, stderr) = render_mirrored(&deployment("2", &format!("[{container}]")));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("replicas: 2"), "{stdout}");
+
+    for (objects, want) in [
+        (
+            deployment(r#""two""#, &format!("[{container}]")),
+            r#"Deployment/d: spec.replicas: invalid type: string "two", expected an integer (int32)"#,
+        ),
+        (
+            deployment("2", container),
+            "Deployment/d: spec.template.spec.containers: invalid type: map, expected a list",
+        ),
+    ] {
+        let (out, stdout, stderr) = render_mirrored(&objects);
+        assert!(!out.status.success(), "{objects}: {stdout}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains("plugin mirror returned invalid output") && stderr.contains(want),
+            "{want}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn plugins_list_is_plugins_alone() {
+    let (out, alone, stderr) = run(&["plugins"]);
+    assert!(out.status.success(), "{stderr}");
+    let (out, list, stderr) = run(&["plugins", "list"]);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(alone, list);
+    let dir = plugin_dir(&["wit-v2"]);
+    let (out, stdout, _) = run(&[
+        "plugins",
+        "list",
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && stdout.contains("wit-v2.wasm"),
+        "{stdout}"
+    );
+}
+
+/// `plugins test` on a project of cases (models of the shared vectors) and a component (a
+/// fixture): cases without files fail; `--update` writes them (the input as the vectors have it);
+/// then they pass; a changed expectation fails with a diff of it; a component whose output the
+/// policy refuses fails naming the refusal.
+#[test]
+fn plugins_test_passes_diffs_updates_and_reports_refusals() {
+    let project = support::tempdir::TempDir::new("plugins-test-cli");
+    let tests = project.path().join("tests");
+    let cases = ["01-defaults", "03-config-keys", "06-error-text-not-string"];
+    for case in cases {
+        std::fs::create_dir_all(tests.join(case)).unwrap();
+        std::fs::copy(
+            workspace()
+                .join("plugins/test-vectors")
+                .join(case)
+                .join("model.yaml"),
+            tests.join(case).join("model.yaml"),
+        )
+        .unwrap();
+    }
+    let echo = support::fixture("echo-alt");
+    let dir = project.path().to_str().unwrap();
+    let plugin = echo.to_str().unwrap();
+    let (out, stdout, _) = run(&["plugins", "test", dir, "--plugin", plugin]);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL    01-defaults")
+            && stdout.contains("input.json is missing or not JSON (--update writes it)")
+            && stdout.contains("3 cases: 0 passed, 3 failed"),
+        "{stdout}"
+    );
+
+    let (out, stdout, stderr) = run(&["plugins", "test", dir, "--plugin", plugin, "--update"]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for case in cases {
+        assert!(stdout.contains(&format!("UPDATED {case}")), "{stdout}");
+        let vector = workspace()
+            .join("plugins/test-vectors")
+            .join(case)
+            .join("input.json");
+        assert_eq!(
+            std::fs::read_to_string(tests.join(case).join("input.json")).unwrap(),
+            std::fs::read_to_string(vector).unwrap(),
+            "{case}: the host's input, written as the vectors have it"
+        );
+    }
+    let (out, stdout, stderr) = run(&["plugins", "test", dir, "--plugin", plugin]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("plugin echo-server "), "{stdout}");
+    for case in cases {
+        assert!(stdout.contains(&format!("PASS    {case}")), "{stdout}");
+    }
+    assert!(stdout.contains("3 cases: 3 passed, 0 failed"), "{stdout}");
+
+    // An expectation that no longer holds: a diff, exit 1.
+    let expected = tests.join("01-defaults/expected.json");
+    let good = std::fs::read_to_string(&expected).unwrap();
+    assert!(good.contains("registry.example/alt-echo:2.0"), "{good}");
+    std::fs::write(
+        &expected,
+        good.replace("registry.example/alt-echo:2.0", "old/image:0.9"),
+    )
+    .unwrap();
+    let (out, stdout, _) = run(&["plugins", "test", dir, "--plugin", plugin]);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL    01-defaults"), "{stdout}");
+    assert!(
+        stdout.contains("the plugin's output differs from expected.json")
+            && stdout.contains("--- expected.json")
+            && stdout.contains("-")
+            && stdout.contains("\"old/image:0.9\"")
+            && stdout.contains("\"registry.example/alt-echo:2.0\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 cases: 2 passed, 1 failed"), "{stdout}");
+
+    // A plugin whose output the policy refuses: the case fails with the refusal, even when its
+    // output is what expected.json says.
+    let mirror = support::fixture("mirror");
+    let bad = support::tempdir::TempDir::new("plugins-test-refused");
+    std::fs::create_dir_all(bad.path().join("tests/01")).unwrap();
+    std::fs::write(
+        bad.path().join("tests/01/model.yaml"),
+        "apiVersion: mlmodel.dev/v1alpha1\nkind: MLModel\nmetadata:\n  name: m\nspec:\n  modelURL: https://example.com/m\n  plugins:\n    config:\n      serve:\n        objects: [{apiVersion: v1, kind: ConfigMap, metadata: {name: c}, data: {n: 1}}]\n",
+    )
+    .unwrap();
+    let bad_dir = bad.path().to_str().unwrap();
+    let args = [
+        "plugins",
+        "test",
+        bad_dir,
+        "--plugin",
+        mirror.to_str().unwrap(),
+        "--step",
+        "serve",
+    ];
+    let (out, stdout, _) = run(&[&args[..], &["--update"]].concat());
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL    01")
+            && stdout.contains("the output policy refuses the output")
+            && stdout.contains("data.n: invalid type: integer `1`, expected a string"),
+        "{stdout}"
+    );
+    // Several steps and no --step: it says so.
+    let (out, _, stderr) = run(&args[..5]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("renders several steps (download, serve, expose): pass --step"),
+        "{stderr}"
+    );
+}
+
 /// The operator's compiler process (`compile-plugin`, run by `mlmodel-operator run` for every
 /// plugin missing from the cache): a component in, an artifact out; a core module refused with
 /// the message an in-process compile gives, and nothing written.

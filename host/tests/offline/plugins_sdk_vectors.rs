@@ -12,10 +12,15 @@
 //!
 //! Missing or stale components fail the test (never a skip): build them with
 //! `hack/sdk-plugins.sh`. `MLMODEL_SDK_PLUGINS` names another directory of them.
+//!
+//! The vectors of the other steps' templates (`plugins/test-vectors-download`, `-expose`: what
+//! `plugins new` puts in a project's `tests/`) are checked the same way against the Rust
+//! `download-job` and `service`; their TypeScript and Python ports are run on them by the
+//! scaffold test (plugins_scaffold.rs).
 
 use crate::support::workspace;
 use mlmodel_operator::api::MLModel;
-use mlmodel_operator::names;
+use mlmodel_operator::plugins::golden::{self, pretty, read_json};
 use mlmodel_operator::plugins::{LoadedPlugin, PluginError, Runtime, RuntimeOptions, Step};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -128,18 +133,10 @@ fn outcome(plugin: &str, result: Result<Vec<kube::api::DynamicObject>, PluginErr
     }
 }
 
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap()
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
 /// Compares `want` to the file (by value, not text), or rewrites it under `UPDATE_VECTORS`.
 fn check_file(path: &Path, want: &Value, stale: &mut Vec<String>) {
     if std::env::var_os("UPDATE_VECTORS").is_some() {
-        std::fs::write(path, pretty(want) + "\n").unwrap();
+        golden::write_json(path, want).unwrap();
     } else if read_json(path).as_ref() != Some(want) {
         stale.push(format!("{}, should be:\n{}", path.display(), pretty(want)));
     }
@@ -167,67 +164,125 @@ struct Vector {
     native: Value,
 }
 
-/// Reads the vectors, checks (or rewrites) their `input.json` and `expected.json`.
-fn vectors(rt: &Runtime, stale: &mut Vec<String>) -> Vec<Vector> {
-    let vectors_dir = workspace().join("plugins/test-vectors");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&vectors_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.yaml").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 6, "too few vectors: {dirs:?}");
+/// A Rust plugin's render from the two input documents, natively.
+type NativeRender = fn(&str, &str) -> Result<Vec<String>, String>;
+
+/// Reads the vectors of `dir` (in the workspace) for `step`, checks (or rewrites) their
+/// `input.json` and `expected.json` against the host's input and the output of `native`, the
+/// native build of the Rust `plugin`.
+fn vectors(
+    rt: &Runtime,
+    dir: &str,
+    step: Step,
+    plugin: &str,
+    native: NativeRender,
+    stale: &mut Vec<String>,
+) -> Vec<Vector> {
+    let cases = golden::cases(&workspace().join(dir)).unwrap();
+    assert!(cases.len() >= 4, "too few vectors in {dir}");
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap();
-    dirs.iter()
-        .map(|dir| {
-            let name = dir.file_name().unwrap().to_string_lossy().to_string();
-            let model: MLModel =
-                serde_yaml::from_str(&std::fs::read_to_string(dir.join("model.yaml")).unwrap())
-                    .unwrap_or_else(|e| panic!("{name}/model.yaml: {e}"));
-            let revision = names::revision(&model, "download-job");
+    cases
+        .into_iter()
+        .map(|case| {
+            let name = case.name.clone();
             // The documents the host hands a plugin, and the Rust plugin's own output for them.
             let mut docs = None;
-            let native = rt.render_native(REFERENCE, &model, Step::Serve, &revision, |m, c| {
+            let checked = rt.render_native(plugin, &case.model, step, &case.revision, |m, c| {
                 docs = Some((m.to_string(), c.to_string()));
-                mlmodel_plugin_sdk::render_json::<echo_server::EchoServer>(m, c)
+                native(m, c)
             });
             let (m, c) =
-                docs.unwrap_or_else(|| panic!("{name}: refused before the plugin: {native:?}"));
-            check_file(
-                &dir.join("input.json"),
-                &json!({"model": parse(&m), "context": parse(&c)}),
-                stale,
-            );
-            let raw = match mlmodel_plugin_sdk::render_json::<echo_server::EchoServer>(&m, &c) {
-                Ok(manifests) => Value::Array(manifests.iter().map(|s| parse(s)).collect()),
-                Err(message) => json!({ "error": message }),
-            };
-            check_file(&dir.join("expected.json"), &raw, stale);
+                docs.unwrap_or_else(|| panic!("{name}: refused before the plugin: {checked:?}"));
+            let input = json!({"model": parse(&m), "context": parse(&c)});
+            assert_eq!(input, golden::input_document(rt, &case, step), "{name}");
+            check_file(&case.dir.join(golden::INPUT_FILE), &input, stale);
+            let raw = golden::outcome(&native(&m, &c).map_err(|message| PluginError::Failed {
+                plugin: plugin.into(),
+                message,
+                stderr: String::new(),
+            }))
+            .unwrap();
+            check_file(&case.dir.join(golden::EXPECTED_FILE), &raw, stale);
             Vector {
                 name,
-                model,
-                revision,
-                native: outcome(REFERENCE, native),
+                model: case.model,
+                revision: case.revision,
+                native: outcome(plugin, checked),
             }
         })
         .collect()
+}
+
+fn vector_runtime(plugin_dirs: Vec<PathBuf>) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        plugin_dirs,
+        operator_image: golden::OPERATOR_IMAGE.into(),
+        cache_dir: Some(workspace().join("target").join("plugin-test-cache")),
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
+}
+
+/// The vectors of the download and expose templates are what the Rust built-ins render, and the
+/// built-in components in the sandbox render them as their native builds do.
+#[test]
+fn template_vectors_are_what_the_rust_builtins_render() {
+    let rt = vector_runtime(Vec::new());
+    let mut stale = Vec::new();
+    let mut differ = Vec::new();
+    let sets: [(&str, Step, &str, NativeRender); 2] = [
+        (
+            "plugins/test-vectors-download",
+            Step::Download,
+            "download-job",
+            mlmodel_plugin_sdk::render_json::<download_job::DownloadJob>,
+        ),
+        (
+            "plugins/test-vectors-expose",
+            Step::Expose,
+            "service",
+            mlmodel_plugin_sdk::render_json::<service::Service>,
+        ),
+    ];
+    for (dir, step, builtin, native) in sets {
+        let plugin = rt.get(builtin).unwrap();
+        for v in vectors(&rt, dir, step, builtin, native, &mut stale) {
+            let wasm = outcome(builtin, rt.render(&plugin, &v.model, step, &v.revision));
+            if wasm != v.native {
+                differ.push(format!(
+                    "{dir}/{}: {builtin} differs from its native build:\n{}\n{}",
+                    v.name,
+                    pretty(&wasm),
+                    pretty(&v.native)
+                ));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "vector files out of date (UPDATE_VECTORS=1 rewrites them):\n{}",
+        stale.join("\n")
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n\n"));
 }
 
 #[test]
 fn sdk_plugins_render_the_shared_vectors_as_the_rust_plugin() {
     let dir = sdk_plugins_dir();
     let t = Instant::now();
-    let rt = Runtime::new(RuntimeOptions {
-        plugin_dirs: vec![dir.clone()],
-        operator_image: "mlmodel-operator:vectors".into(),
-        cache_dir: Some(workspace().join("target").join("plugin-test-cache")),
-        ..RuntimeOptions::default()
-    })
-    .unwrap();
+    let rt = vector_runtime(vec![dir.clone()]);
     let load_time = t.elapsed();
     // The vectors' own files first: `UPDATE_VECTORS=1` needs no component.
     let mut stale = Vec::new();
-    let vectors = vectors(&rt, &mut stale);
+    let vectors = vectors(
+        &rt,
+        "plugins/test-vectors",
+        Step::Serve,
+        REFERENCE,
+        mlmodel_plugin_sdk::render_json::<echo_server::EchoServer>,
+        &mut stale,
+    );
+    assert!(vectors.len() >= 6, "too few vectors");
 
     let mut problems = Vec::new();
     for (_, file) in SDK_PLUGINS {
