@@ -412,7 +412,7 @@ fn select_plugins(applier: &Applier<'_>, obs: &mut Observation) -> Result<Plugin
     ] {
         if let Some(p) = p {
             obs.plugins
-                .insert(step.as_str().into(), format!("{}@{}", p.name, p.version));
+                .insert(step.as_str().into(), p.status_label());
         }
     }
     Ok(Plugins {

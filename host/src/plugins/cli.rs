@@ -1,9 +1,12 @@
-//! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load.
+//! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load;
+//! `plugins push`: publish a plugin to an OCI registry.
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::oci::OciArgs;
+use super::oci::push::PushArgs;
 use super::{Runtime, RuntimeOptions};
 
 /// Where plugins come from; shared by `run`, `render` and `plugins`.
@@ -29,6 +32,9 @@ pub struct SourceArgs {
         value_delimiter = ','
     )]
     pub replace_builtins: Vec<String>,
+    /// Plugins from OCI registries and how the registries are reached.
+    #[command(flatten)]
+    pub oci: OciArgs,
 }
 
 impl SourceArgs {
@@ -37,6 +43,7 @@ impl SourceArgs {
         let mut opts = RuntimeOptions {
             plugin_dirs: self.plugin_dirs.clone(),
             replace_builtins: self.replace_builtins.iter().cloned().collect(),
+            oci: self.oci.options(),
             ..RuntimeOptions::default()
         };
         if self.cache_dir.is_some() {
@@ -48,13 +55,31 @@ impl SourceArgs {
 
 #[derive(Args, Debug)]
 pub struct PluginsArgs {
+    /// With no subcommand: list the plugins.
+    #[command(subcommand)]
+    pub command: Option<PluginsCommand>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
 
-/// Prints a table of plugins and the load errors; fails when any plugin failed to load.
+#[derive(Subcommand, Debug)]
+pub enum PluginsCommand {
+    /// Publish a plugin to an OCI registry as a Wasm artifact (checked to load first); prints
+    /// the reference pinned to its digest, for `--plugin-ref`.
+    Push(PushArgs),
+}
+
+/// `plugins` (the list) or one of its subcommands.
 pub fn run(args: PluginsArgs) -> Result<()> {
-    let runtime = Runtime::new(args.source.options())?;
+    match args.command {
+        Some(PluginsCommand::Push(push)) => super::oci::push::run(push),
+        None => list(args.source),
+    }
+}
+
+/// Prints a table of plugins and the load errors; fails when any plugin failed to load.
+fn list(source: SourceArgs) -> Result<()> {
+    let runtime = Runtime::new(source.options())?;
     let mut out = std::io::stdout().lock();
     let rows: Vec<[String; 7]> = runtime
         .plugins()
@@ -66,11 +91,13 @@ pub fn run(args: PluginsArgs) -> Result<()> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let source = if p.active {
-                p.source
-            } else {
-                format!("{} (replaced)", p.source)
-            };
+            let mut source = p.source;
+            if let Some(tag) = &p.tag {
+                source = format!("{source} (tag {tag})");
+            }
+            if !p.active {
+                source = format!("{source} (replaced)");
+            }
             let formats = match &p.accepts.model_formats[..] {
                 [] => "any".to_string(),
                 formats => formats.join(","),
