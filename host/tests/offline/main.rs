@@ -1,16 +1,20 @@
 //! The integration tests that need no cluster, in one binary so wasmtime and the host link once:
-//! plugin renders against the goldens, the sandbox, the registry, the CLI, the deploy/ files and
+//! plugin renders against the goldens, the sandbox, the registry, plugins from an OCI registry
+//! (a local `docker-registry` per test), the CLI, the deploy/ files and
 //! the committed CRD.
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
 #[path = "../fixtures/support.rs"]
 mod support;
+#[path = "../common/registry.rs"]
+mod registry;
 
 mod crd_fresh;
 mod deploy_files;
 mod plugins_cli;
 mod plugins_golden;
 mod plugins_inputs;
+mod plugins_oci;
 mod plugins_registry;
 mod plugins_sandbox;
 mod plugins_sdk_vectors;

@@ -25,12 +25,15 @@ struct Login {
 /// Largest config file read: a login is a few hundred bytes.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// The login for `registry` (`HOST[:PORT]`) in `config`, if any.
+/// The login for `registry` (`HOST[:PORT]`) in `config`, if any; none when the file is not
+/// there (an optional Secret that does not exist).
 pub(super) fn login_for(config: &Path, registry: &str) -> Result<Option<RegistryAuth>, OciError> {
     let shown = config.display();
-    let len = std::fs::metadata(config)
-        .map_err(|e| OciError::Credentials(format!("cannot read {shown}: {e}")))?
-        .len();
+    let len = match std::fs::metadata(config) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(OciError::Credentials(format!("cannot read {shown}: {e}"))),
+    };
     if len > MAX_CONFIG_BYTES {
         return Err(OciError::Credentials(format!(
             "{shown} is {len} bytes; a registry config is at most {MAX_CONFIG_BYTES}"

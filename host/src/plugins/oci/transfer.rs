@@ -284,6 +284,7 @@ struct Connection {
 
 enum Login {
     None,
+    Missing(String),
     NotInConfig(String),
     FromConfig(String),
 }
@@ -296,6 +297,10 @@ impl Connection {
             None => (RegistryAuth::Anonymous, Login::None),
             Some(path) => match credentials::login_for(path, &reference.registry)? {
                 Some(auth) => (auth, Login::FromConfig(path.display().to_string())),
+                None if !path.exists() => (
+                    RegistryAuth::Anonymous,
+                    Login::Missing(path.display().to_string()),
+                ),
                 None => (
                     RegistryAuth::Anonymous,
                     Login::NotInConfig(path.display().to_string()),
@@ -504,6 +509,7 @@ impl Connection {
         let registry = self.registry();
         let detail = match &self.login {
             Login::None => "no login given (--registry-config)".to_string(),
+            Login::Missing(path) => format!("no login given ({path} does not exist)"),
             Login::NotInConfig(path) => format!("{path} has no login for {registry}"),
             Login::FromConfig(path) => format!("the login for {registry} in {path} was refused"),
         };
