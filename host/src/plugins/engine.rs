@@ -436,10 +436,9 @@ impl PluginEngine {
     /// The names of the component's imports and exports (interfaces, as in its WIT world).
     pub(crate) fn world(&self, pre: &PluginPre<HostState>) -> (Vec<String>, Vec<String>) {
         let ty = pre.instance_pre().component().component_type();
-        let names = |it: &mut dyn Iterator<Item = &str>| it.map(str::to_string).collect();
-        let imports = names(&mut ty.imports(&self.engine).map(|(n, _)| n));
-        let exports = names(&mut ty.exports(&self.engine).map(|(n, _)| n));
-        (imports, exports)
+        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string());
+        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string());
+        (imports.collect(), exports.collect())
     }
 
     /// The plugin's `info()`, on a thread of its own (see [`PluginEngine::call_on_own_thread`]).

@@ -139,9 +139,10 @@ impl Runtime {
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
         let render_threads = opts.limits.render_threads.max(1);
-        let oci = match opts.oci.configured() {
-            true => Some(OciSources::new(opts.oci.clone(), opts.cache_dir.as_deref())?),
-            false => None,
+        let oci = if opts.oci.configured() {
+            Some(OciSources::new(opts.oci.clone(), opts.cache_dir.as_deref())?)
+        } else {
+            None
         };
         if let Some(oci) = &oci {
             oci.refresh();

@@ -15,7 +15,7 @@ mod reference;
 pub(crate) mod sources;
 mod transfer;
 
-pub use reference::OciRef;
+pub use reference::{OciRef, SCHEME};
 
 use clap::Args;
 use std::path::PathBuf;

@@ -77,7 +77,7 @@ impl LoadedPlugin {
     /// registry the pinned reference it came from (`name@version oci://REG/REPO@sha256:<hex>`),
     /// which can be copied into `--plugin-ref` and matches the `plugins` SOURCE column.
     pub fn status_label(&self) -> String {
-        if self.source.starts_with(super::oci::reference::SCHEME) {
+        if self.source.starts_with(super::oci::SCHEME) {
             format!("{}@{} {}", self.name, self.version, self.source)
         } else {
             format!("{}@{}", self.name, self.version)

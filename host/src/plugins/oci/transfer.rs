@@ -33,8 +33,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Fetched {
     /// `sha256:<hex>` of the manifest.
     pub(crate) manifest_digest: String,
-    /// Lowercase hex sha256 of the component (the layer), as plugins are keyed everywhere.
-    pub(crate) sha256: String,
+    /// The component (the layer): its sha256 is the plugin's, as plugins are keyed everywhere.
     pub(crate) bytes: Arc<[u8]>,
 }
 
@@ -181,7 +180,6 @@ pub(super) async fn pull(
     };
     Ok(Fetched {
         manifest_digest,
-        sha256: layer.hex,
         bytes: bytes.into(),
     })
 }
