@@ -694,7 +694,12 @@ fn runtime_with_a_failed_reference() -> (Runtime, String) {
 #[tokio::test]
 async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
     let (runtime, reference) = runtime_with_a_failed_reference();
-    assert_eq!(runtime.load_errors().len(), 1, "{:?}", runtime.load_errors());
+    assert_eq!(
+        runtime.load_errors().len(),
+        1,
+        "{:?}",
+        runtime.load_errors()
+    );
     let memory = Memory {
         runtime: Some(runtime),
         ..Memory::default()
@@ -714,12 +719,18 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
     triton
         .annotations_mut()
         .insert(ANNOTATION_SERVE_PLUGIN.into(), "triton".into());
-    let status = failed_with(&triton, vec![Expect::status_patch(&triton), Expect::event(NS)]).await;
+    let status = failed_with(
+        &triton,
+        vec![Expect::status_patch(&triton), Expect::event(NS)],
+    )
+    .await;
     assert_eq!(status["phase"], "Failed", "{status}");
     assert_eq!(status["reason"], "PluginLoadFailed", "{status}");
     let message = status["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("failed to load from {reference}: cannot reach registry 127.0.0.1:")),
+        message.contains(&format!(
+            "failed to load from {reference}: cannot reach registry 127.0.0.1:"
+        )),
         "{message}"
     );
 
@@ -727,7 +738,11 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
     unknown
         .annotations_mut()
         .insert(ANNOTATION_SERVE_PLUGIN.into(), "onnx".into());
-    let status = failed_with(&unknown, vec![Expect::status_patch(&unknown), Expect::event(NS)]).await;
+    let status = failed_with(
+        &unknown,
+        vec![Expect::status_patch(&unknown), Expect::event(NS)],
+    )
+    .await;
     assert_eq!(status["reason"], "PluginNotFound", "{status}");
 
     let echo = echo_model();
@@ -736,5 +751,8 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
     reconcile(Arc::new(echo.clone()), ctx).await.unwrap();
     let calls = api.verify();
     assert_eq!(calls[2].body["status"]["phase"], "Downloading");
-    assert_eq!(calls[2].body["status"]["plugins"]["serve"], "echo-server@0.1.0");
+    assert_eq!(
+        calls[2].body["status"]["plugins"]["serve"],
+        "echo-server@0.1.0"
+    );
 }

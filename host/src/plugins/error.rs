@@ -20,7 +20,9 @@ pub enum PluginError {
     },
     /// The plugin asked for is not loaded because its source failed to load (a registry
     /// reference whose repository's last segment, or a file whose stem, is that name).
-    #[error("plugin {wanted:?} for step {step} (chosen by {chosen_by}) failed to load from {from}: {error}")]
+    #[error(
+        "plugin {wanted:?} for step {step} (chosen by {chosen_by}) failed to load from {from}: {error}"
+    )]
     LoadFailed {
         step: Step,
         wanted: String,

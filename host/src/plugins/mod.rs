@@ -140,7 +140,10 @@ impl Runtime {
         let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone())?;
         let render_threads = opts.limits.render_threads.max(1);
         let oci = if opts.oci.configured() {
-            Some(OciSources::new(opts.oci.clone(), opts.cache_dir.as_deref())?)
+            Some(OciSources::new(
+                opts.oci.clone(),
+                opts.cache_dir.as_deref(),
+            )?)
         } else {
             None
         };
@@ -205,11 +208,15 @@ impl Runtime {
         let current = self.snapshot();
         let oci_changed = self.inner.oci.as_ref().is_some_and(|o| o.refresh());
         let (fingerprint, dir_errors) = registry::scan(&self.inner.opts.plugin_dirs);
-        if !oci_changed && fingerprint == current.fingerprint && dir_errors == current.dir_errors
-        {
+        if !oci_changed && fingerprint == current.fingerprint && dir_errors == current.dir_errors {
             return false;
         }
-        let view = self.inner.oci.as_ref().map(|o| o.view()).unwrap_or_default();
+        let view = self
+            .inner
+            .oci
+            .as_ref()
+            .map(|o| o.view())
+            .unwrap_or_default();
         let next = registry::load(
             &self.inner.engine,
             fingerprint,

@@ -295,7 +295,11 @@ pub(crate) fn load(
         match item {
             Item::Ready { reference, fetched } => {
                 let source = reference.pinned(&fetched.manifest_digest);
-                let tag = reference.digest.is_none().then(|| reference.tag.clone()).flatten();
+                let tag = reference
+                    .digest
+                    .is_none()
+                    .then(|| reference.tag.clone())
+                    .flatten();
                 match load_one(engine, &fetched.bytes, &source, tag.as_deref(), &reuse) {
                     Ok(p) => {
                         if p.name != reference.plugin_name() {
@@ -303,7 +307,12 @@ pub(crate) fn load(
                         }
                         all.push(p)
                     }
-                    Err(e) => fail(&mut errors, reference.plugin_name(), reference.to_string(), e),
+                    Err(e) => fail(
+                        &mut errors,
+                        reference.plugin_name(),
+                        reference.to_string(),
+                        e,
+                    ),
                 }
             }
             Item::Failed { reference, error } => fail(

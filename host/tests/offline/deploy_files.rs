@@ -328,7 +328,10 @@ fn operator_deployment_is_restricted_and_runs_the_documented_command() {
     assert!(mounts.iter().all(|m| m.get("subPath").is_none()));
     let refs_cm = docs(&read("deploy/operator/plugin-refs-configmap.yaml"));
     let refs_cm = find(&refs_cm, "ConfigMap", "mlmodel-operator-plugin-refs");
-    assert!(refs_cm.get("data").is_none(), "shipped without keys: re-applying keeps the list");
+    assert!(
+        refs_cm.get("data").is_none(),
+        "shipped without keys: re-applying keeps the list"
+    );
     let cm = docs(&read("deploy/operator/plugins-configmap.yaml"));
     let cm = find(&cm, "ConfigMap", "mlmodel-operator-plugins");
     assert_eq!(cm["metadata"]["namespace"], "mlmodel-system");

@@ -4,10 +4,10 @@
 //! the committed CRD.
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
-#[path = "../fixtures/support.rs"]
-mod support;
 #[path = "../common/registry.rs"]
 mod registry;
+#[path = "../fixtures/support.rs"]
+mod support;
 
 mod crd_fresh;
 mod deploy_files;

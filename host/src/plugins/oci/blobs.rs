@@ -87,7 +87,11 @@ mod tests {
             cache.read(&hex, Kind::Component, 1 << 20).as_deref(),
             Some(&bytes[..])
         );
-        assert_eq!(cache.read(&hex, Kind::Manifest, 1 << 20), None, "kinds apart");
+        assert_eq!(
+            cache.read(&hex, Kind::Manifest, 1 << 20),
+            None,
+            "kinds apart"
+        );
         assert_eq!(cache.read(&hex, Kind::Component, 4), None, "over the bound");
 
         cache.write(&hex, Kind::Component, bytes);

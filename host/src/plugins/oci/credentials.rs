@@ -45,8 +45,8 @@ pub(super) fn login_for(config: &Path, registry: &str) -> Result<Option<Registry
 }
 
 fn parse(text: &[u8], registry: &str) -> Result<Option<RegistryAuth>, String> {
-    let config: DockerConfig = serde_json::from_slice(text)
-        .map_err(|e| format!("not a docker config.json ({e})"))?;
+    let config: DockerConfig =
+        serde_json::from_slice(text).map_err(|e| format!("not a docker config.json ({e})"))?;
     let Some((key, login)) = config
         .auths
         .iter()
@@ -105,7 +105,10 @@ mod tests {
             basic(parse(text, "other.example").unwrap()),
             Some(("u2".into(), "p2".into()))
         );
-        assert!(parse(text, "reg.example").unwrap().is_none(), "the port counts");
+        assert!(
+            parse(text, "reg.example").unwrap().is_none(),
+            "the port counts"
+        );
         assert!(parse(br#"{}"#, "x").unwrap().is_none());
     }
 

@@ -93,7 +93,10 @@ fn annotations(plugin: &Inspected) -> BTreeMap<String, String> {
     let s = &plugin.summary;
     let mut a = BTreeMap::from([
         ("org.opencontainers.image.title".to_string(), s.name.clone()),
-        ("org.opencontainers.image.version".to_string(), s.version.clone()),
+        (
+            "org.opencontainers.image.version".to_string(),
+            s.version.clone(),
+        ),
     ]);
     if !s.description.is_empty() {
         a.insert(

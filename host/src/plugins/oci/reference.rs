@@ -71,7 +71,10 @@ impl FromStr for OciRef {
                 "{s:?} is not a plugin reference ({why}); expected oci://REGISTRY/REPO@sha256:HEX or oci://REGISTRY/REPO:TAG"
             )
         };
-        let rest = s.trim().strip_prefix(SCHEME).ok_or_else(|| bad("no oci://"))?;
+        let rest = s
+            .trim()
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| bad("no oci://"))?;
         let (registry, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("no repository after the registry"))?;
@@ -128,7 +131,8 @@ fn valid_registry(r: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && !host.starts_with(['-', '.'])
-        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Distribution's grammar: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` segments joined by `/`.
@@ -243,7 +247,10 @@ mod tests {
         let shown: Vec<String> = refs.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["oci://r.io/a/triton:v1".to_string(), format!("oci://r.io/b@sha256:{HEX}")]
+            [
+                "oci://r.io/a/triton:v1".to_string(),
+                format!("oci://r.io/b@sha256:{HEX}")
+            ]
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("line 5: \"not a ref\""), "{errors:?}");

@@ -204,7 +204,10 @@ impl OciSources {
             }
             // An optional ConfigMap that is not there: no references.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => errors.push((file.clone(), format!("cannot read the plugin refs file: {e}"))),
+            Err(e) => errors.push((
+                file.clone(),
+                format!("cannot read the plugin refs file: {e}"),
+            )),
         }
         (refs, errors)
     }
@@ -246,11 +249,13 @@ impl OciSources {
             };
             let outcome = match loaded {
                 None => Outcome::Fetched(pull(reference).await),
-                Some(loaded) => match bounded(&opts, &reference, transfer::resolve(&reference, &opts)).await {
-                    Ok(digest) if digest == loaded => Outcome::Unchanged,
-                    Ok(digest) => Outcome::Fetched(pull(reference.at_digest(&digest)).await),
-                    Err(e) => Outcome::ResolveFailed(e),
-                },
+                Some(loaded) => {
+                    match bounded(&opts, &reference, transfer::resolve(&reference, &opts)).await {
+                        Ok(digest) if digest == loaded => Outcome::Unchanged,
+                        Ok(digest) => Outcome::Fetched(pull(reference.at_digest(&digest)).await),
+                        Err(e) => Outcome::ResolveFailed(e),
+                    }
+                }
             };
             // The sources are gone when the runtime is: nothing to tell.
             let _ = done.send(Done {

@@ -95,8 +95,7 @@ fn wasm_layer(manifest: &[u8]) -> Result<Layer, OciError> {
     }
     let m: Manifest = serde_json::from_slice(manifest)
         .map_err(|e| OciError::NotWasm(format!("the manifest cannot be read ({e})")))?;
-    if ![WASM_CONFIG_MEDIA_TYPE, LEGACY_CONFIG_MEDIA_TYPE].contains(&m.config.media_type.as_str())
-    {
+    if ![WASM_CONFIG_MEDIA_TYPE, LEGACY_CONFIG_MEDIA_TYPE].contains(&m.config.media_type.as_str()) {
         return Err(OciError::NotWasm(format!(
             "its config is of type {:?}, not {WASM_CONFIG_MEDIA_TYPE:?}",
             m.config.media_type
@@ -185,7 +184,10 @@ pub(super) async fn pull(
 }
 
 /// The digest the registry gives for `reference`'s tag now (a HEAD request).
-pub(super) async fn resolve(reference: &OciRef, opts: &RegistryOptions) -> Result<String, OciError> {
+pub(super) async fn resolve(
+    reference: &OciRef,
+    opts: &RegistryOptions,
+) -> Result<String, OciError> {
     let conn = Connection::open(reference, opts)?;
     let image = reference.client_ref();
     let digest = conn
@@ -261,7 +263,10 @@ fn hex_of(digest: &str) -> &str {
 
 fn check_digest_form(digest: &str) -> Result<(), OciError> {
     let hex = hex_of(digest);
-    if digest.starts_with("sha256:") && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if digest.starts_with("sha256:")
+        && hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         Ok(())
     } else {
         Err(OciError::NotWasm(format!(
@@ -439,9 +444,7 @@ impl Connection {
                     }
                 }
             }
-            OciDistributionError::ServerError { code: 404, .. } => {
-                not_found("HTTP 404".into())
-            }
+            OciDistributionError::ServerError { code: 404, .. } => not_found("HTTP 404".into()),
             OciDistributionError::ServerError {
                 code: 401 | 403, ..
             } => self.unauthorized(),
@@ -485,8 +488,9 @@ impl Connection {
 
     /// A failure while reading the blob: a digest oci-client found wrong, or the network.
     fn classify_io(&self, e: std::io::Error, layer: &Layer) -> OciError {
-        if let Some(DigestError::VerificationError { actual, .. }) =
-            e.get_ref().and_then(|inner| inner.downcast_ref::<DigestError>())
+        if let Some(DigestError::VerificationError { actual, .. }) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<DigestError>())
         {
             return OciError::DigestMismatch {
                 what: format!("the component of {}", self.reference),
@@ -494,7 +498,10 @@ impl Connection {
                 actual: actual.clone(),
             };
         }
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()) {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+        {
             Some(e) => self.classify_request(e),
             None => OciError::Registry {
                 registry: self.registry(),
@@ -559,23 +566,60 @@ mod tests {
     #[test]
     fn only_a_manifest_of_one_wasm_layer_is_a_plugin() {
         let digest = format!("sha256:{}", "A".repeat(64));
-        let ok = wasm_layer(&manifest(WASM_CONFIG_MEDIA_TYPE, &[(WASM_LAYER_MEDIA_TYPE, &digest, 10)])).unwrap();
+        let ok = wasm_layer(&manifest(
+            WASM_CONFIG_MEDIA_TYPE,
+            &[(WASM_LAYER_MEDIA_TYPE, &digest, 10)],
+        ))
+        .unwrap();
         assert_eq!((ok.hex.as_str(), ok.size), (&*"a".repeat(64), 10));
-        let legacy = manifest(LEGACY_CONFIG_MEDIA_TYPE, &[(LEGACY_LAYER_MEDIA_TYPE, &digest, 10)]);
+        let legacy = manifest(
+            LEGACY_CONFIG_MEDIA_TYPE,
+            &[(LEGACY_LAYER_MEDIA_TYPE, &digest, 10)],
+        );
         assert!(wasm_layer(&legacy).is_ok());
 
         let err = |m: Vec<u8>| wasm_layer(&m).err().unwrap().to_string();
-        let image = manifest("application/vnd.oci.image.config.v1+json", &[(WASM_LAYER_MEDIA_TYPE, &digest, 10)]);
-        assert!(err(image).contains("its config is of type \"application/vnd.oci.image.config.v1+json\""));
-        let tar = manifest(WASM_CONFIG_MEDIA_TYPE, &[("application/vnd.oci.image.layer.v1.tar", &digest, 10)]);
-        assert_eq!(err(tar), "not a Wasm plugin artifact: its layer is of type \"application/vnd.oci.image.layer.v1.tar\", not \"application/wasm\"");
-        let two = manifest(WASM_CONFIG_MEDIA_TYPE, &[(WASM_LAYER_MEDIA_TYPE, &digest, 10), (WASM_LAYER_MEDIA_TYPE, &digest, 10)]);
+        let image = manifest(
+            "application/vnd.oci.image.config.v1+json",
+            &[(WASM_LAYER_MEDIA_TYPE, &digest, 10)],
+        );
+        assert!(
+            err(image)
+                .contains("its config is of type \"application/vnd.oci.image.config.v1+json\"")
+        );
+        let tar = manifest(
+            WASM_CONFIG_MEDIA_TYPE,
+            &[("application/vnd.oci.image.layer.v1.tar", &digest, 10)],
+        );
+        assert_eq!(
+            err(tar),
+            "not a Wasm plugin artifact: its layer is of type \"application/vnd.oci.image.layer.v1.tar\", not \"application/wasm\""
+        );
+        let two = manifest(
+            WASM_CONFIG_MEDIA_TYPE,
+            &[
+                (WASM_LAYER_MEDIA_TYPE, &digest, 10),
+                (WASM_LAYER_MEDIA_TYPE, &digest, 10),
+            ],
+        );
         assert!(err(two).contains("it has 2 layers"));
-        let huge = manifest(WASM_CONFIG_MEDIA_TYPE, &[(WASM_LAYER_MEDIA_TYPE, &digest, MAX_PLUGIN_BYTES + 1)]);
+        let huge = manifest(
+            WASM_CONFIG_MEDIA_TYPE,
+            &[(WASM_LAYER_MEDIA_TYPE, &digest, MAX_PLUGIN_BYTES + 1)],
+        );
         assert!(err(huge).contains("plugins may be at most 67108864"));
-        let md5 = manifest(WASM_CONFIG_MEDIA_TYPE, &[(WASM_LAYER_MEDIA_TYPE, "md5:abc", 10)]);
+        let md5 = manifest(
+            WASM_CONFIG_MEDIA_TYPE,
+            &[(WASM_LAYER_MEDIA_TYPE, "md5:abc", 10)],
+        );
         assert!(err(md5).contains("not sha256:<hex>"));
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        assert!(wasm_layer(index).err().unwrap().to_string().contains("image index"));
+        assert!(
+            wasm_layer(index)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("image index")
+        );
     }
 }
