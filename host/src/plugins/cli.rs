@@ -149,5 +149,5 @@ fn list(source: SourceArgs) -> Result<()> {
     for (path, error) in &errors {
         writeln!(out, "  {}: {error}", path.display())?;
     }
-    anyhow::bail!("{} plugin file(s) could not be loaded", errors.len())
+    anyhow::bail!("{} plugin source(s) could not be loaded", errors.len())
 }
