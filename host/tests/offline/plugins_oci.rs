@@ -434,6 +434,11 @@ fn the_refs_file_adds_and_removes_plugins_on_reload_without_fetching_unchanged_o
         0,
         "digests are never resolved again"
     );
+
+    // The file gone (an optional ConfigMap deleted): no references, and no error.
+    std::fs::remove_file(&file).unwrap();
+    reload_until(&rt, "panic removed", |rt| rt.get("panic").is_none());
+    assert!(rt.load_errors().is_empty(), "{:?}", rt.load_errors());
 }
 
 #[test]
