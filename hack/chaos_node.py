@@ -278,6 +278,9 @@ def disk_full(api, ns, rng):
             out[f"{name}_s"] = round(time.time() - t0, 1)
             downloaded = next((c for c in st.get("conditions") or [] if c["type"] == "Downloaded"), {})
             out[f"{name}_message"] = downloaded.get("message")
+            if with_length and "needs" not in (downloaded.get("message") or ""):
+                out["problems"].append(f"{name}: a stated size that cannot fit was not refused before "
+                                       f"writing: {downloaded.get('message')}")
             if downloaded.get("reason") != "DiskFull":
                 out["problems"].append(f"{name}: {st.get('reason')}/{downloaded.get('reason')}: "
                                        f"{downloaded.get('message')}, want DiskFull")

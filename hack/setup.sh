@@ -20,10 +20,11 @@ fi
   echo "setup: the SDK template plugins did not build (above); the offline test plugins_sdk_vectors fails until they do" >&2
 # Debian packages: openssl (certificates) and curl (health probes) for the cluster scripts; the
 # real node's runtime (hack/node.sh): containerd, runc, the CNI plugins, the registry, busybox
-# (images), conntrack and iptables (kube-proxy), gcc and libc6-dev (the static pause binary).
+# (images), conntrack and iptables (kube-proxy), gcc and libc6-dev (the static pause binary);
+# apache2-utils: htpasswd, for the offline test of plugins from a registry that asks for a login.
 missing=()
 for pkg in openssl curl containerd runc containernetworking-plugins docker-registry busybox-static \
-  conntrack iptables iproute2 procps gcc libc6-dev; do
+  conntrack iptables iproute2 procps gcc libc6-dev apache2-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -614,7 +614,8 @@ pub struct MLModelStatus {
     /// The latest download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadStatus>,
-    /// Plugins used by step, as `name@version`.
+    /// Plugins used by step, as `name@version`; a plugin from a registry adds the reference
+    /// pinned to its digest: `name@version oci://REGISTRY/REPO@sha256:<hex>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

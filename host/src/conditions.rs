@@ -84,6 +84,8 @@ pub enum Reason {
     ModelFormatMismatch,
     // A plugin that could not be used (`PluginError::reason`).
     PluginNotFound,
+    /// The plugin asked for failed to load (a registry reference or file of that name).
+    PluginLoadFailed,
     PluginDigestMismatch,
     PluginWrongStep,
     PluginTrapped,
@@ -163,6 +165,7 @@ mod tests {
                 "InvalidPluginConfig",
                 "ModelFormatMismatch",
                 "PluginNotFound",
+                "PluginLoadFailed",
                 "PluginDigestMismatch",
                 "PluginWrongStep",
                 "PluginTrapped",

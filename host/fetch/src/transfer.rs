@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::error::FetchError;
+use crate::error::{self, FetchError};
 use crate::place::{PartMeta, Staging};
 use crate::progress::Progress;
 use crate::remote::{AttemptError, Remote};
@@ -167,6 +167,21 @@ impl Transfer<'_> {
                 "kept {} bytes but the object now has {total}",
                 self.offset
             )));
+        }
+        // A size the server states is checked against the volume before a byte is written:
+        // a download that cannot fit fails at once, and leaves no partial file filling the
+        // volume for the next attempt (seen on a real node: hack/chaos.py, `real-node`).
+        if let Some(total) = opened.total
+            && let Some((free, _)) = error::fs_space(&self.path)
+            && total - self.offset > free
+        {
+            let needed = total - self.offset;
+            return Err(AttemptError::Fatal(FetchError::DiskFull(format!(
+                "{} needs {} ({needed} bytes) more; {}",
+                self.job.rel,
+                error::human_bytes(needed),
+                error::describe_space(&self.path)
+            ))));
         }
         if !self.counted {
             self.progress.add_expected(opened.total);

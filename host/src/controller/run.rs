@@ -144,15 +144,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("reading the kubeconfig or the in-cluster config")?;
         let client = Client::try_from(config.clone()).context("connecting to the cluster")?;
-        let runtime = Runtime::new(args.runtime_options()).context("loading plugins")?;
-        runtime.log_loaded();
-        return_freed_memory();
+        // Health first: loading may wait for a registry (at most --registry-timeout), and the
+        // liveness probe must not kill the process meanwhile; /readyz waits for the plugins.
         let metrics = Arc::new(Metrics::new());
-        metrics.watch_plugins(runtime.clone());
         let readiness = Arc::new(Readiness::default());
         let addr =
             server::serve(args.metrics_bind_address, metrics.clone(), readiness.clone()).await?;
         info!(%addr, "serving /metrics, /healthz and /readyz");
+        // Compiling and fetching block: off the async workers.
+        let options = args.runtime_options();
+        let runtime = tokio::task::spawn_blocking(move || Runtime::new(options))
+            .await
+            .context("loading plugins")?
+            .context("loading plugins")?;
+        runtime.log_loaded();
+        return_freed_memory();
+        metrics.watch_plugins(runtime.clone());
         let mut shutdown = std::pin::pin!(shutdown_signal());
 
         if !args.leader.leader_elect {

@@ -411,8 +411,7 @@ fn select_plugins(applier: &Applier<'_>, obs: &mut Observation) -> Result<Plugin
         (Step::Expose, expose.as_ref()),
     ] {
         if let Some(p) = p {
-            obs.plugins
-                .insert(step.as_str().into(), format!("{}@{}", p.name, p.version));
+            obs.plugins.insert(step.as_str().into(), p.status_label());
         }
     }
     Ok(Plugins {

@@ -117,6 +117,8 @@ struct Memory {
     applied: super::applied::Applied,
     renders: super::renders::Renders,
     metrics: Arc<Metrics>,
+    /// The plugins (default: the built-ins).
+    runtime: Option<Runtime>,
 }
 
 fn context_sharing(
@@ -128,7 +130,7 @@ fn context_sharing(
     Arc::new(Context {
         recorder: Recorder::new(client.clone(), MANAGER, None),
         client,
-        runtime: runtime(),
+        runtime: memory.runtime.clone().unwrap_or_else(runtime),
         stores: cluster.stores(),
         metrics: memory.metrics.clone(),
         progress: Default::default(),
@@ -648,5 +650,104 @@ async fn what_was_just_applied_is_neither_applied_nor_rendered_again() {
     assert!(
         action != Action::requeue(std::time::Duration::from_secs(300)),
         "{action:?}"
+    );
+}
+
+/// The built-ins beside a registry reference to `triton` that failed to load: nothing listens
+/// on its registry's port.
+fn runtime_with_a_failed_reference() -> (Runtime, String) {
+    use crate::plugins::oci::{OciOptions, RegistryOptions};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let reference = format!("oci://{host}/plugins/triton@sha256:{}", "1".repeat(64));
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(target.join("plugin-test-cache")),
+        operator_image: "mlmodel-operator:test".into(),
+        oci: OciOptions {
+            refs: vec![reference.parse().unwrap()],
+            registry: RegistryOptions {
+                insecure: vec![host],
+                timeout: std::time::Duration::from_secs(5),
+                ..RegistryOptions::default()
+            },
+            ..OciOptions::default()
+        },
+        ..RuntimeOptions::default()
+    })
+    .expect("plugin runtime");
+    (runtime, reference)
+}
+
+/// A model naming a plugin whose registry reference failed to load fails with
+/// `PluginLoadFailed` and the load error; a name nothing stands for is `PluginNotFound`; a
+/// model of a loaded plugin goes on as usual.
+#[tokio::test]
+async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
+    let (runtime, reference) = runtime_with_a_failed_reference();
+    assert_eq!(
+        runtime.load_errors().len(),
+        1,
+        "{:?}",
+        runtime.load_errors()
+    );
+    let memory = Memory {
+        runtime: Some(runtime),
+        ..Memory::default()
+    };
+    let failed_with = |model: &MLModel, scenario: Vec<_>| {
+        let (client, api) = FakeApi::start(scenario);
+        let ctx = context_sharing(client, &Cluster::default(), Written::default(), &memory);
+        let model = Arc::new(model.clone());
+        async move {
+            reconcile(model, ctx).await.unwrap();
+            let calls = api.verify();
+            assert_eq!(calls[1].body["type"], "Warning");
+            calls[0].body["status"].clone()
+        }
+    };
+    let mut triton = echo_model();
+    triton
+        .annotations_mut()
+        .insert(ANNOTATION_SERVE_PLUGIN.into(), "triton".into());
+    let status = failed_with(
+        &triton,
+        vec![Expect::status_patch(&triton), Expect::event(NS)],
+    )
+    .await;
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["reason"], "PluginLoadFailed", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "failed to load from {reference}: cannot reach registry 127.0.0.1:"
+        )),
+        "{message}"
+    );
+
+    let mut unknown = echo_model();
+    unknown
+        .annotations_mut()
+        .insert(ANNOTATION_SERVE_PLUGIN.into(), "onnx".into());
+    let status = failed_with(
+        &unknown,
+        vec![Expect::status_patch(&unknown), Expect::event(NS)],
+    )
+    .await;
+    assert_eq!(status["reason"], "PluginNotFound", "{status}");
+
+    let echo = echo_model();
+    let (client, api) = FakeApi::start(new_model_scenario(&echo));
+    let ctx = context_sharing(client, &Cluster::default(), Written::default(), &memory);
+    reconcile(Arc::new(echo.clone()), ctx).await.unwrap();
+    let calls = api.verify();
+    assert_eq!(calls[2].body["status"]["phase"], "Downloading");
+    assert_eq!(
+        calls[2].body["status"]["plugins"]["serve"],
+        "echo-server@0.1.0"
     );
 }

@@ -1,11 +1,13 @@
 //! `mlmodel-operator plugins`: what is loaded, from where, and what failed to load (`list`, also
 //! `plugins` alone); a new plugin project (`new`); a project's golden cases through the
-//! operator's runtime (`test`).
+//! operator's runtime (`test`); publish a plugin to an OCI registry (`push`).
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::oci::OciArgs;
+use super::oci::push::PushArgs;
 use super::project::{self, Lang, TESTS_DIR};
 use super::{Runtime, RuntimeOptions, Step, golden, scaffold};
 
@@ -32,6 +34,9 @@ pub struct SourceArgs {
         value_delimiter = ','
     )]
     pub replace_builtins: Vec<String>,
+    /// Plugins from OCI registries and how the registries are reached.
+    #[command(flatten)]
+    pub oci: OciArgs,
 }
 
 impl SourceArgs {
@@ -40,6 +45,7 @@ impl SourceArgs {
         let mut opts = RuntimeOptions {
             plugin_dirs: self.plugin_dirs.clone(),
             replace_builtins: self.replace_builtins.iter().cloned().collect(),
+            oci: self.oci.options(),
             ..RuntimeOptions::default()
         };
         if self.cache_dir.is_some() {
@@ -69,6 +75,9 @@ pub enum PluginsCommand {
     /// Render a plugin project's golden cases with its built component through the operator's
     /// runtime (sandbox, output policy): a diff for each case that differs.
     Test(TestArgs),
+    /// Publish a plugin to an OCI registry as a Wasm artifact (checked to load first); prints
+    /// the reference pinned to its digest, for `--plugin-ref`.
+    Push(PushArgs),
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +131,7 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         Some(PluginsCommand::List(list_args)) => list(list_args),
         Some(PluginsCommand::New(new_args)) => new(new_args),
         Some(PluginsCommand::Test(test_args)) => test(test_args),
+        Some(PluginsCommand::Push(push)) => super::oci::push::run(push),
     }
 }
 
@@ -139,11 +149,13 @@ fn list(args: ListArgs) -> Result<()> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let source = if p.active {
-                p.source
-            } else {
-                format!("{} (replaced)", p.source)
-            };
+            let mut source = p.source;
+            if let Some(tag) = &p.tag {
+                source = format!("{source} (tag {tag})");
+            }
+            if !p.active {
+                source = format!("{source} (replaced)");
+            }
             let formats = match &p.accepts.model_formats[..] {
                 [] => "any".to_string(),
                 formats => formats.join(","),
@@ -195,7 +207,7 @@ fn list(args: ListArgs) -> Result<()> {
     for (path, error) in &errors {
         writeln!(out, "  {}: {error}", path.display())?;
     }
-    anyhow::bail!("{} plugin file(s) could not be loaded", errors.len())
+    anyhow::bail!("{} plugin source(s) could not be loaded", errors.len())
 }
 
 /// Writes the project and says what to do next.

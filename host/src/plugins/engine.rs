@@ -542,6 +542,14 @@ impl PluginEngine {
         }
     }
 
+    /// The names of the component's imports and exports (interfaces, as in its WIT world).
+    pub(crate) fn world(&self, pre: &PluginPre<HostState>) -> (Vec<String>, Vec<String>) {
+        let ty = pre.instance_pre().component().component_type();
+        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string());
+        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string());
+        (imports.collect(), exports.collect())
+    }
+
     /// The plugin's `info()`, on a thread of its own (see [`PluginEngine::call_on_own_thread`]).
     pub(crate) fn info(&self, pre: &PluginPre<HostState>) -> Result<wit::PluginInfo, CallFailure> {
         self.call_on_own_thread(pre, |store, plugin| {

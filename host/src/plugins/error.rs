@@ -18,6 +18,18 @@ pub enum PluginError {
         chosen_by: String,
         known: String,
     },
+    /// The plugin asked for is not loaded because its source failed to load (a registry
+    /// reference whose repository's last segment, or a file whose stem, is that name).
+    #[error(
+        "plugin {wanted:?} for step {step} (chosen by {chosen_by}) failed to load from {from}: {error}"
+    )]
+    LoadFailed {
+        step: Step,
+        wanted: String,
+        chosen_by: String,
+        from: String,
+        error: String,
+    },
     #[error("plugin {plugin} has digest sha256:{actual}, but {chosen_by} pins {wanted}")]
     DigestMismatch {
         plugin: String,
@@ -130,6 +142,7 @@ impl PluginError {
     pub fn reason(&self) -> Reason {
         match self {
             PluginError::NotFound { .. } => Reason::PluginNotFound,
+            PluginError::LoadFailed { .. } => Reason::PluginLoadFailed,
             PluginError::DigestMismatch { .. } => Reason::PluginDigestMismatch,
             PluginError::WrongStep { .. } => Reason::PluginWrongStep,
             PluginError::Trap { .. } => Reason::PluginTrapped,

@@ -3,13 +3,14 @@
 //!
 //! - `engine`: wasmtime engine, sandbox, limits, compile cache; `compiler`: where a plugin
 //!   missing from the cache is compiled (the operator: in a child process);
-//! - `registry`: built-in plugins and plugin directories, reload;
+//! - `registry`: built-in plugins, plugin directories and registry plugins, reload;
+//! - `oci`: plugins from OCI registries (fetch by digest or tag, cache, push);
 //! - `context`: the render input built from the model;
 //! - `policy`, `podsecurity`: output checks and what the host adds;
 //! - `step`: the steps of a model; `error`: what can go wrong with a plugin, with its reason;
 //! - `golden`: a plugin's golden cases (model, input, expected output) and their check;
 //! - `project`, `scaffold`: plugin projects, what they look like and `plugins new`;
-//! - `cli`: `mlmodel-operator plugins` (`list`, `new`, `test`).
+//! - `cli`: `mlmodel-operator plugins` (`list`, `new`, `test`, `push`).
 //!
 //! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
 pub mod cli;
@@ -18,6 +19,7 @@ mod context;
 mod engine;
 mod error;
 pub mod golden;
+pub mod oci;
 mod podsecurity;
 pub mod policy;
 pub mod project;
@@ -42,14 +44,17 @@ use std::time::Duration;
 
 use crate::api::{GROUP, MLModel, VERSION};
 use engine::{PluginEngine, wit};
+use oci::sources::{OciSources, View};
 use registry::Snapshot;
 
 /// How the runtime is set up (the operator's flags).
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
-    /// Directories whose `*.wasm` files are loaded after the built-ins (a later plugin replaces
-    /// an earlier one of the same name).
+    /// Directories whose `*.wasm` files are loaded after the built-ins (of two plugins with the
+    /// same name the first is kept, the later one is a load error).
     pub plugin_dirs: Vec<PathBuf>,
+    /// Plugins from OCI registries, loaded after the directories'.
+    pub oci: oci::OciOptions,
     /// Where compiled plugins are cached; `None`: compile at every start.
     pub cache_dir: Option<PathBuf>,
     /// Plugin per step when the model's annotation names none (before the framework's default).
@@ -57,7 +62,7 @@ pub struct RuntimeOptions {
     /// Image of the operator itself (the download Job runs `mlmodel-operator fetch` from it).
     pub operator_image: String,
     pub limits: Limits,
-    /// How often `watch_plugin_dirs` looks for changed files.
+    /// How often `watch_plugin_dirs` looks for changed files and registry references.
     pub reload_interval: Duration,
     /// What the admin allows each plugin (by name) beyond the output policy's defaults.
     pub allowances: BTreeMap<String, policy::Allowances>,
@@ -71,6 +76,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             plugin_dirs: Vec::new(),
+            oci: oci::OciOptions::default(),
             cache_dir: std::env::var_os("MLMODEL_CACHE").map(|d| PathBuf::from(d).join("wasm")),
             defaults: BTreeMap::new(),
             operator_image: default_operator_image(),
@@ -107,6 +113,9 @@ pub struct Runtime {
 struct Inner {
     engine: PluginEngine,
     opts: RuntimeOptions,
+    /// The registry references and what was fetched for them (none when no reference is
+    /// configured).
+    oci: Option<OciSources>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// One reload at a time.
     reloading: Mutex<()>,
@@ -134,21 +143,49 @@ fn log_snapshot(snapshot: &Snapshot) {
 }
 
 impl Runtime {
-    /// Compiles (or loads from the cache) the built-in plugins and those of the plugin
-    /// directories. A plugin file that fails to load is reported by `load_errors`, not here.
+    /// Compiles (or loads from the cache) the built-in plugins, those of the plugin directories
+    /// and those of the registry references. A plugin that fails to load is reported by
+    /// `load_errors`, not here. Registry fetches run meanwhile, on a thread of their own; this
+    /// waits for them at most the registry timeout.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Runtime> {
         let engine = PluginEngine::new(opts.limits.clone(), opts.cache_dir.clone(), opts.compiler)?;
         let render_threads = opts.limits.render_threads.max(1);
+        let oci = if opts.oci.configured() {
+            Some(OciSources::new(
+                opts.oci.clone(),
+                opts.cache_dir.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        if let Some(oci) = &oci {
+            oci.refresh();
+        }
         let (fingerprint, dir_errors) = registry::scan(&opts.plugin_dirs);
-        let snapshot = registry::load(
+        let mut snapshot = registry::load(
             &engine,
-            fingerprint,
-            dir_errors,
+            fingerprint.clone(),
+            dir_errors.clone(),
+            &View::default(),
             None,
             &opts.replace_builtins,
         );
+        if let Some(oci) = &oci {
+            // Fetches of an unreachable registry end at the timeout; the grace covers a
+            // fetch's own bookkeeping.
+            oci.wait_first(opts.oci.registry.timeout + HOST_GRACE);
+            snapshot = registry::load(
+                &engine,
+                fingerprint,
+                dir_errors,
+                &oci.view(),
+                Some(&snapshot),
+                &opts.replace_builtins,
+            );
+        }
         let inner = Inner {
             engine,
+            oci,
             opts,
             snapshot: RwLock::new(Arc::new(snapshot)),
             reloading: Mutex::new(()),
@@ -168,9 +205,11 @@ impl Runtime {
             .clone()
     }
 
-    /// Looks at the plugin directories again and loads what changed (added, replaced or removed
-    /// files). Returns whether anything changed. Renders in flight keep the plugin they started
-    /// with.
+    /// Looks at the plugin directories and the registry references again and loads what
+    /// changed (added, replaced or removed files; references added or removed, fetched, or
+    /// whose tag moved). Never waits for a registry: a fetch started now is taken in by a later
+    /// reload. Returns whether anything changed. Renders in flight keep the plugin they
+    /// started with.
     pub fn reload(&self) -> bool {
         let _one = self
             .inner
@@ -178,21 +217,29 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
+        let oci_changed = self.inner.oci.as_ref().is_some_and(|o| o.refresh());
         let (fingerprint, dir_errors) = registry::scan(&self.inner.opts.plugin_dirs);
-        if fingerprint == current.fingerprint && dir_errors == current.dir_errors {
+        if !oci_changed && fingerprint == current.fingerprint && dir_errors == current.dir_errors {
             return false;
         }
+        let view = self
+            .inner
+            .oci
+            .as_ref()
+            .map(|o| o.view())
+            .unwrap_or_default();
         let next = registry::load(
             &self.inner.engine,
             fingerprint,
             dir_errors,
+            &view,
             Some(&current),
             &self.inner.opts.replace_builtins,
         );
         tracing::info!(
             plugins = next.active.len(),
             errors = next.errors.len(),
-            "plugin directories changed; plugins reloaded"
+            "plugin sources changed; plugins reloaded"
         );
         log_snapshot(&next);
         *self
@@ -216,9 +263,9 @@ impl Runtime {
 
     /// Starts a background thread that calls [`Runtime::reload`] every `reload_interval`; it
     /// stops when the last clone of the runtime is dropped. Does nothing without plugin
-    /// directories.
+    /// directories or registry references.
     pub fn watch_plugin_dirs(&self) -> anyhow::Result<()> {
-        if self.inner.opts.plugin_dirs.is_empty() {
+        if self.inner.opts.plugin_dirs.is_empty() && self.inner.oci.is_none() {
             return Ok(());
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -262,6 +309,15 @@ impl Runtime {
         };
         let snapshot = self.snapshot();
         let Some(plugin) = snapshot.active.get(name) else {
+            if let Some((source, error)) = snapshot.failed.get(name) {
+                return Err(PluginError::LoadFailed {
+                    step,
+                    wanted: name.to_string(),
+                    chosen_by,
+                    from: source.clone(),
+                    error: error.clone(),
+                });
+            }
             return Err(PluginError::NotFound {
                 step,
                 wanted: name.to_string(),
@@ -520,7 +576,7 @@ impl Runtime {
         self.snapshot().summaries()
     }
 
-    /// Files (or directories) that could not be loaded, with why.
+    /// Files, directories and registry references that could not be loaded, with why.
     pub fn load_errors(&self) -> Vec<(PathBuf, String)> {
         self.snapshot().errors.clone()
     }

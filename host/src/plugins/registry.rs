@@ -1,5 +1,7 @@
 //! Where plugins come from: the defaults built into the binary, then every `*.wasm` in the
-//! plugin directories, in order (a later plugin with the same name replaces an earlier one).
+//! plugin directories, in order, then the plugins of OCI registries (`oci`), in the order
+//! configured. Two of these (other than built-ins) with the same name: the first is kept, the
+//! later one is a load error naming both. A built-in is replaced only where the admin allows it.
 //!
 //! A [`Snapshot`] never changes; a reload builds a new one (reusing what is already compiled,
 //! by sha256) and the runtime swaps it in, so a render in flight finishes on the plugin it
@@ -11,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::Step;
 use super::engine::{CallFailure, HostState, PluginEngine, PluginPre, sha256_hex};
 use super::error::{MAX_PLUGIN_MESSAGE_BYTES, truncate};
+use super::oci::sources::{Item, View};
+use super::{Compiler, Limits, Step};
 
 /// Plugins compiled into the operator (built by `host/build.rs`).
 const BUILTINS: &[(&str, &[u8])] = &[
@@ -50,8 +53,8 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(n, _)| *n == name)
 }
 
-/// Largest plugin file read; a component is a few hundred KB.
-const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+/// Largest plugin file (or registry blob) read; a component is a few hundred KB.
+pub(crate) const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
 /// Longest version `info()` may give: it is shown in every model's status.
 const MAX_VERSION_BYTES: usize = 64;
@@ -70,11 +73,27 @@ pub struct LoadedPlugin {
     pub description: String,
     /// Lowercase hex sha256 of the component's bytes.
     pub sha256: String,
-    /// `builtin` or the file it was loaded from.
+    /// `builtin`, the file it was loaded from, or the registry reference pinned to the digest
+    /// fetched (`oci://REGISTRY/REPO@sha256:<manifest hex>`).
     pub source: String,
+    /// The tag a registry reference named, when it was given by tag and resolved to `source`.
+    pub tag: Option<String>,
     /// From the plugin's optional `inputs` export.
     pub accepts: Accepts,
     pub(crate) pre: PluginPre<HostState>,
+}
+
+impl LoadedPlugin {
+    /// What a model's `status.plugins` shows for it: `name@version`, and for a plugin from a
+    /// registry the pinned reference it came from (`name@version oci://REG/REPO@sha256:<hex>`),
+    /// which can be copied into `--plugin-ref` and matches the `plugins` SOURCE column.
+    pub fn status_label(&self) -> String {
+        if self.source.starts_with(super::oci::SCHEME) {
+            format!("{}@{} {}", self.name, self.version, self.source)
+        } else {
+            format!("{}@{}", self.name, self.version)
+        }
+    }
 }
 
 /// What a plugin accepts (its `inputs` export); a plugin without that export accepts any
@@ -161,6 +180,9 @@ pub struct PluginSummary {
     pub steps: Vec<Step>,
     pub sha256: String,
     pub source: String,
+    /// The tag a registry reference was resolved from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     pub description: String,
     pub accepts: Accepts,
     /// False when a later plugin of the same name replaces it.
@@ -177,6 +199,9 @@ pub(crate) struct Snapshot {
     /// Everything loaded, in load order.
     pub(crate) all: Vec<Arc<LoadedPlugin>>,
     pub(crate) errors: Vec<(PathBuf, String)>,
+    /// Sources that failed to load, by the plugin name they stand for (a registry reference's
+    /// last path segment, a file's stem): the source and its error. First failure per name.
+    pub(crate) failed: BTreeMap<String, (String, String)>,
     /// What the last scan saw: the files, and the directories it could not read.
     pub(crate) fingerprint: Fingerprint,
     pub(crate) dir_errors: Vec<(PathBuf, String)>,
@@ -192,6 +217,7 @@ impl Snapshot {
                 steps: p.steps.clone(),
                 sha256: p.sha256.clone(),
                 source: p.source.clone(),
+                tag: p.tag.clone(),
                 description: p.description.clone(),
                 accepts: p.accepts.clone(),
                 active: self.active.get(&p.name).is_some_and(|a| Arc::ptr_eq(a, p)),
@@ -231,12 +257,14 @@ pub(crate) fn scan(dirs: &[PathBuf]) -> (Fingerprint, Vec<(PathBuf, String)>) {
     (files, errors)
 }
 
-/// Loads the built-ins and the files of `fingerprint`, reusing `previous`'s compiled plugins.
-/// Built-ins named in `replaceable` may be replaced by a directory's plugin of the same name.
+/// Loads the built-ins, the files of `fingerprint` and the registry plugins of `oci`, reusing
+/// `previous`'s compiled plugins. Built-ins named in `replaceable` may be replaced by another
+/// plugin of the same name.
 pub(crate) fn load(
     engine: &PluginEngine,
     fingerprint: Fingerprint,
     dir_errors: Vec<(PathBuf, String)>,
+    oci: &View,
     previous: Option<&Snapshot>,
     replaceable: &BTreeSet<String>,
 ) -> Snapshot {
@@ -246,21 +274,64 @@ pub(crate) fn load(
         .map(|p| (p.sha256.as_str(), p))
         .collect();
     let mut errors = dir_errors.clone();
+    let mut failed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut fail = |errors: &mut Vec<(PathBuf, String)>, name: &str, source: String, e: String| {
+        failed
+            .entry(name.to_string())
+            .or_insert_with(|| (source.clone(), e.clone()));
+        errors.push((PathBuf::from(source), e));
+    };
     let mut all = Vec::new();
 
     for (name, bytes) in BUILTINS {
-        match load_one(engine, bytes, BUILTIN_SOURCE, &reuse) {
+        match load_one(engine, bytes, BUILTIN_SOURCE, None, &reuse) {
             Ok(p) => all.push(p),
             Err(e) => errors.push((PathBuf::from(format!("builtin:{name}")), e)),
         }
     }
     for (path, _, _) in &fingerprint {
-        let loaded = read(path)
-            .and_then(|bytes| load_one(engine, &bytes, &path.display().to_string(), &reuse));
+        let source = path.display().to_string();
+        let loaded = read(path).and_then(|bytes| load_one(engine, &bytes, &source, None, &reuse));
         match loaded {
             Ok(p) => all.push(p),
             // Logged by whoever reports the snapshot (once: `plugins` prints them itself).
-            Err(e) => errors.push((path.clone(), e)),
+            Err(e) => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                fail(&mut errors, &stem, source, e)
+            }
+        }
+    }
+    errors.extend(oci.errors.iter().cloned());
+    for item in &oci.items {
+        match item {
+            Item::Ready { reference, fetched } => {
+                let source = reference.pinned(&fetched.manifest_digest);
+                let tag = reference
+                    .digest
+                    .is_none()
+                    .then(|| reference.tag.clone())
+                    .flatten();
+                match load_one(engine, &fetched.bytes, &source, tag.as_deref(), &reuse) {
+                    Ok(p) => {
+                        if p.name != reference.plugin_name() {
+                            tracing::warn!(reference = %reference, plugin = %p.name, "the plugin's name is not the repository's last segment: models select it as {}", p.name);
+                        }
+                        all.push(p)
+                    }
+                    Err(e) => fail(
+                        &mut errors,
+                        reference.plugin_name(),
+                        reference.to_string(),
+                        e,
+                    ),
+                }
+            }
+            Item::Failed { reference, error } => fail(
+                &mut errors,
+                reference.plugin_name(),
+                reference.to_string(),
+                error.to_string(),
+            ),
         }
     }
 
@@ -285,16 +356,40 @@ pub(crate) fn load(
         }
         !refused
     });
+    // Two plugins of the same name from the plugin sources: the first stays, the later is
+    // refused where everyone looks (a later file silently winning hid the first one's fate).
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    all.retain(|p| {
+        if p.source == BUILTIN_SOURCE {
+            return true;
+        }
+        match first.get(&p.name) {
+            Some(kept) => {
+                let error = format!(
+                    "plugin {} from {} has the name of the plugin from {kept}, which is kept; remove or rename one of them",
+                    p.name,
+                    shown_source(p)
+                );
+                errors.push((PathBuf::from(shown_source(p)), error));
+                false
+            }
+            None => {
+                first.insert(p.name.clone(), shown_source(p));
+                true
+            }
+        }
+    });
     let mut active = BTreeMap::new();
     for p in &all {
         if let Some(old) = active.insert(p.name.clone(), p.clone()) {
-            tracing::warn!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces another of the same name");
+            tracing::info!(plugin = %p.name, source = %p.source, replaces = %old.source, "plugin replaces the built-in of the same name (--replace-builtin)");
         }
     }
     Snapshot {
         active,
         all,
         errors,
+        failed,
         fingerprint,
         dir_errors,
     }
@@ -308,8 +403,48 @@ pub(crate) fn load_file(engine: &PluginEngine, path: &Path) -> Result<Arc<Loaded
         engine,
         &bytes,
         &path.display().to_string(),
+        None,
         &BTreeMap::new(),
     )
+}
+
+/// The source as the `plugins` SOURCE column shows it (with the tag it was resolved from).
+fn shown_source(p: &LoadedPlugin) -> String {
+    match &p.tag {
+        Some(tag) => format!("{} (tag {tag})", p.source),
+        None => p.source.clone(),
+    }
+}
+
+/// A plugin checked as the operator would load it, and its component's imports and exports
+/// (what `plugins push` writes in the artifact's config).
+pub(crate) struct Inspected {
+    pub(crate) summary: PluginSummary,
+    pub(crate) imports: Vec<String>,
+    pub(crate) exports: Vec<String>,
+}
+
+/// Loads `bytes` alone, in an engine of its own with the operator's limits and no cache.
+pub(crate) fn inspect(bytes: &[u8], source: &str) -> Result<Inspected, String> {
+    let engine = PluginEngine::new(Limits::default(), None, Compiler::InProcess)
+        .map_err(|e| format!("{e:#}"))?;
+    let p = load_one(&engine, bytes, source, None, &BTreeMap::new())?;
+    let (imports, exports) = engine.world(&p.pre);
+    Ok(Inspected {
+        summary: PluginSummary {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            steps: p.steps.clone(),
+            sha256: p.sha256.clone(),
+            source: p.source.clone(),
+            tag: None,
+            description: p.description.clone(),
+            accepts: p.accepts.clone(),
+            active: true,
+        },
+        imports,
+        exports,
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -326,15 +461,17 @@ fn load_one(
     engine: &PluginEngine,
     bytes: &[u8],
     source: &str,
+    tag: Option<&str>,
     reuse: &BTreeMap<&str, &Arc<LoadedPlugin>>,
 ) -> Result<Arc<LoadedPlugin>, String> {
     let sha256 = sha256_hex(bytes);
     if let Some(p) = reuse.get(sha256.as_str()) {
-        if p.source == source {
+        if p.source == source && p.tag.as_deref() == tag {
             return Ok(Arc::clone(p));
         }
         return Ok(Arc::new(LoadedPlugin {
             source: source.to_string(),
+            tag: tag.map(str::to_string),
             pre: p.pre.clone(),
             ..clone_meta(p)
         }));
@@ -379,6 +516,7 @@ fn load_one(
         ),
         sha256,
         source: source.to_string(),
+        tag: tag.map(str::to_string),
         accepts,
         pre,
     };
@@ -394,6 +532,7 @@ fn clone_meta(p: &LoadedPlugin) -> LoadedPlugin {
         description: p.description.clone(),
         sha256: p.sha256.clone(),
         source: p.source.clone(),
+        tag: p.tag.clone(),
         accepts: p.accepts.clone(),
         pre: p.pre.clone(),
     }

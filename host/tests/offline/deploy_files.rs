@@ -245,6 +245,8 @@ fn operator_deployment_is_restricted_and_runs_the_documented_command() {
             "run",
             "--leader-elect",
             "--plugin-dir=/plugins",
+            "--plugin-refs-file=/etc/mlmodel-operator/plugin-refs/refs",
+            "--registry-config=/etc/mlmodel-operator/registry/config.json",
             "--metrics-bind-address=0.0.0.0:8080",
             "--log-format=json"
         ]
@@ -311,6 +313,25 @@ fn operator_deployment_is_restricted_and_runs_the_documented_command() {
     let plugins = volume_at("/plugins");
     assert_eq!(plugins["configMap"]["name"], "mlmodel-operator-plugins");
     assert_eq!(plugins["configMap"]["optional"], true);
+    // The registry references' list and the registry logins: optional, read as files (no RBAC
+    // on Secrets), mounted as directories so that updates reach the operator.
+    let refs = volume_at("/etc/mlmodel-operator/plugin-refs");
+    assert_eq!(refs["configMap"]["name"], "mlmodel-operator-plugin-refs");
+    assert_eq!(refs["configMap"]["optional"], true);
+    let logins = volume_at("/etc/mlmodel-operator/registry");
+    assert_eq!(logins["secret"]["secretName"], "mlmodel-operator-registry");
+    assert_eq!(logins["secret"]["optional"], true);
+    assert_eq!(
+        logins["secret"]["items"],
+        json!([{"key": ".dockerconfigjson", "path": "config.json"}])
+    );
+    assert!(mounts.iter().all(|m| m.get("subPath").is_none()));
+    let refs_cm = docs(&read("deploy/operator/plugin-refs-configmap.yaml"));
+    let refs_cm = find(&refs_cm, "ConfigMap", "mlmodel-operator-plugin-refs");
+    assert!(
+        refs_cm.get("data").is_none(),
+        "shipped without keys: re-applying keeps the list"
+    );
     let cm = docs(&read("deploy/operator/plugins-configmap.yaml"));
     let cm = find(&cm, "ConfigMap", "mlmodel-operator-plugins");
     assert_eq!(cm["metadata"]["namespace"], "mlmodel-system");

@@ -1,8 +1,11 @@
 //! The integration tests that need no cluster, in one binary so wasmtime and the host link once:
-//! plugin renders against the goldens, the sandbox, the registry, the CLI, the plugin projects of
-//! `plugins new` built with each language's tools, the deploy/ files and the committed CRD.
+//! plugin renders against the goldens, the sandbox, the registry, plugins from an OCI registry
+//! (a local `docker-registry` per test), the CLI, the plugin projects of `plugins new` built with
+//! each language's tools, the deploy/ files and the committed CRD.
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
+#[path = "../common/registry.rs"]
+mod registry;
 #[path = "../fixtures/support.rs"]
 mod support;
 
@@ -11,6 +14,7 @@ mod deploy_files;
 mod plugins_cli;
 mod plugins_golden;
 mod plugins_inputs;
+mod plugins_oci;
 mod plugins_registry;
 mod plugins_sandbox;
 mod plugins_scaffold;

@@ -32,8 +32,10 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A size the server states that cannot fit fails before a byte is written: nothing is left
+/// filling the volume for the next attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_with_disk_full_and_the_sizes() {
+async fn a_stated_size_that_cannot_fit_fails_before_writing() {
     let srv = Server::start().await;
     srv.route("/big.bin", Route::new(payload(3 << 20, 41)));
     let dir = TempDir::new("diskfull");
@@ -42,14 +44,54 @@ async fn a_full_disk_fails_with_disk_full_and_the_sizes() {
     let run = Fetch::new(&srv.url("/big.bin"), &dest).run().await;
     run.assert_failed("DiskFull");
     let msg = run.message();
-    assert!(msg.contains("writing big.bin after"), "{msg}");
-    assert!(msg.contains("of 3145728 bytes"), "{msg}");
+    assert!(
+        msg.contains("big.bin needs 3.0 MiB (3145728 bytes) more"),
+        "{msg}"
+    );
     assert!(msg.contains("free of 1.0 MiB"), "{msg}");
     assert_eq!(
         srv.hits_for("/big.bin").len(),
         1,
         "a full disk is not retried"
     );
+    let used: u64 = walk(&dest)
+        .iter()
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
+    assert!(used < 64 << 10, "{used} bytes left on the volume");
+}
+
+/// A stream of unknown length fills the volume: `DiskFull` with what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_with_disk_full_and_the_sizes() {
+    let srv = Server::start().await;
+    srv.route("/big.bin", Route::new(payload(3 << 20, 41)).no_length());
+    let dir = TempDir::new("diskfull-stream");
+    let dest = dir.path().join("dest");
+    let _fs = Tmpfs::mount(&dest);
+    let run = Fetch::new(&srv.url("/big.bin"), &dest).run().await;
+    run.assert_failed("DiskFull");
+    let msg = run.message();
+    assert!(msg.contains("writing big.bin after"), "{msg}");
+    assert!(msg.contains("free of 1.0 MiB"), "{msg}");
+    assert_eq!(
+        srv.hits_for("/big.bin").len(),
+        1,
+        "a full disk is not retried"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
