@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress fuzz chaos clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress bench-plugins fuzz chaos clean
 
 all: build
 
@@ -73,12 +73,18 @@ image: setup ## the operator's image: docker or podman if a daemon runs (tagged 
 # the last line of each is the ratio that matters. Figures of a full run: BENCHMARKS.md.
 N ?= 100
 RUNS ?= 3
-bench: setup ## every benchmark: render, scale N=100 and N=1000 (with memory at rest), fetch
+bench: setup ## every benchmark: render, plugins per language, scale N=100 and N=1000 (with memory at rest), fetch
 	@$(MAKE) -s bench-render
+	@$(MAKE) -s bench-plugins
 	@$(MAKE) -s bench-scale N=100 RUNS=3
 	@$(MAKE) -s bench-scale N=1000 RUNS=1
 	@$(MAKE) -s bench-fetch
 	@$(MAKE) -s bench-progress DOWNLOADS=1000
+
+bench-plugins: setup ## a plugin's costs per language (Rust, TypeScript, Python): size, compile, load, render, memory
+	@hack/sdk-plugins.sh all
+	cargo build --release --quiet -p mlmodel-operator --bin mlmodel-operator --example plugin_costs
+	target/release/examples/plugin_costs
 
 bench-render: setup ## plugin render p50/p99, wasm beside native (criterion)
 	cargo bench -p mlmodel-operator --bench render

@@ -272,13 +272,14 @@ fn install_yaml_is_the_kustomize_build_of_deploy() {
         "Role/mlmodel-system/mlmodel-operator-leader-election",
         "RoleBinding/mlmodel-system/mlmodel-operator-leader-election",
         "ConfigMap/mlmodel-system/mlmodel-operator-plugins",
+        "ConfigMap/mlmodel-system/mlmodel-operator-plugin-refs",
         "Deployment/mlmodel-system/mlmodel-operator",
         "ValidatingAdmissionPolicy/mlmodel-author-rights",
         "ValidatingAdmissionPolicyBinding/mlmodel-author-rights",
     ] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
-    assert_eq!(kinds.len(), 11, "{kinds:?}");
+    assert_eq!(kinds.len(), 12, "{kinds:?}");
     assert!(
         !kinds.iter().any(|k| k.starts_with("MLModel/")),
         "no samples"

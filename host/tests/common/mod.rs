@@ -16,6 +16,8 @@
 
 /// The controller tests' own support (an in-process controller per namespace).
 pub mod flow;
+/// Plugin projects of `plugins new`, built with each language's pinned tools.
+pub mod scaffold;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -6,6 +6,8 @@
 mod deploy_support;
 #[path = "../common/registry.rs"]
 mod registry;
+#[path = "../common/scaffold.rs"]
+mod scaffold;
 #[path = "../fixtures/support.rs"]
 mod support;
 

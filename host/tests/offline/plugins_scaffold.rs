@@ -11,62 +11,14 @@
 //!   `hack/sdk-plugins.sh tools` (in `$MLMODEL_CACHE/sdk-tools`, installed by `make test`'s
 //!   setup), then `plugins test` and `render`. Without those tools these two tests say so and
 //!   skip.
+use crate::scaffold::{
+    new_project, ok, operator, py_component, py_module, sdk_tool, ts_build, ts_component,
+};
 use crate::support::{tempdir::TempDir, workspace};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 const STEPS: [&str; 3] = ["download", "serve", "expose"];
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd`, panicking with its output when it fails; returns the output.
-fn ok(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    let text = text(&out);
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
-}
-
-fn operator(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmodel-operator"));
-    cmd.args(args)
-        .env(
-            "MLMODEL_CACHE",
-            workspace().join("target").join("plugin-test-cache-cli"),
-        )
-        .env_remove("MLMODEL_OPERATOR_IMAGE")
-        .env_remove("MLMODEL_PLUGIN_DIRS")
-        .env_remove("CARGO_TARGET_DIR");
-    cmd
-}
-
-/// `plugins new NAME --lang LANG --step STEP` into `parent/NAME`; returns the project.
-fn new_project(parent: &Path, name: &str, lang: &str, step: &str) -> PathBuf {
-    let dir = parent.join(name);
-    let out = ok(
-        &format!("plugins new {name} --lang {lang} --step {step}"),
-        operator(&[
-            "plugins", "new", name, "--lang", lang, "--step", step, "--dir",
-        ])
-        .arg(&dir),
-    );
-    assert!(
-        out.contains(&format!("created the {step} plugin {name}")),
-        "{out}"
-    );
-    for file in ["README.md", "model.yaml", "wit/plugin.wit"] {
-        assert!(dir.join(file).is_file(), "{lang} {step}: no {file}");
-    }
-    dir
-}
 
 /// `plugins test` on the project (its component where its README's build puts it, unless
 /// `target` says where cargo put it), then `render` of its example model.
@@ -147,25 +99,6 @@ fn rust_projects_build_offline_and_pass_their_tests() {
     }
 }
 
-/// The tools `hack/sdk-plugins.sh tools` installed: a folder `<prefix>-<hash>` whose install
-/// completed.
-fn sdk_tool(prefix: &str) -> Option<PathBuf> {
-    let cache = std::env::var_os("MLMODEL_CACHE")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mlmodel-operator")
-        });
-    std::fs::read_dir(cache.join("sdk-tools"))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{prefix}-")))
-                && p.join(".complete").is_file()
-        })
-}
-
 fn skip(lang: &str) {
     eprintln!(
         "SKIPPED: the {lang} scaffold check needs the pinned SDK tools: run `hack/sdk-plugins.sh tools` (make test's setup does)"
@@ -177,20 +110,12 @@ fn ts_projects_pass_their_tests_natively_and_as_a_component() {
     let Some(tools) = sdk_tool("node") else {
         return skip("TypeScript");
     };
-    let modules = tools.join("node_modules");
     let parent = TempDir::new("scaffold-ts");
     for step in STEPS {
         let dir = new_project(parent.path(), &format!("ts-{step}"), "ts", step);
-        let build = |command: &str| {
-            let mut cmd = Command::new("node");
-            cmd.current_dir(&dir)
-                .args(["sdk/ts/build.mjs", command, "src/plugin.ts", "--modules"])
-                .arg(&modules);
-            cmd
-        };
         let out = ok(
             &format!("build.mjs test ({step})"),
-            build("test").args(["--vectors", "tests"]),
+            ts_build(&dir, &tools, "test").args(["--vectors", "tests"]),
         );
         let n = cases(&dir);
         assert!(
@@ -198,11 +123,7 @@ fn ts_projects_pass_their_tests_natively_and_as_a_component() {
             "{out}"
         );
         if step == "serve" {
-            std::fs::create_dir_all(dir.join("dist")).unwrap();
-            ok(
-                "build.mjs build",
-                build("build").args(["-o", "dist/ts_serve.wasm"]),
-            );
+            ts_component(&dir, &tools, "ts_serve.wasm");
             test_and_render(&dir, step, n, &dir.join("dist"), None);
         }
     }
@@ -213,23 +134,16 @@ fn python_projects_pass_their_tests_natively_and_as_a_component() {
     let Some(venv) = sdk_tool("python") else {
         return skip("Python");
     };
-    let python = venv.join("bin/python");
     let parent = TempDir::new("scaffold-py");
     for step in STEPS {
         let dir = new_project(parent.path(), &format!("py-{step}"), "python", step);
-        let module = |args: &[&str]| {
-            let mut cmd = Command::new(&python);
-            cmd.current_dir(&dir)
-                .env("PYTHONPATH", "sdk/python")
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .env_remove("VIRTUAL_ENV")
-                .arg("-m")
-                .args(args);
-            cmd
-        };
         let out = ok(
             &format!("mlmodel_plugin.testing ({step})"),
-            &mut module(&["mlmodel_plugin.testing", "src/app.py", "--vectors", "tests"]),
+            &mut py_module(
+                &dir,
+                &venv,
+                &["mlmodel_plugin.testing", "src/app.py", "--vectors", "tests"],
+            ),
         );
         let n = cases(&dir);
         assert!(
@@ -237,11 +151,7 @@ fn python_projects_pass_their_tests_natively_and_as_a_component() {
             "{out}"
         );
         if step == "serve" {
-            std::fs::create_dir_all(dir.join("dist")).unwrap();
-            ok(
-                "mlmodel_plugin.build",
-                &mut module(&["mlmodel_plugin.build", "src", "-o", "dist/py_serve.wasm"]),
-            );
+            py_component(&dir, &venv, "py_serve.wasm");
             test_and_render(&dir, step, n, &dir.join("dist"), None);
         }
     }
