@@ -50,6 +50,8 @@ build k8s "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 # The real node's volume provisioner (hack/node.sh runs it as a pod).
 build local-path "" github.com/rancher/local-path-provisioner
+# The echo-server plugins' default image (hashicorp/http-echo:1.0), for the real node.
+build http-echo "" github.com/hashicorp/http-echo
 # helm shares the directory (one PATH entry for the tests); its version is not in the directory's
 # name, so a binary of another version is replaced.
 if [ -x "$bin/helm" ] && [ "$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" != "v$HELM_VERSION" ]; then

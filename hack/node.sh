@@ -138,6 +138,10 @@ images_up() {
   python3 "$here/image.py" --tag "$REGISTRY/library/busybox:$BUSYBOX_TAG" --push \
     --add /bin/busybox:/bin/busybox --link /bin/sh:busybox --dir /tmp:1777 \
     --entrypoint /bin/busybox --cmd sh >/dev/null
+  # hashicorp/http-echo, built from its source: the echo-server plugins' default image, so echo
+  # models (the dry-run framework) really serve on the real node.
+  python3 "$here/image.py" --tag "$REGISTRY/hashicorp/http-echo:$HTTP_ECHO_TAG" --push \
+    --add "$bin/http-echo:/http-echo" --entrypoint /http-echo --user 65532:65532 >/dev/null
   # rancher's local-path-provisioner, built from source like the control plane.
   python3 "$here/image.py" --tag "$REGISTRY/local-path-provisioner:v$LOCAL_PATH_VERSION" --push \
     --add "$bin/local-path-provisioner:/usr/bin/local-path-provisioner" --dir /tmp:1777 \

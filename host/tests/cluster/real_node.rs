@@ -772,3 +772,141 @@ async fn a_retried_download_shows_the_failed_attempt() {
     assert!(ready.status.unwrap().download.unwrap().attempts >= Some(2));
     env.wait_event("late", "DownloadRetried").await;
 }
+
+/// Issue 17's end to end, on the real node: a TypeScript and a Python serve plugin, each made by
+/// `plugins new` and built with its language's pinned tools, pass their golden cases (`plugins
+/// test`), are pushed to the cluster's registry (`plugins push`), loaded by digest by a running
+/// operator, selected by annotation, and each take a model to Ready: downloaded by a real Job,
+/// served by the plugin's `hashicorp/http-echo` container (built from source, hack/node.sh),
+/// answering through its Service with the text the plugin rendered.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn sdk_plugins_pushed_to_the_registry_serve_models_on_the_real_node() {
+    use crate::common::scaffold::{
+        new_project, ok, operator, py_component, sdk_tool, ts_component,
+    };
+    use crate::operator_process::Operator;
+    const REGISTRY: &str = "localhost:23500";
+    let node = sdk_tool("node").expect("the TypeScript SDK's tools (hack/sdk-plugins.sh tools)");
+    let venv = sdk_tool("python").expect("the Python SDK's tools (hack/sdk-plugins.sh tools)");
+    let parent = crate::support::tempdir::TempDir::new("sdk-registry");
+    let tag = std::process::id();
+    let mut pinned = Vec::new();
+    for (lang, name) in [("ts", "echo-ts"), ("python", "echo-py")] {
+        let dir = new_project(parent.path(), name, lang, "serve");
+        let wasm = match lang {
+            "ts" => ts_component(&dir, &node, "plugin.wasm"),
+            _ => py_component(&dir, &venv, "plugin.wasm"),
+        };
+        let out = ok(
+            &format!("plugins test {name}"),
+            operator(&["plugins", "test"])
+                .arg(&dir)
+                .arg("--plugin")
+                .arg(&wasm),
+        );
+        assert!(out.contains("passed, 0 failed"), "{out}");
+        let out = ok(
+            &format!("plugins push {name}"),
+            operator(&["plugins", "push"])
+                .arg(&wasm)
+                .arg(format!("oci://{REGISTRY}/plugins/{name}:t{tag}"))
+                .args(["--insecure-registry", REGISTRY]),
+        );
+        let reference = out.lines().next().unwrap_or_default().trim().to_string();
+        assert!(
+            reference.starts_with(&format!("oci://{REGISTRY}/plugins/{name}@sha256:")),
+            "{out}"
+        );
+        pinned.push((name, reference));
+    }
+
+    let data = model_bytes(7, 64 * 1024);
+    let sha = sha256_hex(&data);
+    let server = FileServer::start(vec![("/model.bin", data)]);
+    let env =
+        Env::without_controller_meta("sdk-registry", common::RESTRICTED, common::REAL_NODE).await;
+    let refs: Vec<&str> = pinned.iter().map(|(_, r)| r.as_str()).collect();
+    let op = Operator::start(
+        "sdk-registry",
+        &[
+            &format!("--namespace={}", env.ns),
+            &format!("--plugin-ref={}", refs.join(",")),
+            &format!("--insecure-registry={REGISTRY}"),
+            &format!("--operator-image={}", common::operator_image()),
+        ],
+    );
+    for (name, _) in &pinned {
+        let mut model = file_model(
+            &format!("by-{name}"),
+            &server.url("/model.bin"),
+            Some(&sha),
+            serde_json::json!({}),
+        );
+        model.spec.framework = "echo".into();
+        model.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            "mlmodel.dev/serve-plugin".to_string(),
+            name.to_string(),
+        )]));
+        env.create(model).await;
+    }
+    for (name, reference) in &pinned {
+        let model = format!("by-{name}");
+        let ready = env
+            .wait_phase(&model, Phase::Ready, Duration::from_secs(240))
+            .await;
+        let serve = ready.status.unwrap().plugins["serve"].clone();
+        assert!(
+            serve.starts_with(&format!("{name}@")) && serve.ends_with(reference.as_str()),
+            "status.plugins.serve = {serve}, want {name} from {reference}"
+        );
+        // The plugin's container really runs on the real node and answers through the Service
+        // with the text the plugin rendered.
+        let pods = model_pods(&env, &model).await;
+        let server_pod =
+            pods.iter()
+                .find(|p| {
+                    p.metadata.labels.as_ref().is_some_and(|l| {
+                        l.get("mlmodel.dev/step").map(String::as_str) == Some("serve")
+                    })
+                })
+                .expect("a server pod");
+        let spec = server_pod.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.containers[0].image.as_deref(),
+            Some("hashicorp/http-echo:1.0")
+        );
+        let node_name = spec.node_name.clone().unwrap_or_default();
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+        let labels = nodes.get(&node_name).await.unwrap().metadata.labels;
+        assert!(
+            labels.is_some_and(|l| l.contains_key(REAL_NODE_LABEL)),
+            "{model}'s server runs on {node_name}, not the real node"
+        );
+        let ip = cluster_ip(&env, &model).await;
+        let resp = get_when_routed(&format!("http://{ip}/")).await;
+        assert_eq!(resp.status(), 200);
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains(&format!("model {model} revision")),
+            "{model} answers {body:?}"
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    assert_eq!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let log = op.log_text();
+    for (_, reference) in &pinned {
+        assert!(
+            log.contains(reference.as_str()),
+            "the loaded reference is logged"
+        );
+    }
+}

@@ -183,9 +183,18 @@ impl Env {
 
     /// A fresh namespace with no controller (for tests that run the operator as a process).
     pub async fn without_controller(prefix: &str, labels: &[(&str, &str)]) -> Env {
+        Self::without_controller_meta(prefix, labels, &[]).await
+    }
+
+    /// Same, with namespace annotations too (e.g. [`super::REAL_NODE`]).
+    pub async fn without_controller_meta(
+        prefix: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Env {
         let client = super::client().await;
         ensure_crd(&client).await;
-        let namespace = super::TestNamespace::with_labels(&client, prefix, labels).await;
+        let namespace = super::TestNamespace::with_meta(&client, prefix, labels, annotations).await;
         Env {
             client,
             ns: namespace.name().to_string(),
