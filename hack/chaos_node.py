@@ -9,7 +9,8 @@ containerd and volume can show.
                   throughout and is Ready, and routed, afterwards
   disk-full       a volume of a small StorageClass (a 16 MiB tmpfs, hack/node.sh) and a model
                   larger than it, with and without a Content-Length: Failed, the Downloaded
-                  condition's reason DiskFull, no server ever created, nothing marked complete
+                  condition's reason DiskFull at the first attempt (no retry), no server ever
+                  created, nothing marked complete
 """
 
 import hashlib
@@ -284,6 +285,12 @@ def disk_full(api, ns, rng):
             if downloaded.get("reason") != "DiskFull":
                 out["problems"].append(f"{name}: {st.get('reason')}/{downloaded.get('reason')}: "
                                        f"{downloaded.get('message')}, want DiskFull")
+            # A retry meets the same full volume: the downloader exits 2 and the Job's
+            # podFailurePolicy fails it at the first attempt.
+            attempts = (st.get("download") or {}).get("attempts")
+            out[f"{name}_attempts"] = attempts
+            if attempts != 1:
+                out["problems"].append(f"{name}: {attempts} attempts for a full volume, want 1")
             if api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", f"mlmodel.dev/model={name}"):
                 out["problems"].append(f"{name}: a server was created for a volume that filled")
             placed = [os.path.join(d, f) for d, _, files in os.walk(small) for f in files

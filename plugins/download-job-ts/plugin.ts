@@ -92,6 +92,16 @@ const downloadJob: Plugin = {
       spec: {
         backoffLimit: config.int("backoffLimit", 3),
         activeDeadlineSeconds: config.int("activeDeadlineSeconds", 3600),
+        // `fetch` exits 2 when another attempt would fail the same way (a full volume, a
+        // refused URL or archive): the Job fails at once instead of retrying.
+        podFailurePolicy: {
+          rules: [
+            {
+              action: "FailJob",
+              onExitCodes: { containerName: "fetch", operator: "In", values: [2] },
+            },
+          ],
+        },
         template: { metadata: pod.templateMeta(ctx, {}), spec: podSpec },
       },
     };

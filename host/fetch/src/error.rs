@@ -66,6 +66,21 @@ impl FetchError {
         }
     }
 
+    /// Whether another attempt with the same inputs can only fail the same way: a full volume
+    /// (the partial data is kept, so a retry meets the same disk), a URL or argument refused, an
+    /// archive refused. The process exits with [`crate::EXIT_PERMANENT`] then, and the download
+    /// Job's `podFailurePolicy` fails the Job at once instead of spending its retries.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::DiskFull(_)
+                | Self::InvalidUrl(_)
+                | Self::InvalidArgument(_)
+                | Self::ForbiddenAddress(_)
+                | Self::UnsafeArchive(_)
+        )
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::NotFound { status, .. } | Self::AuthFailed { status, .. } => *status,

@@ -125,7 +125,15 @@ impl ExtractMode {
     }
 }
 
-/// Runs the download and returns the process exit code (0 done, 1 failed).
+/// The exit code of a failure that another attempt might not meet (a network error, a server
+/// error, a missing file that may appear).
+pub const EXIT_FAILED: i32 = 1;
+/// The exit code of a failure that another attempt would meet again ([`FetchError::is_permanent`]);
+/// the download Job's `podFailurePolicy` fails the Job on it (clap's usage errors exit 2 too).
+pub const EXIT_PERMANENT: i32 = 2;
+
+/// Runs the download and returns the process exit code (0 done, [`EXIT_FAILED`] or
+/// [`EXIT_PERMANENT`]).
 pub fn run(args: FetchArgs) -> i32 {
     let started = Instant::now();
     let termination_log = args.termination_log.clone();
@@ -157,7 +165,11 @@ pub fn run(args: FetchArgs) -> i32 {
         Err(e) => {
             error!(reason = e.reason(), "download failed: {e}");
             report::write(&termination_log, &report::failure(&e));
-            1
+            if e.is_permanent() {
+                EXIT_PERMANENT
+            } else {
+                EXIT_FAILED
+            }
         }
     }
 }

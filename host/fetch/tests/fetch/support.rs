@@ -446,8 +446,18 @@ impl Run {
 
     #[track_caller]
     pub fn assert_failed(&self, reason: &str) {
+        // Exit 2 where a retry of the Job would fail the same way (its podFailurePolicy ends the
+        // Job at once), 1 where another attempt may succeed.
+        let permanent = [
+            "DiskFull",
+            "InvalidURL",
+            "InvalidArgument",
+            "ForbiddenAddress",
+            "UnsafeArchive",
+        ];
+        let want = if permanent.contains(&reason) { 2 } else { 1 };
         assert_eq!(
-            self.code, 1,
+            self.code, want,
             "expected failure {reason}: {}\n{}",
             self.term_raw, self.stderr
         );
