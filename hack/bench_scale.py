@@ -112,6 +112,15 @@ class Cluster:
     def kubectl(self, *args, kubeconfig=ADMIN_KUBECONFIG, **kw):
         return run([self.kubectl_path, "--kubeconfig", kubeconfig, *args], **kw)
 
+    def install_crd(self):
+        """The MLModel CRD of the operator binary under test, applied and Established (a fresh
+        cluster has none)."""
+        crd = run([OPERATOR_BIN, "crd"], capture_output=True).stdout
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd,
+                     stdout=subprocess.DEVNULL)
+        self.kubectl("wait", "--for=condition=Established", "crd/mlmodels.mlmodel.dev",
+                     "--timeout=60s", stdout=subprocess.DEVNULL)
+
     def get(self, path, params=None):
         if params:
             path += "?" + urllib.parse.urlencode(params)
@@ -802,11 +811,7 @@ def main():
         args.operator_kubeconfig = mint_identity(work, OPERATOR_USER)
         args.baseline_kubeconfig = mint_identity(work, BASELINE_USER)
         cluster.kubectl("apply", "-f", "-", input=BINDING, stdout=subprocess.DEVNULL)
-        crd = run([OPERATOR_BIN, "crd"], capture_output=True).stdout
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd,
-                        stdout=subprocess.DEVNULL)
-        cluster.kubectl("wait", "--for=condition=Established", "crd/mlmodels.mlmodel.dev",
-                        "--timeout=60s", stdout=subprocess.DEVNULL)
+        cluster.install_crd()
         log(f"machine: {os.cpu_count()} cores; operators: {cmds}")
         for n in sizes:
             results = {c: [] for c in cmds}

@@ -890,12 +890,7 @@ def main():
     ctx.work = tempfile.mkdtemp(prefix="mlmodel-chaos-")
     ctx.cluster.kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "deploy", "rbac", "cluster_role.yaml"),
                         stdout=subprocess.DEVNULL)
-    # The CRD of this build (a fresh cluster has none; `make test` installs it before this).
-    crd = subprocess.run([OPERATOR_BIN, "crd"], capture_output=True, check=True, text=True).stdout
-    ctx.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd,
-                        stdout=subprocess.DEVNULL)
-    ctx.cluster.kubectl("wait", "--for=condition=Established", "crd/mlmodels.mlmodel.dev",
-                        "--timeout=60s", stdout=subprocess.DEVNULL)
+    ctx.cluster.install_crd()
     chosen = args.scenario or (SCENARIOS if ctx.full else ["kills", "kills-ha", "partition"])
     results = []
     for i, name in enumerate(chosen):

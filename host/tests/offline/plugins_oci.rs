@@ -21,7 +21,12 @@ fn registry_opts(reg: &TestRegistry) -> RegistryOptions {
 
 /// A runtime loading `refs` from `reg`, blobs cached in `cache` (compiled plugins too).
 fn runtime(reg: &TestRegistry, refs: &[String], cache: &Path) -> Runtime {
-    Runtime::new(options(registry_opts(reg), refs, cache)).unwrap()
+    Runtime::new(reg_options(reg, refs, cache)).unwrap()
+}
+
+/// The options of [`runtime`], to change before building one.
+fn reg_options(reg: &TestRegistry, refs: &[String], cache: &Path) -> RuntimeOptions {
+    options(registry_opts(reg), refs, cache)
 }
 
 fn options(registry: RegistryOptions, refs: &[String], cache: &Path) -> RuntimeOptions {
@@ -193,11 +198,7 @@ fn a_registry_plugin_renders_and_may_replace_a_builtin_only_when_allowed() {
         "echo-alt",
         &format!("oci://{}/plugins/echo-server:alt", reg.host),
     );
-    let mut opts = options(
-        registry_opts(&reg),
-        std::slice::from_ref(&pinned),
-        scratch.path(),
-    );
+    let mut opts = reg_options(&reg, std::slice::from_ref(&pinned), scratch.path());
     let refused = Runtime::new(opts.clone()).unwrap();
     let err = load_error(&refused, &pinned).expect("refused");
     assert!(err.contains("--replace-builtin echo-server"), "{err}");
@@ -390,7 +391,7 @@ fn the_refs_file_adds_and_removes_plugins_on_reload_without_fetching_unchanged_o
     );
     let file = scratch.path().join("refs");
     std::fs::write(&file, format!("# team plugins\n{failing}\n")).unwrap();
-    let mut opts = options(registry_opts(&reg), &[], &scratch.path().join("cache"));
+    let mut opts = reg_options(&reg, &[], &scratch.path().join("cache"));
     opts.oci.refs_file = Some(file.clone());
     let rt = Runtime::new(opts).unwrap();
     assert!(rt.get("failing").is_some(), "{:?}", rt.load_errors());
@@ -447,11 +448,7 @@ fn a_tag_is_resolved_again_at_its_interval_not_at_every_reload() {
     let scratch = Scratch::new("oci-tag");
     let tag = format!("oci://{}/plugins/failing:stable", reg.host);
     let first = push(&reg, "failing", &tag);
-    let mut opts = options(
-        registry_opts(&reg),
-        std::slice::from_ref(&tag),
-        scratch.path(),
-    );
+    let mut opts = reg_options(&reg, std::slice::from_ref(&tag), scratch.path());
     opts.oci.tag_interval = Duration::from_secs(2);
     let rt = Runtime::new(opts).unwrap();
     assert_eq!(rt.get("failing").unwrap().source, first);
@@ -652,11 +649,7 @@ fn two_plugins_of_one_name_keep_the_first_and_report_the_later() {
         "failing",
         &format!("oci://{}/plugins/failing:v1", reg.host),
     );
-    let mut opts = options(
-        registry_opts(&reg),
-        std::slice::from_ref(&pinned),
-        scratch.path(),
-    );
+    let mut opts = reg_options(&reg, std::slice::from_ref(&pinned), scratch.path());
     opts.plugin_dirs = vec![first.path().to_path_buf()];
     let rt = Runtime::new(opts).unwrap();
     assert_eq!(PathBuf::from(&rt.get("failing").unwrap().source), kept);
