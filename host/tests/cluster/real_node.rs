@@ -376,7 +376,7 @@ async fn a_model_is_downloaded_served_and_routed_on_the_real_node() {
 }
 
 /// 3b: real download failures end in `Failed` with the downloader's own message, read from the
-/// real termination log.
+/// real termination log; one that a retry would meet again is not retried.
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn real_download_failures_show_the_downloaders_message() {
@@ -432,7 +432,29 @@ async fn real_download_failures_show_the_downloaders_message() {
         msg.contains("(ChecksumMismatch)") && msg.contains(&format!("expected {wrong}")),
         "the downloader's message names the expected sum: {msg}"
     );
-    for model in ["missing", "corrupt"] {
+    // A failure a retry would meet again (a refused address: `fetch` exits 2) ends the Job at
+    // the first attempt through its podFailurePolicy, though backoffLimit allows 3 retries.
+    env.create(file_model(
+        "forbidden",
+        "http://169.254.169.254/model.bin",
+        None,
+        serde_json::json!({"download": {"backoffLimit": 3}}),
+    ))
+    .await;
+    let forbidden = env
+        .wait_phase("forbidden", Phase::Failed, Duration::from_secs(180))
+        .await
+        .status
+        .unwrap();
+    let msg = forbidden.message.clone().unwrap_or_default();
+    assert!(msg.contains("(ForbiddenAddress)"), "{forbidden:?}");
+    assert_eq!(
+        forbidden.download.as_ref().and_then(|d| d.attempts),
+        Some(1),
+        "no retry of a refused address: {forbidden:?}"
+    );
+
+    for model in ["missing", "corrupt", "forbidden"] {
         env.wait_event(model, "DownloadFailed").await;
     }
 }
