@@ -113,9 +113,10 @@ def tree_entries(src: str, dest: str) -> dict:
         elif stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in first_of_inode:
-                entries[target[path]] = ("hardlink", first_of_inode[key])
+                first_dest, first_path = first_of_inode[key]
+                entries[target[path]] = ("hardlink", first_dest, mode, first_path)
             else:
-                first_of_inode[key] = target[path]
+                first_of_inode[key] = (target[path], path)
                 entries[target[path]] = ("file", path, mode)
         else:
             skipped += 1
@@ -126,7 +127,7 @@ def tree_entries(src: str, dest: str) -> dict:
 
 def build_layer(entries: dict, out, level: int = 6):
     """entries: DEST -> ("file", SRC[, MODE]) | ("dir", MODE) | ("link", TARGET) |
-    ("hardlink", DEST2); parents made as 0755. Writes the gzipped tar to the binary file OUT;
+    ("hardlink", DEST2, MODE, SRC); parents made as 0755. Writes the gzipped tar to the binary file OUT;
     returns (diff_id, digest, size) of the tar and of the gzip."""
     all_entries = dict(entries)
     for dest in list(entries):
@@ -154,8 +155,7 @@ def build_layer(entries: dict, out, level: int = 6):
                     info.type, info.linkname, info.mode = tarfile.SYMTYPE, arg, 0o777
                     tar.addfile(info)
                 elif kind == "hardlink":
-                    info.type, info.linkname = tarfile.LNKTYPE, arg.lstrip("/")
-                    info.mode = all_entries[arg][2]
+                    info.type, info.linkname, info.mode = tarfile.LNKTYPE, arg.lstrip("/"), rest[0]
                     tar.addfile(info)
                 else:
                     real = os.path.realpath(arg)
@@ -193,10 +193,10 @@ def build(args, layer_file):
             sys.exit(f"image.py: --libs-of {dest}: add that file first")
         for lib in shared_libraries(src):
             entries.setdefault(lib, ("file", lib))
-    # A path whose hard-link twin was overridden keeps the data: it becomes the file itself.
+    # A hard link whose first path was replaced (--add, --dir, --link) becomes a copy of its file.
     for dest, entry in list(entries.items()):
-        if entry[0] == "hardlink" and entries.get(entry[1], (None,))[0] != "file":
-            raise SystemExit(f"image.py: {dest}: hard link to {entry[1]}, which was replaced")
+        if entry[0] == "hardlink" and entries.get(entry[1], (None, None))[:2] != ("file", entry[3]):
+            entries[dest] = ("file", entry[3], entry[2])
     diff_id, layer_digest, layer_size = build_layer(entries, layer_file, args.gzip_level)
     layer_file.flush()
     config = {

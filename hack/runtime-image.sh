@@ -4,7 +4,9 @@
 # Python packages of the lock hack/runtime/mlserver-requirements.txt installed from their wheels
 # (sha256-checked), byte code compiled by the image's own python3, then one layer by
 # hack/image.py --tree. Same entry point behaviour as upstream's seldonio/mlserver:1.7.1-sklearn:
-# `mlserver start /mnt/models` as user 1000 (here: Cmd, no Entrypoint).
+# `mlserver start /mnt/models` as user 1000 (here: Cmd, no Entrypoint), working directory and
+# HOME /tmp, which must be writable (scipy makes a temporary file at import: with a read-only root
+# file system, mount an emptyDir at /tmp). hack/runtime/README.md has the details and figures.
 #
 #   hack/runtime-image.sh                        # build (or find) it; prints the cache directory
 #   hack/runtime-image.sh --push localhost:23500 # ...and push it as REGISTRY/seldonio/mlserver:1.7.1-sklearn;
@@ -107,10 +109,15 @@ build() {
   for minor in $(seq 36 -1 17); do pip_target+=(--platform "manylinux_2_${minor}_x86_64"); done
   pip_target+=(--platform manylinux2014_x86_64)
   mkdir -p "$images/wheels"
-  env -u PIP_FIND_LINKS -u PIP_INDEX_URL python3 -m pip download --quiet --no-deps --require-hashes \
-    "${pip_target[@]}" -d "$images/wheels" -r "$lock_file" >&2
-  env -u PIP_FIND_LINKS python3 -m pip install --quiet --no-deps --require-hashes --no-compile \
-    --no-index --find-links "$images/wheels" "${pip_target[@]}" --target "$site" -r "$lock_file" >&2
+  local install=(env -u PIP_FIND_LINKS python3 -m pip install --quiet --no-deps --require-hashes
+    --no-compile --no-index --find-links "$images/wheels" "${pip_target[@]}" --target "$site"
+    -r "$lock_file")
+  # From the wheels already here (no network), else download the missing ones first.
+  "${install[@]}" 2>/dev/null || {
+    env -u PIP_FIND_LINKS -u PIP_INDEX_URL python3 -m pip download --quiet --no-deps \
+      --require-hashes "${pip_target[@]}" -d "$images/wheels" -r "$lock_file" >&2
+    "${install[@]}" >&2
+  }
   rm -rf "$site/bin" # console scripts with this machine's interpreter; ours is below
   # The packages' own test suites (numpy, scipy, sklearn, pandas, gevent...: about 100 MB with
   # their byte code); nothing imports them at run time.
@@ -189,8 +196,12 @@ if [ ! -f "$out/build.json" ]; then
     mv "$tmp" "$out"
     trap - EXIT
     # Older builds (other inputs): the newest one stays besides this one, the rest go.
-    ls -dt "$images"/mlserver-*/ | grep -vxF "$out/" | tail -n +2 | while read -r old; do
-      log "removing the older build $old"
+    kept=0
+    for old in $(ls -dt "$images"/mlserver-*/); do
+      [ "${old%/}" != "$out" ] || continue
+      kept=$((kept + 1))
+      [ "$kept" -gt 1 ] || continue
+      log "removing the older build ${old%/}"
       rm -rf --one-file-system "$old"
     done
   fi

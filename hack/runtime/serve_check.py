@@ -6,7 +6,7 @@ a minimal /dev, the model directory mounted read-only at /mnt/models, and the en
 `mlserver` serve plugin gives the container (the host's network: it listens on 8080-8082).
 
     hack/runtime/serve_check.py --rootfs ~/.cache/mlmodel-operator/images/mlserver-<hash>/rootfs \\
-        --model DIR [--expect TRAIN_JSON] [--workers 0] [--timeout 120]
+        --model DIR [--model-file model.joblib] [--expect TRAIN_JSON] [--workers 0] [--tmp tmpfs|ro]
 
 TRAIN_JSON is the line hack/runtime/train_iris.py printed: its request is sent to
 /v2/models/iris/infer and the answer must carry its predictions, value for value, as INT64.
@@ -33,7 +33,7 @@ NAME = "iris"
 HTTP, GRPC, METRICS = 8080, 8081, 8082
 
 # The container's environment: the image's Env, then what the serve plugin sets.
-def environment(workers: int) -> dict:
+def environment(workers: int, model_file: str) -> dict:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "MLSERVER_MODELS_DIR": "/mnt/models",
@@ -42,7 +42,7 @@ def environment(workers: int) -> dict:
         "PYTHONDONTWRITEBYTECODE": "1",
         "MLSERVER_MODEL_NAME": NAME,
         "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_sklearn.SKLearnModel",
-        "MLSERVER_MODEL_URI": "/mnt/models",
+        "MLSERVER_MODEL_URI": "/mnt/models" + (f"/{model_file}" if model_file else ""),
         "MLSERVER_HTTP_PORT": str(HTTP),
         "MLSERVER_GRPC_PORT": str(GRPC),
         "MLSERVER_METRICS_PORT": str(METRICS),
@@ -53,11 +53,11 @@ def environment(workers: int) -> dict:
 # Inside the new namespaces: the container's mounts, then exec the server (PID 1).
 SETUP = r"""
 set -eu
-root=$1 model=$2 mnt=$3; shift 3
+root=$1 model=$2 mnt=$3 tmp=$4; shift 4
 mount --bind "$root" "$mnt"
 mount -o remount,bind,ro "$mnt"
 mount -t proc proc "$mnt/proc"
-mount -t tmpfs -o mode=1777,size=512m tmpfs "$mnt/tmp"
+[ "$tmp" = ro ] || mount -t tmpfs -o mode=1777,size=512m tmpfs "$mnt/tmp"
 mount -t tmpfs -o mode=755,size=1m tmpfs "$mnt/dev"
 for d in null zero full random urandom tty; do touch "$mnt/dev/$d"; mount --bind "/dev/$d" "$mnt/dev/$d"; done
 mkdir "$mnt/dev/shm" "$mnt/dev/pts"
@@ -117,6 +117,9 @@ def main():
     p.add_argument("--expect", help="the JSON line of train_iris.py for this model")
     p.add_argument("--expect-failure", action="store_true", help="the model must not load")
     p.add_argument("--workers", type=int, default=0, help="MLSERVER_PARALLEL_WORKERS (default 0)")
+    p.add_argument("--model-file", help="MLSERVER_MODEL_URI=/mnt/models/FILE (default: the directory)")
+    p.add_argument("--tmp", choices=["tmpfs", "ro"], default="tmpfs",
+                   help="/tmp: a fresh tmpfs (an emptyDir), or read-only like the rest of the root")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--log", help="keep the server's output in this file")
     args = p.parse_args()
@@ -127,11 +130,11 @@ def main():
     report = {"workers": args.workers, "transitions": []}
     log = open(args.log, "w+b") if args.log else tempfile.TemporaryFile()
     mnt = tempfile.mkdtemp(prefix="mlserver-root-")
-    env = [f"{k}={v}" for k, v in environment(args.workers).items()]
+    env = [f"{k}={v}" for k, v in environment(args.workers, args.model_file).items()]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         ["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "bash", "-c", SETUP, "setup",
-         os.path.abspath(args.rootfs), os.path.abspath(args.model), mnt, *env],
+         os.path.abspath(args.rootfs), os.path.abspath(args.model), mnt, args.tmp, *env],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     paths = ["/v2/health/live", "/v2/health/ready", f"/v2/models/{NAME}/ready"]
     last = None
