@@ -142,6 +142,9 @@ images_up() {
   # models (the dry-run framework) really serve on the real node.
   python3 "$here/image.py" --tag "$REGISTRY/hashicorp/http-echo:$HTTP_ECHO_TAG" --push \
     --add "$bin/http-echo:/http-echo" --entrypoint /http-echo --user 65532:65532 >/dev/null
+  # Seldon MLServer with its scikit-learn runtime (the mlserver plugin's seldonio/mlserver image),
+  # from Debian packages and PyPI wheels: built once (cached by its inputs), then a no-op push.
+  "$here/runtime-image.sh" --push "$REGISTRY" >/dev/null
   # rancher's local-path-provisioner, built from source like the control plane.
   python3 "$here/image.py" --tag "$REGISTRY/local-path-provisioner:v$LOCAL_PATH_VERSION" --push \
     --add "$bin/local-path-provisioner:/usr/bin/local-path-provisioner" --dir /tmp:1777 \

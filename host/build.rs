@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("tensorflow-serving", "TENSORFLOW_SERVING"),
     ("echo-server", "ECHO_SERVER"),
     ("file-server", "FILE_SERVER"),
+    ("mlserver", "MLSERVER"),
     ("service", "SERVICE"),
 ];
 const TARGET: &str = "wasm32-wasip2";

@@ -50,6 +50,7 @@ pub const MANAGER: &str = "mlmodel-operator";
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.download.progress.summary"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.serviceEndpoint"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Inference","type":"string","priority":1,"jsonPath":".status.inference.url"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +69,7 @@ pub struct MLModelSpec {
     pub storage_size: String,
 
     /// The model's framework; picks the serve plugin when no annotation or flag does
-    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`).
+    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, `sklearn` -> `mlserver`).
     #[serde(default = "default_framework")]
     #[schemars(
         length(min = 1, max = 63),
@@ -103,6 +104,41 @@ pub struct MLModelSpec {
     /// Settings handed to the plugins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<PluginsSpec>,
+
+    /// A sample request every new serving pod must answer before it takes traffic: the
+    /// operator sends it to the pod once its containers are ready and holds the pod's readiness
+    /// gate until the answer is right, so a revision that loads but answers wrongly never
+    /// replaces the one serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+}
+
+/// A sample request and the answer expected of it (see `spec.validation`). Bodies are text,
+/// so that a request of any depth never weighs on the decoding of other models.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    /// Path on the server's `http` port; default: the inference path of the protocol the serve
+    /// plugin declares (`/v2/models/<name>/infer`, `/v1/models/<name>:predict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
+    pub path: Option<String>,
+    /// The body POSTed (JSON unless `contentType` says otherwise).
+    #[schemars(length(max = 65536))]
+    pub request: String,
+    /// `Content-Type` of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub content_type: Option<String>,
+    /// JSON the response must contain: each key given with the value given, arrays element by
+    /// element (`{"outputs": [{"data": [0, 2]}]}`). Absent: any 2xx answer will do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub expect: Option<String>,
+    /// Seconds the pod has to answer (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub timeout_seconds: Option<u32>,
 }
 
 impl MLModelSpec {
@@ -622,6 +658,24 @@ pub struct MLModelStatus {
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// How a client calls the served model: protocol, URL, model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceStatus>,
+}
+
+/// How a client inside the cluster calls the served model, as its serve plugin declared it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceStatus {
+    /// `v2` (the Open Inference Protocol), `tfserving-rest`, `http` (a plain HTTP server), or
+    /// what a third-party serve plugin declares.
+    pub protocol: String,
+    /// Where a client posts a request (`.../v2/models/<name>/infer`), when the model is exposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The name the server knows the model by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
 }
 
 /// What the downloader reported for a revision.
@@ -633,7 +687,7 @@ pub struct DownloadStatus {
     pub bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Model format the downloader detected from the content of the files (saved-model, keras-hdf5, onnx, safetensors, gguf, pytorch, or files).
+    /// Model format the downloader detected from the content of the files (saved-model, keras-hdf5, onnx, safetensors, gguf, pytorch, sklearn, pickle, or files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// Regular files placed on the volume.

@@ -159,7 +159,7 @@ impl Slimmed for Pod {
     fn trim(s: &mut PodStatus) {
         s.host_ip = None;
         s.host_ips = None;
-        s.pod_ip = None;
+        // pod_ip stays: `spec.validation` asks the pod itself.
         s.pod_ips = None;
         s.qos_class = None;
         s.start_time = None;
@@ -167,7 +167,10 @@ impl Slimmed for Pod {
         s.ephemeral_container_statuses = None;
         s.resource_claim_statuses = None;
         if let Some(conditions) = &mut s.conditions {
-            conditions.retain(|c| c.type_ == "PodScheduled");
+            conditions.retain(|c| {
+                matches!(c.type_.as_str(), "PodScheduled" | "ContainersReady")
+                    || c.type_ == crate::validation::GATE
+            });
         }
         for cs in s.container_statuses.iter_mut().flatten() {
             cs.image_id = String::new();
@@ -243,7 +246,10 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "10.1.0.1",
                 "conditions": [{"type": "Ready", "status": "True"},
-                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+                    {"type": "ContainersReady", "status": "True"},
+                    {"type": "mlmodel.dev/validated", "status": "False"},
+                    {"type": "Initialized", "status": "True"}],
                 "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
                     "image": "i", "imageID": "sha256:abc", "containerID": "containerd://x",
                     "volumeMounts": [{"name": "model", "mountPath": "/models"}],
@@ -268,9 +274,18 @@ mod tests {
         assert_eq!(m.generate_name, None);
         let status = pod.status.unwrap();
         assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert_eq!(status.pod_ip, None);
+        assert_eq!(
+            status.pod_ip.as_deref(),
+            Some("10.0.0.1"),
+            "validation asks it"
+        );
+        assert_eq!(status.host_ip, None);
         let conditions = status.conditions.unwrap();
-        assert_eq!(conditions.len(), 1);
+        let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            ["PodScheduled", "ContainersReady", "mlmodel.dev/validated"]
+        );
         assert_eq!(conditions[0].reason.as_deref(), Some("Unschedulable"));
         let cs = &status.container_statuses.unwrap()[0];
         assert_eq!(cs.restart_count, 2);

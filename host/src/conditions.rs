@@ -82,6 +82,11 @@ pub enum Reason {
     InvalidPluginConfig,
     /// The downloaded files are of a format the serve plugin does not load.
     ModelFormatMismatch,
+    /// `spec.validation.expect` is not JSON.
+    InvalidValidation,
+    /// A new serving pod answered the sample request of `spec.validation` wrongly (its
+    /// condition `Serving` and the phase).
+    ValidationFailed,
     // A plugin that could not be used (`PluginError::reason`).
     PluginNotFound,
     /// The plugin asked for failed to load (a registry reference or file of that name).
@@ -164,6 +169,8 @@ mod tests {
                 "ApplyFailed",
                 "InvalidPluginConfig",
                 "ModelFormatMismatch",
+                "InvalidValidation",
+                "ValidationFailed",
                 "PluginNotFound",
                 "PluginLoadFailed",
                 "PluginDigestMismatch",

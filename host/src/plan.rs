@@ -285,6 +285,54 @@ pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
     None
 }
 
+/// A container in `CrashLoopBackOff` whose last run left no termination message: a server that
+/// exits 0 after a failure (MLServer when a model does not load) or writes none while its pod
+/// does not fall back to its log. Its reason is then only in its log: (pod, container).
+pub fn silent_crash(pods: &[&CachedPod]) -> Option<(String, String)> {
+    pods.iter().find_map(|pod| {
+        let status = pod.status.as_ref()?;
+        status.container_statuses.iter().flatten().find_map(|cs| {
+            let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+            let last = cs.last_state.as_ref()?.terminated.as_ref()?;
+            (waiting.reason.as_deref() == Some("CrashLoopBackOff")
+                && last.message.as_deref().is_none_or(|m| m.trim().is_empty()))
+            .then(|| (pod.name_any(), cs.name.clone()))
+        })
+    })
+}
+
+/// Longest line of a log quoted in a status message.
+const MAX_LAST_WORDS: usize = 512;
+
+/// What a log says of why its program ended: the last line that names an exception
+/// (`ModuleNotFoundError: ...`, Python's last traceback line), else the last that says error,
+/// fatal or panic, else the last line; cut to [`MAX_LAST_WORDS`] bytes.
+pub fn last_words(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let exception = |l: &&&str| {
+        l.split_once(": ").is_some_and(|(name, _)| {
+            !name.contains(' ') && (name.ends_with("Error") || name.ends_with("Exception"))
+        })
+    };
+    let alarm = |l: &&&str| {
+        let lower = l.to_ascii_lowercase();
+        ["error", "fatal", "panic"]
+            .iter()
+            .any(|w| lower.contains(w))
+    };
+    let line = lines
+        .iter()
+        .rev()
+        .find(exception)
+        .or_else(|| lines.iter().rev().find(alarm))
+        .or(lines.last())?;
+    Some(crate::plugins::truncate(line.to_string(), MAX_LAST_WORDS))
+}
+
 /// Reads a Deployment and its pods (only the pods of the revision being rolled out matter for
 /// failures; older pods are leaving).
 pub fn serving_state(dep: Option<&CachedDeployment>, pods: &[&CachedPod]) -> ServingState {
@@ -560,6 +608,47 @@ mod tests {
         let healthy =
             pod(json!({"containerStatuses": [container(json!({"running": {}}), json!({}))]}));
         assert_eq!(pod_failure(&[&healthy]), None);
+    }
+
+    /// A server that exits 0 after a failure leaves its reason only in its log.
+    #[test]
+    fn a_crash_without_a_termination_message_is_read_from_the_log() {
+        let silent = pod(json!({"containerStatuses": [container(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+        )]}));
+        assert_eq!(
+            silent_crash(&[&silent]),
+            Some(("p".to_string(), "server".to_string()))
+        );
+        let said = pod(json!({"containerStatuses": [container(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 1, "message": "bind: address in use"}}),
+        )]}));
+        assert_eq!(silent_crash(&[&said]), None);
+        let pulling = pod(json!({"containerStatuses": [container(
+            json!({"waiting": {"reason": "ImagePullBackOff"}}),
+            json!({}),
+        )]}));
+        assert_eq!(silent_crash(&[&pulling]), None);
+
+        // MLServer's end after a model that does not load: the exception, not the shutdown.
+        let log = "[mlserver] ERROR - Some of the models failed to load during startup!\n\
+            Traceback (most recent call last):\n  File \"/usr/lib/python3.11/pickle.py\", line 1580, in find_class\n\
+            ModuleNotFoundError: No module named 'sklearn.no_such_module'\n\
+            [mlserver.grpc] INFO - Waiting for gRPC server shutdown\n\
+            INFO:     Finished server process [1]\n";
+        assert_eq!(
+            last_words(log).as_deref(),
+            Some("ModuleNotFoundError: No module named 'sklearn.no_such_module'")
+        );
+        assert_eq!(
+            last_words("starting\nlevel=fatal msg=\"no model\"\nbye\n").as_deref(),
+            Some("level=fatal msg=\"no model\"")
+        );
+        assert_eq!(last_words("one\ntwo\n\n").as_deref(), Some("two"));
+        assert_eq!(last_words(""), None);
+        assert!(last_words(&"x".repeat(5000)).unwrap().len() <= MAX_LAST_WORDS);
     }
 
     fn deployment(replicas: i32, status: serde_json::Value) -> CachedDeployment {

@@ -2,6 +2,7 @@
 //! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested.
 use crate::api::{DownloadProgress, DownloadRetry, DownloadStatus, MLModel, MLModelStatus, Phase};
 use crate::conditions::{ConditionStatus, ConditionType, Reason};
+use crate::inference;
 use crate::plan::{DownloadState, ServingState};
 use crate::progress::{self, duration_text};
 use crate::redact;
@@ -27,6 +28,8 @@ pub struct Observation {
     pub plugins: BTreeMap<String, String>,
     /// The running download's figures, read from its pod's log.
     pub progress: Option<progress::Sample>,
+    /// How clients call the served revision, as its serve plugin declared it.
+    pub inference: Option<inference::Declared>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -291,6 +294,10 @@ pub fn compute(
     }
     let download = Some(download);
     let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
+    let inference = obs.serve_revision.as_ref().filter(|_| serving_ok).map(|_| {
+        let declared = obs.inference.clone().unwrap_or_default();
+        inference::status(&declared, endpoint.as_ref().map(|e| e.url.as_str()))
+    });
 
     // Model URLs may carry credentials (userinfo, a presigned query): every reader of the
     // model sees its status, so messages show them redacted.
@@ -314,6 +321,7 @@ pub fn compute(
         plugins: obs.plugins.clone(),
         replicas,
         ready_replicas,
+        inference,
     }
 }
 
@@ -586,6 +594,7 @@ mod tests {
             expose: Some(None),
             plugins: BTreeMap::new(),
             progress: None,
+            inference: None,
         }
     }
 
@@ -680,7 +689,9 @@ mod tests {
             wanted: 1,
             message: "0/1".into(),
         };
-        assert_eq!(compute(now(), &m, &o, None).phase, Some(Phase::Deploying));
+        let s = compute(now(), &m, &o, None);
+        assert_eq!(s.phase, Some(Phase::Deploying));
+        assert_eq!(s.inference, None, "nothing to call while not serving");
         o.serving = ServingState::Available {
             ready: 1,
             wanted: 1,
@@ -711,6 +722,22 @@ mod tests {
             (d.format.as_deref(), d.files, d.largest_file.as_deref()),
             (Some("onnx"), Some(2), Some("m.onnx"))
         );
+        // A plugin that declares nothing serves plain HTTP at the Service.
+        let plain = s.inference.unwrap();
+        assert_eq!(
+            (plain.protocol.as_str(), plain.url.as_deref()),
+            ("http", Some("http://m.ns.svc.cluster.local:80/"))
+        );
+        o.inference = Some(inference::Declared {
+            protocol: "v2".into(),
+            model: Some("m".into()),
+        });
+        let v2 = compute(now(), &m, &o, None).inference.unwrap();
+        assert_eq!(
+            v2.url.as_deref(),
+            Some("http://m.ns.svc.cluster.local:80/v2/models/m/infer")
+        );
+        assert_eq!(v2.model_name.as_deref(), Some("m"));
     }
 
     #[test]

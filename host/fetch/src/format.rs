@@ -2,7 +2,8 @@
 //! and an inventory small enough for the termination log.
 //!
 //! The vocabulary, exactly these strings: `saved-model`, `keras-hdf5`, `onnx`, `safetensors`,
-//! `gguf`, `pytorch`, and `files` for anything else.
+//! `gguf`, `pytorch`, `sklearn` (a pickle or uncompressed joblib file of a scikit-learn object),
+//! `pickle` (any other Python pickle), and `files` for anything else.
 //!
 //! The rule for a directory:
 //! 1. the TensorFlow SavedModel layout wins: `saved_model.pb` (or `.pbtxt`) at the top or in a
@@ -26,6 +27,8 @@ pub const ONNX: &str = "onnx";
 pub const SAFETENSORS: &str = "safetensors";
 pub const GGUF: &str = "gguf";
 pub const PYTORCH: &str = "pytorch";
+pub const SKLEARN: &str = "sklearn";
+pub const PICKLE: &str = "pickle";
 pub const FILES: &str = "files";
 
 /// Largest files listed in the report.
@@ -34,8 +37,9 @@ pub const LISTED: usize = 5;
 pub const CANDIDATES: usize = 32;
 /// Longest path listed, in bytes; longer ones keep their end (the file name), after `...`.
 pub const MAX_PATH: usize = 96;
-/// Bytes read from the start of each inspected file.
-const HEAD: u64 = 64;
+/// Bytes read from the start of each inspected file: enough for a pickle's first global (its
+/// module name) after the protocol and frame opcodes.
+const HEAD: u64 = 256;
 /// Top-level protobuf fields looked at before deciding.
 const MAX_FIELDS: usize = 32;
 /// Names starting with this are the downloader's own (marker, staging).
@@ -191,7 +195,7 @@ pub fn detect_file(path: &Path) -> io::Result<Option<&'static str>> {
             return Ok(Some(format));
         }
     }
-    Ok(None)
+    Ok(pickle(&head))
 }
 
 /// `GGUF`, then a little-endian u32 version 1 to 3.
@@ -264,8 +268,8 @@ fn onnx(file: &mut File, len: u64, head: &[u8]) -> io::Result<bool> {
 
 /// PyTorch: a zip (`torch.save` since 1.6) with a `data.pkl` at its top or one directory down
 /// (`archive/data.pkl`): the first entry's name is read from its local header (PyTorch writes
-/// `data.pkl` first), else the names of the central directory; or a bare pickle (older
-/// `torch.save`): 0x80 PROTO with protocol 2 to 5, then an opcode that can start a pickle.
+/// `data.pkl` first), else the names of the central directory; or a bare pickle that starts with
+/// the legacy `torch.save`'s magic number (a LONG1 of 10 bytes) pickled first.
 fn pytorch(file: &mut File, _: u64, head: &[u8]) -> io::Result<bool> {
     let is_data_pkl = |name: &[u8]| {
         name == b"data.pkl"
@@ -288,11 +292,57 @@ fn pytorch(file: &mut File, _: u64, head: &[u8]) -> io::Result<bool> {
             }),
         );
     }
+    const LEGACY_MAGIC: &[u8] = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+    Ok(pickle_body(head).is_some_and(|body| body.starts_with(LEGACY_MAGIC)))
+}
+
+/// A pickle of protocol 2 to 5: what follows its PROTO opcode (and a protocol-4 FRAME), when the
+/// first opcode there can start a pickle.
+fn pickle_body(head: &[u8]) -> Option<&[u8]> {
     const FIRST_OPCODES: &[u8] = b"\x95}])(c\x93\x8a\x8cXJKMN\x88\x89GUq";
-    Ok(head.len() >= 3
-        && head[0] == 0x80
-        && (2..=5).contains(&head[1])
-        && FIRST_OPCODES.contains(&head[2]))
+    let (&[0x80, protocol], rest) = head.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if !(2..=5).contains(&protocol) || !FIRST_OPCODES.contains(rest.first()?) {
+        return None;
+    }
+    // FRAME: an 8-byte length, then the frame's opcodes.
+    match rest {
+        [0x95, tail @ ..] => tail.get(8..),
+        _ => Some(rest),
+    }
+}
+
+/// A Python pickle (what `pickle.dump` and an uncompressed `joblib.dump` write): `sklearn` when
+/// its first global, the class of the object pickled, is from a `sklearn` module (an estimator,
+/// a pipeline), else `pickle`.
+fn pickle(head: &[u8]) -> Option<&'static str> {
+    let body = pickle_body(head)?;
+    let module = first_global_module(body);
+    let sklearn = module.is_some_and(|m| m == b"sklearn" || m.starts_with(b"sklearn."));
+    Some(if sklearn { SKLEARN } else { PICKLE })
+}
+
+/// The module name of the global a pickle body opens with: `GLOBAL` (`c` module `\n` name
+/// `\n`, protocol 2 and 3) or the first string of a `STACK_GLOBAL` pair (`SHORT_BINUNICODE`,
+/// `BINUNICODE`, protocol 4 and 5). None when it opens otherwise or is cut off.
+fn first_global_module(body: &[u8]) -> Option<&[u8]> {
+    let (&op, rest) = body.split_first()?;
+    match op {
+        b'c' => rest
+            .split(|&b| b == b'\n')
+            .next()
+            .filter(|m| m.len() < rest.len()),
+        0x8c => {
+            let (&n, rest) = rest.split_first()?;
+            rest.get(..usize::from(n))
+        }
+        b'X' => {
+            let (n, rest) = rest.split_first_chunk::<4>()?;
+            rest.get(..u32::from_le_bytes(*n) as usize)
+        }
+        _ => None,
+    }
 }
 
 /// A TensorFlow `SavedModel` message: non-empty, and its top-level fields, within the first
@@ -466,7 +516,15 @@ mod tests {
     }
 
     /// `pickle.dumps({}, protocol=2)`.
-    const PICKLE: &[u8] = b"\x80\x02}q\x00.";
+    const EMPTY_DICT: &[u8] = b"\x80\x02}q\x00.";
+
+    /// The start of `joblib.dump(LogisticRegression(), f)` (protocol 4: FRAME, then the class
+    /// as a STACK_GLOBAL of two short strings).
+    const SKLEARN_PROTO4: &[u8] = b"\x80\x04\x95\x1c\x03\x00\x00\x00\x00\x00\x00\x8c\x1esklearn.linear_model._logistic\x94\x8c\x12LogisticRegression\x94\x93\x94)\x81\x94}\x94.";
+
+    /// The start of `pickle.dumps(DecisionTreeClassifier(), protocol=2)`.
+    const SKLEARN_PROTO2: &[u8] =
+        b"\x80\x02csklearn.tree._classes\nDecisionTreeClassifier\nq\x00)\x81q\x01}q\x02b.";
 
     /// A ModelProto: ir_version 8, producer_name "t", graph { name: "g" }, opset_import
     /// { version: 13 }.
@@ -478,19 +536,24 @@ mod tests {
     #[test]
     fn each_format_is_recognised_from_its_content() {
         let pt_zip = zip_bytes(&[
-            ("archive/data.pkl", PICKLE),
+            ("archive/data.pkl", EMPTY_DICT),
             ("archive/version", b"3\n"),
             ("archive/data/0", &[0; 16]),
         ]);
-        let pt_zip_later = zip_bytes(&[("archive/version", b"3\n"), ("archive/data.pkl", PICKLE)]);
-        let cases: [(&str, &[u8], &str); 10] = [
+        let pt_zip_later = zip_bytes(&[
+            ("archive/version", b"3\n"),
+            ("archive/data.pkl", EMPTY_DICT),
+        ]);
+        let cases: [(&str, &[u8], &str); 12] = [
             ("model.h5", &hdf5_bytes(0), KERAS_HDF5),
             ("weights", &hdf5_bytes(512), KERAS_HDF5),
             ("model.safetensors", &safetensors_bytes(), SAFETENSORS),
             ("model.gguf", &gguf_bytes(3), GGUF),
             ("model.pt", &pt_zip, PYTORCH),
             ("model.bin", &pt_zip_later, PYTORCH),
-            ("model.pkl", PICKLE, PYTORCH),
+            ("model.pkl", EMPTY_DICT, PICKLE),
+            ("model.joblib", SKLEARN_PROTO4, SKLEARN),
+            ("model.pickle", SKLEARN_PROTO2, SKLEARN),
             // Older torch.save: the pickled magic number first (LONG1).
             (
                 "old.pt",
@@ -508,6 +571,29 @@ mod tests {
         assert_eq!(format_of("model", ONNX_MODEL), ONNX);
     }
 
+    /// Only a `sklearn` module's class makes a pickle `sklearn`; other pickles, and pickles whose
+    /// first global is cut off or comes later, are `pickle`.
+    #[test]
+    fn pickles_are_told_apart_by_their_first_global() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"\x80\x04\x8c\x07sklearn\x94\x8c\x01x\x94\x93.", SKLEARN),
+            (
+                b"\x80\x04\x8c\x0csklearnextra\x94\x8c\x01x\x94\x93.",
+                PICKLE,
+            ),
+            (b"\x80\x02cxgboost.core\nBooster\nq\x00.", PICKLE),
+            // GLOBAL without its newline: cut off.
+            (b"\x80\x02csklearn.tree", PICKLE),
+            // A short string longer than what is there.
+            (b"\x80\x04\x8c\x40sklearn.", PICKLE),
+            // A list first: the class comes later.
+            (b"\x80\x04]\x94\x8c\x0fsklearn.foo.bar\x94.", PICKLE),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(format_of("model.pkl", bytes), want, "{bytes:?}");
+        }
+    }
+
     /// Content, not names: each format's name or near-miss content is `files`.
     #[test]
     fn look_alikes_are_files() {
@@ -520,7 +606,7 @@ mod tests {
         let mut open_safetensors = safetensors_bytes();
         open_safetensors.truncate(8 + 20); // header cut: no closing brace
         open_safetensors[..8].copy_from_slice(&20u64.to_le_bytes());
-        let no_pkl = zip_bytes(&[("archive/weights", b"x"), ("deep/er/data.pkl", PICKLE)]);
+        let no_pkl = zip_bytes(&[("archive/weights", b"x"), ("deep/er/data.pkl", EMPTY_DICT)]);
         let cases: [(&str, &[u8]); 16] = [
             ("model.h5", b"this is text, not HDF5"),
             ("model.h5", &bad_hdf5),

@@ -17,6 +17,7 @@ mod progress;
 mod renders;
 pub mod run;
 mod steps;
+mod validate;
 mod watches;
 mod written;
 

@@ -7,6 +7,7 @@
 //! controller reads of a render afterwards (kinds, names, hashes, a Service's port) is kept here,
 //! not the objects.
 use crate::apply;
+use crate::inference;
 use crate::plan::ObjectKey;
 use crate::plugins::Step;
 use kube::api::DynamicObject;
@@ -21,6 +22,10 @@ pub struct Brief {
     pub hash: String,
     /// A Service's first port.
     pub port: Option<i64>,
+    /// How clients call the server, if the object (a serve workload) declares it.
+    pub inference: Option<inference::Declared>,
+    /// A workload's container port named `http` (where `spec.validation` asks its pods).
+    pub http_port: Option<i64>,
 }
 
 impl Brief {
@@ -36,6 +41,16 @@ impl Brief {
                 .data
                 .pointer("/spec/ports/0/port")
                 .and_then(|p| p.as_i64()),
+            inference: inference::declared(obj.metadata.annotations.as_ref()),
+            http_port: obj
+                .data
+                .pointer("/spec/template/spec/containers")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .find(|p| p["name"] == "http")
+                .and_then(|p| p["containerPort"].as_i64()),
         }
     }
 }
@@ -96,6 +111,8 @@ mod tests {
             },
             hash: "h".into(),
             port: Some(80),
+            inference: None,
+            http_port: None,
         }
     }
 

@@ -362,6 +362,7 @@ fn observe_serving(model: &MLModel, owned: &Owned) -> Observation {
         expose: model.spec.expose.then_some(None),
         plugins: BTreeMap::new(),
         progress: None,
+        inference: None,
     };
     let served = owned
         .deployments
@@ -466,6 +467,7 @@ async fn serve(
         .render_and_apply(Step::Serve, plugin, revision)
         .await?;
     obs.serve_revision = Some(revision.to_string());
+    obs.inference = objs.iter().find_map(|b| b.inference.clone());
     let serve_pods = owned.pods_of(Step::Serve.as_str(), Some(revision));
     obs.serving = match name_of(&objs, "Deployment") {
         Some(dep) => {
@@ -494,6 +496,88 @@ async fn serve(
             },
         },
     };
+    if let ServingState::Failed {
+        reason, message, ..
+    } = &mut obs.serving
+        && reason == "CrashLoopBackOff"
+        && let Some((pod, container)) = plan::silent_crash(&serve_pods)
+        && let Some(words) = last_log_words(applier, &pod, &container).await
+    {
+        message.push_str(&format!(
+            "; it left no termination message, its log ends: {words}"
+        ));
+    }
+    if let Some(v) = &applier.model.spec.validation {
+        let port = objs.iter().find_map(|b| b.http_port);
+        validate(applier, v, revision, &serve_pods, port, obs).await?;
+    }
+    Ok(())
+}
+
+/// The last words of a container's previous run, from its log (a few lines, read while it
+/// crash-loops: one read per pod change); none when the log cannot be read.
+async fn last_log_words(applier: &Applier<'_>, pod: &str, container: &str) -> Option<String> {
+    let params = kube::api::LogParams {
+        container: Some(container.to_string()),
+        previous: true,
+        tail_lines: Some(40),
+        limit_bytes: Some(16 * 1024),
+        ..Default::default()
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(applier.ctx.client.clone(), applier.ns);
+    match pods.logs(pod, &params).await {
+        Ok(log) => plan::last_words(&log),
+        Err(e) => {
+            warn!(%pod, %container, error = %e, "cannot read the crashed container's log");
+            None
+        }
+    }
+}
+
+/// `spec.validation`: asks the revision's new pods the sample request; a wrong answer fails the
+/// model while the pods of the revision before keep the traffic (the new ones never turn
+/// Ready, so the rolling update does not go on).
+async fn validate(
+    applier: &mut Applier<'_>,
+    v: &crate::api::Validation,
+    revision: &str,
+    pods: &[&crate::cached::CachedPod],
+    port: Option<i64>,
+    obs: &mut Observation,
+) -> Result<(), Stop> {
+    let expected =
+        crate::validation::expected(v).map_err(|e| Blocked::new(Reason::InvalidValidation, e))?;
+    let asked = super::validate::ask_pods(
+        &applier.ctx.client,
+        applier.ns,
+        v,
+        expected.as_ref(),
+        pods,
+        port,
+        obs.inference.as_ref(),
+    )
+    .await?;
+    if asked.retry {
+        let again = Duration::from_secs(2);
+        applier.recheck = Some(applier.recheck.map_or(again, |r| r.min(again)));
+    }
+    if let Some((pod, why)) = asked.failed {
+        let (ready, wanted) = match &obs.serving {
+            ServingState::Available { ready, wanted }
+            | ServingState::Progressing { ready, wanted, .. }
+            | ServingState::Failed { ready, wanted, .. } => (*ready, *wanted),
+            ServingState::Missing => (0, applier.model.spec.replicas),
+        };
+        obs.serving = ServingState::Failed {
+            reason: Reason::ValidationFailed.to_string(),
+            message: format!(
+                "pod {pod} of revision {revision} {why}; it takes no traffic (spec.validation), and the pods of the revision before keep serving"
+            ),
+            ready,
+            wanted,
+        };
+    }
     Ok(())
 }
 

@@ -284,7 +284,7 @@ impl Runtime {
 
     /// The plugin for `step` of `model`: the step's annotation (`name` or
     /// `name@sha256:<hex>`), else the operator's default for the step, else the framework's
-    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, any other framework ->
+    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, `sklearn` -> `mlserver`, any other framework ->
     /// the plugin of that name; `download-job` and `service` for the other steps).
     pub fn select(&self, step: Step, model: &MLModel) -> Result<Arc<LoadedPlugin>, PluginError> {
         let annotation = model
@@ -633,6 +633,9 @@ fn check_output(
         namespace: context::namespace(model),
         labels: &labels,
         owner: owner_reference(model),
+        // The operator holds new serving pods out of traffic until they answer the sample.
+        readiness_gate: (step == Step::Serve && model.spec.validation.is_some())
+            .then_some(crate::validation::GATE),
     };
     policy::check(plugin, step, manifests, limits.output_bytes, &host, allow)
 }
@@ -643,6 +646,7 @@ fn framework_default(step: Step, framework: &str) -> String {
         (Step::Expose, _) => "service".into(),
         (Step::Serve, "tensorflow") => "tensorflow-serving".into(),
         (Step::Serve, "echo") => "echo-server".into(),
+        (Step::Serve, "sklearn") => "mlserver".into(),
         (Step::Serve, other) => other.into(),
     }
 }
@@ -722,6 +726,7 @@ mod tests {
             "tensorflow-serving"
         );
         assert_eq!(framework_default(Step::Serve, "echo"), "echo-server");
+        assert_eq!(framework_default(Step::Serve, "sklearn"), "mlserver");
         assert_eq!(framework_default(Step::Serve, "triton"), "triton");
         assert_eq!(framework_default(Step::Download, "echo"), "download-job");
         assert_eq!(framework_default(Step::Expose, "echo"), "service");

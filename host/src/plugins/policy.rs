@@ -128,6 +128,8 @@ pub struct HostAdditions<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// The model as controller owner; `None` when the model has no uid (not from a cluster).
     pub owner: Option<OwnerReference>,
+    /// A readiness gate the host holds on every pod the objects make (`spec.validation`).
+    pub readiness_gate: Option<&'a str>,
 }
 
 /// Checks the plugin's `manifests` for `step` and returns them as objects with the host's
@@ -424,6 +426,25 @@ fn decorate(object: &mut DynamicObject, host: &HostAdditions<'_>) {
     // Only the model owns what the plugin renders: garbage collection and the controller's
     // watches depend on it.
     meta.owner_references = host.owner.clone().map(|o| vec![o]);
+    if let Some(gate) = host.readiness_gate {
+        let pod_spec = match object.data.pointer_mut("/spec/template/spec") {
+            Some(spec) => Some(spec),
+            None if object.types.as_ref().is_some_and(|t| t.kind == "Pod") => {
+                object.data.pointer_mut("/spec")
+            }
+            None => None,
+        };
+        if let Some(Value::Object(spec)) = pod_spec {
+            let gates = spec
+                .entry("readinessGates")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(gates) = gates
+                && !gates.iter().any(|g| g["conditionType"] == gate)
+            {
+                gates.push(serde_json::json!({"conditionType": gate}));
+            }
+        }
+    }
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
@@ -457,6 +478,7 @@ mod tests {
             namespace: "ns",
             labels: &labels,
             owner: Some(owner),
+            readiness_gate: None,
         };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
         check(
@@ -530,6 +552,50 @@ mod tests {
         assert!(run(Step::Serve, &[same]).is_ok());
     }
 
+    /// `spec.validation`: the host holds a readiness gate on every pod the serve step makes.
+    #[test]
+    fn the_host_adds_its_readiness_gate_to_pod_templates() {
+        let labels = BTreeMap::new();
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: None,
+            readiness_gate: Some("mlmodel.dev/validated"),
+        };
+        let mut own = deployment();
+        own.pointer_mut("/spec/template/spec").unwrap()["readinessGates"] =
+            json!([{"conditionType": "example.com/other"}]);
+        for d in [deployment(), own] {
+            let out = check(
+                "p",
+                Step::Serve,
+                &[d.to_string()],
+                1 << 20,
+                &host,
+                &Allowances::default(),
+            )
+            .unwrap();
+            let gates = out[0]
+                .data
+                .pointer("/spec/template/spec/readinessGates")
+                .unwrap();
+            let types: Vec<&str> = gates
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["conditionType"].as_str().unwrap())
+                .collect();
+            assert!(types.contains(&"mlmodel.dev/validated"), "{types:?}");
+            assert_eq!(
+                types
+                    .iter()
+                    .filter(|t| **t == "mlmodel.dev/validated")
+                    .count(),
+                1
+            );
+        }
+    }
+
     #[test]
     fn malformed_output_is_invalid() {
         let labels = BTreeMap::new();
@@ -537,6 +603,7 @@ mod tests {
             namespace: "ns",
             labels: &labels,
             owner: None,
+            readiness_gate: None,
         };
         let err = check(
             "p",
@@ -787,6 +854,7 @@ mod tests {
             namespace: "ns",
             labels: &labels,
             owner: None,
+            readiness_gate: None,
         };
         let mut d = deployment();
         d.pointer_mut("/spec/template/spec").unwrap()["serviceAccountName"] = json!("reader");

@@ -37,6 +37,10 @@ const BUILTINS: &[(&str, &[u8])] = &[
         include_bytes!(env!("MLMODEL_PLUGIN_WASM_FILE_SERVER")),
     ),
     (
+        "mlserver",
+        include_bytes!(env!("MLMODEL_PLUGIN_WASM_MLSERVER")),
+    ),
+    (
         "service",
         include_bytes!(env!("MLMODEL_PLUGIN_WASM_SERVICE")),
     ),

@@ -22,9 +22,13 @@ use std::time::Duration;
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
-async fn happy_path_echo_and_tensorflow_samples() {
+async fn happy_path_echo_tensorflow_and_sklearn_samples() {
     let env = Env::start("happy", &[]).await;
-    for sample in ["echo-model.yaml", "tensorflow-model.yaml"] {
+    for sample in [
+        "echo-model.yaml",
+        "tensorflow-model.yaml",
+        "sklearn-model.yaml",
+    ] {
         let model = sample_model(sample);
         let name = model.name_any();
         let phases = env.record_phases(&name);
@@ -60,6 +64,19 @@ async fn happy_path_echo_and_tensorflow_samples() {
         assert_eq!(
             st.revision,
             st.download.as_ref().map(|d| d.revision.clone())
+        );
+        // How a client calls it, as its serve plugin declared.
+        let inference = st.inference.clone().expect("status.inference");
+        let (protocol, path) = match sample {
+            "echo-model.yaml" => ("http", "/".to_string()),
+            "tensorflow-model.yaml" => ("tfserving-rest", format!("/v1/models/{name}:predict")),
+            _ => ("v2", format!("/v2/models/{name}/infer")),
+        };
+        assert_eq!(inference.protocol, protocol, "{sample}");
+        assert_eq!(
+            inference.url,
+            Some(format!("http://{endpoint}{path}")),
+            "{sample}"
         );
 
         // Every owned object: controller owner reference to the model, and the host's labels.

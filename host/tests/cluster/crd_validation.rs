@@ -15,7 +15,11 @@ async fn invalid_specs_are_refused_by_kubectl_apply() {
             .expect("run kubectl")
     };
     // The valid samples go through, so a refusal below is about the spec, not the setup.
-    for sample in ["echo-model.yaml", "tensorflow-model.yaml"] {
+    for sample in [
+        "echo-model.yaml",
+        "tensorflow-model.yaml",
+        "sklearn-model.yaml",
+    ] {
         let out = apply(repo_root().join("deploy/samples").join(sample));
         assert!(
             out.status.success(),

@@ -590,7 +590,7 @@ async fn manifests_pass_a_server_side_dry_run() {
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
-async fn samples_kustomization_creates_both_models() {
+async fn samples_kustomization_creates_every_model() {
     let admin = common::client().await;
     ensure_crd(&admin).await;
     let ns = common::TestNamespace::new(&admin, "samples").await;
@@ -606,7 +606,11 @@ async fn samples_kustomization_creates_both_models() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["echo-model".to_string(), "resnet".to_string()])
+        BTreeSet::from([
+            "echo-model".to_string(),
+            "resnet".to_string(),
+            "sklearn-iris".to_string()
+        ])
     );
     run_ok(kubectl(&kubeconfig()).args([
         "delete",

@@ -14,4 +14,5 @@ mod controller_flow;
 mod crd_validation;
 mod deploy_install;
 mod operator_process;
+mod real_inference;
 mod real_node;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The real node's bridge address: this machine, as the pods see it.
-const HOST_IP: &str = "10.88.0.1";
+pub(crate) const HOST_IP: &str = "10.88.0.1";
 
 /// Bytes that do not compress to nothing, different for each seed.
 fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
@@ -35,19 +35,19 @@ fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
 /// An HTTP/1.1 file server on the bridge address (pods reach it), one thread per connection.
 /// Unknown paths are 404.
-struct FileServer {
+pub(crate) struct FileServer {
     port: u16,
 }
 
 /// How a [`FileServer`] sends a body.
 #[derive(Clone, Copy)]
-enum Pace {
+pub(crate) enum Pace {
     /// All at once.
     Full,
     /// About this many bytes per second, in 16 KiB pieces.
@@ -79,7 +79,7 @@ impl Pace {
 }
 
 impl FileServer {
-    fn start(files: Vec<(&str, Vec<u8>)>) -> FileServer {
+    pub(crate) fn start(files: Vec<(&str, Vec<u8>)>) -> FileServer {
         Self::start_paced(files, Pace::Full)
     }
 
@@ -145,14 +145,14 @@ impl FileServer {
         FileServer { port }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{HOST_IP}:{}{path}", self.port)
     }
 }
 
 /// A namespace whose pods all run on the real node (restricted Pod Security), with a controller
 /// that gives download Jobs the locally built operator image.
-async fn real_env(prefix: &str) -> Env {
+pub(crate) async fn real_env(prefix: &str) -> Env {
     let opts = RuntimeOptions {
         operator_image: common::operator_image(),
         ..RuntimeOptions::default()
@@ -183,7 +183,7 @@ fn file_model(name: &str, url: &str, sha256: Option<&str>, extra: serde_json::Va
     .expect("a valid model")
 }
 
-fn json_merge(into: &mut serde_json::Value, from: serde_json::Value) {
+pub(crate) fn json_merge(into: &mut serde_json::Value, from: serde_json::Value) {
     match (into, from) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in b {
@@ -194,14 +194,14 @@ fn json_merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-async fn cluster_ip(env: &Env, model: &str) -> String {
+pub(crate) async fn cluster_ip(env: &Env, model: &str) -> String {
     let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
     let svc = services.get(model).await.expect("the model's Service");
     svc.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP")
 }
 
 /// An error with its sources (reqwest's Display stops at "error sending request").
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -212,7 +212,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     common::http_client()
 }
 
@@ -239,7 +239,7 @@ async fn get_when_routed(url: &str) -> reqwest::Response {
 }
 
 /// The model's pods (not deleting), as the kubelet reports them.
-async fn model_pods(env: &Env, model: &str) -> Vec<Pod> {
+pub(crate) async fn model_pods(env: &Env, model: &str) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     pods.list(&ListParams::default().labels(&format!("mlmodel.dev/model={model}")))
         .await

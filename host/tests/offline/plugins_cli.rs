@@ -166,7 +166,7 @@ fn plugins_lists_builtins_directory_plugins_and_load_errors() {
 
     let (out, stdout, stderr) = run(&["plugins"]);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    assert_eq!(stdout.lines().count(), 7, "{stdout}");
     // What each plugin accepts: the formats, then the config keys.
     let tf = stdout
         .lines()

@@ -10,6 +10,7 @@ const PLUGINS: &[(&str, Step)] = &[
     ("tensorflow-serving", Step::Serve),
     ("echo-server", Step::Serve),
     ("file-server", Step::Serve),
+    ("mlserver", Step::Serve),
     ("service", Step::Expose),
 ];
 

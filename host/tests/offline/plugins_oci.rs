@@ -91,7 +91,7 @@ fn assert_builtins_loaded(rt: &Runtime) {
         .iter()
         .filter(|p| p.source == BUILTIN_SOURCE && p.active)
         .count();
-    assert_eq!(builtins, 5, "{:?}", rt.plugins());
+    assert_eq!(builtins, 6, "{:?}", rt.plugins());
 }
 
 #[test]

@@ -164,6 +164,7 @@ fn builtins_are_listed_with_digest_and_source() {
             "tensorflow-serving",
             "echo-server",
             "file-server",
+            "mlserver",
             "service"
         ]
     );

@@ -222,7 +222,8 @@ class Plugin:
     #: ``None``: any key is passed through unchecked.
     CONFIG_KEYS: Optional[Sequence[str]] = None
     #: For a serve plugin: the model formats its server loads (``saved-model``, ``keras-hdf5``,
-    #: ``onnx``, ``safetensors``, ``gguf``, ``pytorch``, ``files``). Empty: any.
+    #: ``onnx``, ``safetensors``, ``gguf``, ``pytorch``, ``sklearn``,
+    #: ``pickle``, ``files``). Empty: any.
     MODEL_FORMATS: Sequence[str] = ()
 
     def render(self, model: Model, ctx: Context) -> List[Manifest]:

@@ -155,3 +155,18 @@ def serve_deployment(
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
+
+
+#: Annotation on a serve plugin's workload: the protocol clients speak to the server (``v2``, the
+#: Open Inference Protocol; ``tfserving-rest``; ``http``). The host shows it in
+#: ``status.inference`` with the URL a client posts to.
+INFERENCE_PROTOCOL = "mlmodel.dev/inference-protocol"
+#: Annotation on a serve plugin's workload: the name the server knows the model by.
+INFERENCE_MODEL = "mlmodel.dev/inference-model"
+
+
+def set_inference(workload: Dict[str, Any], protocol: str, model: str) -> None:
+    """Tells the host how clients call the served model: sets both annotations on ``workload``."""
+    annotations = workload.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[INFERENCE_PROTOCOL] = protocol
+    annotations[INFERENCE_MODEL] = model

@@ -109,7 +109,7 @@ export interface Plugin {
   configKeys?: readonly string[];
   /**
    * For a serve plugin: the model formats its server loads (`saved-model`, `keras-hdf5`, `onnx`,
-   * `safetensors`, `gguf`, `pytorch`, `files`). Empty or unset: any.
+   * `safetensors`, `gguf`, `pytorch`, `sklearn`, `pickle`, `files`). Empty or unset: any.
    */
   modelFormats?: readonly string[];
   /**

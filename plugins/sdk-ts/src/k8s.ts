@@ -186,3 +186,20 @@ export function serveDeployment(
     },
   };
 }
+
+/**
+ * Annotation on a serve plugin's workload: the protocol clients speak to the server (`v2`, the
+ * Open Inference Protocol; `tfserving-rest`; `http`). The host shows it in `status.inference`
+ * with the URL a client posts to.
+ */
+export const INFERENCE_PROTOCOL = "mlmodel.dev/inference-protocol";
+/** Annotation on a serve plugin's workload: the name the server knows the model by. */
+export const INFERENCE_MODEL = "mlmodel.dev/inference-model";
+
+/** Tells the host how clients call the served model: sets both annotations on `workload`. */
+export function setInference(workload: JsonObject, protocol: string, model: string): void {
+  const metadata = (workload.metadata ??= {}) as JsonObject;
+  const annotations = (metadata.annotations ??= {}) as JsonObject;
+  annotations[INFERENCE_PROTOCOL] = protocol;
+  annotations[INFERENCE_MODEL] = model;
+}

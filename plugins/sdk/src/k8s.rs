@@ -181,3 +181,18 @@ pub fn serve_deployment(
         },
     })
 }
+
+/// Annotation on a serve plugin's workload: the protocol clients speak to the server, `v2` (the
+/// Open Inference Protocol), `tfserving-rest` or `http`. The host shows it in `status.inference`
+/// with the URL a client posts to.
+pub const INFERENCE_PROTOCOL: &str = "mlmodel.dev/inference-protocol";
+/// Annotation on a serve plugin's workload: the name the server knows the model by.
+pub const INFERENCE_MODEL: &str = "mlmodel.dev/inference-model";
+
+/// Tells the host how clients call the served model (see [`INFERENCE_PROTOCOL`]): sets both
+/// annotations on `workload` (a Deployment as built by [`serve_deployment`]).
+pub fn set_inference(workload: &mut Value, protocol: &str, model: &str) {
+    let annotations = &mut workload["metadata"]["annotations"];
+    annotations[INFERENCE_PROTOCOL] = json!(protocol);
+    annotations[INFERENCE_MODEL] = json!(model);
+}

@@ -54,7 +54,8 @@ pub trait Plugin {
     /// without calling the plugin. `None`: any key is passed through unchecked.
     const CONFIG_KEYS: Option<&'static [&'static str]> = None;
     /// For a serve plugin: the model formats its server loads, as the downloader names them
-    /// (`saved-model`, `keras-hdf5`, `onnx`, `safetensors`, `gguf`, `pytorch`, `files`); files
+    /// (`saved-model`, `keras-hdf5`, `onnx`, `safetensors`, `gguf`, `pytorch`, `sklearn`, `pickle`,
+    /// `files`); files
     /// of another format fail the model with `ModelFormatMismatch`. Empty: any.
     const MODEL_FORMATS: &'static [&'static str] = &[];
     /// Render `ctx.step` of `model`. An `Err` is shown to the user as the plugin's error.

@@ -86,7 +86,8 @@ impl Plugin for TensorflowServing {
         if !pod.env.is_empty() {
             container["env"] = json!(pod.env);
         }
-        let deployment = k8s::serve_deployment(model, ctx, &pod, container);
+        let mut deployment = k8s::serve_deployment(model, ctx, &pod, container);
+        k8s::set_inference(&mut deployment, "tfserving-rest", name);
         Ok(vec![deployment])
     }
 }
