@@ -447,3 +447,87 @@ fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
     }
     tar.into_inner().unwrap().finish().unwrap()
 }
+
+/// `spec.validation`: each new serving pod must answer a sample request as expected before it
+/// takes traffic. A URL change to a model that loads but answers otherwise fails the model with
+/// the answer in the message, and the old revision keeps every request; once the expectation
+/// is the new model's, the same pod is asked again and the update goes through.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_revision_that_answers_wrongly_never_takes_traffic() {
+    let (a, b) = (train(&["--variant", "a"]), train(&["--variant", "b"]));
+    let server = FileServer::start(vec![
+        ("/a/model.joblib", a.bytes.clone()),
+        ("/b/model.joblib", b.bytes.clone()),
+    ]);
+    let env = real_env("real-validate").await;
+    let validation = |predictions: &Value| {
+        json!({
+            "request": a.request.to_string(),
+            "expect": json!({"outputs": [{"data": predictions}]}).to_string(),
+        })
+    };
+    let mut model = sklearn_model("checked", &server.url("/a/model.joblib"), json!({}));
+    model.spec.validation = serde_json::from_value(validation(&a.predictions)).unwrap();
+    env.create(model).await;
+    let ready = env
+        .wait_phase("checked", Phase::Ready, Duration::from_secs(300))
+        .await;
+    let pods = model_pods(&env, "checked").await;
+    let gate = pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.conditions.as_ref())
+        .flatten()
+        .find(|c| c.type_ == "mlmodel.dev/validated")
+        .expect("the validated condition on the serving pod");
+    assert_eq!(gate.status, "True", "{gate:?}");
+    let url = infer_url(&env, &ready).await;
+    assert_eq!(infer_when_routed(&url, &a.request).await, a.predictions);
+
+    // The retrained model answers the sample otherwise: it never replaces the one serving.
+    env.merge_spec(
+        "checked",
+        json!({"modelURL": server.url("/b/model.joblib")}),
+    )
+    .await;
+    let failed = env
+        .wait_reason("checked", "ValidationFailed", Duration::from_secs(300))
+        .await;
+    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    println!("{message}");
+    let b_data = serde_json::to_string(&b.predictions).unwrap();
+    assert!(
+        message.contains(&b_data) && message.contains("keep serving"),
+        "the wrong answer and what keeps serving are in the message: {message}"
+    );
+    assert_eq!(failed.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    for _ in 0..20 {
+        assert_eq!(
+            infer(&http(), &url, &a.request).await,
+            Ok(a.predictions.clone()),
+            "a request reached the revision that answered wrongly"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Expecting the retrained model's answer: asked again, it takes over.
+    env.merge_spec("checked", json!({"validation": validation(&b.predictions)}))
+        .await;
+    env.wait_until(
+        "the retrained model to pass and be served",
+        Duration::from_secs(180),
+        || async {
+            let m = env.get("checked").await;
+            let st = m.status.clone()?;
+            (st.phase == Some(Phase::Ready)
+                && st.observed_generation == m.metadata.generation
+                && st.revision != ready.status.as_ref().unwrap().revision)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        infer(&http(), &url, &a.request).await,
+        Ok(b.predictions.clone())
+    );
+}
