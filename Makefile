@@ -83,7 +83,10 @@ bench: setup ## every benchmark: render, plugins per language, scale N=100 and N
 
 bench-plugins: setup ## a plugin's costs per language (Rust, TypeScript, Python): size, compile, load, render, memory
 	@hack/sdk-plugins.sh all
-	cargo build --release --quiet -p mlmodel-operator --bin mlmodel-operator --example plugin_costs
+	@# The operator alone (the image's build), then the example: built together, the operator
+	@# would take the dev-dependencies' features and be compiled again.
+	cargo build --release --quiet -p mlmodel-operator
+	cargo build --release --quiet -p mlmodel-operator --example plugin_costs
 	target/release/examples/plugin_costs
 
 bench-render: setup ## plugin render p50/p99, wasm beside native (criterion)

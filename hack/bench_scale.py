@@ -780,8 +780,11 @@ def main():
 
     if not args.no_build:
         log("building release (operator and baseline)")
+        # Apart: built with an example, the operator would take the dev-dependencies' features
+        # (tokio's test-util) and be compiled a second time; alone it is the image's build.
+        run(["cargo", "build", "--release", "--quiet", "-p", "mlmodel-operator"], cwd=ROOT)
         run(["cargo", "build", "--release", "--quiet", "-p", "mlmodel-operator",
-             "--bin", "mlmodel-operator", "--example", "scale_baseline"], cwd=ROOT)
+             "--example", "scale_baseline"], cwd=ROOT)
     default_cmd = DEFAULT_CMD
     helptext = subprocess.run([OPERATOR_BIN, "run", "--help"], capture_output=True, text=True).stdout
     if "--metrics-bind-address" not in helptext:
