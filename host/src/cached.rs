@@ -169,7 +169,7 @@ impl Slimmed for Pod {
         if let Some(conditions) = &mut s.conditions {
             conditions.retain(|c| {
                 matches!(c.type_.as_str(), "PodScheduled" | "ContainersReady")
-                    || c.type_ == crate::validation::GATE
+                    || c.type_ == crate::conditions::VALIDATED_GATE
             });
         }
         for cs in s.container_statuses.iter_mut().flatten() {

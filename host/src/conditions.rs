@@ -4,6 +4,10 @@
 //! the downloader's `NotFound`) pass through as [`Reason::Passed`]. Imports nothing.
 use strum::{AsRefStr, Display, EnumIter, IntoStaticStr};
 
+/// The pod condition of the readiness gate the host puts on serving pods of a model with
+/// `spec.validation`: `True` once the pod answered the sample request as expected.
+pub const VALIDATED_GATE: &str = "mlmodel.dev/validated";
+
 /// The conditions of `MLModel.status.conditions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, AsRefStr, IntoStaticStr, EnumIter)]
 pub enum ConditionType {

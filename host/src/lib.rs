@@ -26,4 +26,5 @@ pub mod render;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod text;
 pub mod validation;

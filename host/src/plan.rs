@@ -330,7 +330,7 @@ pub fn last_words(log: &str) -> Option<String> {
         .find(exception)
         .or_else(|| lines.iter().rev().find(alarm))
         .or(lines.last())?;
-    Some(crate::plugins::truncate(line.to_string(), MAX_LAST_WORDS))
+    Some(crate::text::truncate(line.to_string(), MAX_LAST_WORDS))
 }
 
 /// Reads a Deployment and its pods (only the pods of the revision being rolled out matter for

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The pod condition type of the readiness gate.
-pub const GATE: &str = "mlmodel.dev/validated";
+pub use crate::conditions::VALIDATED_GATE as GATE;
 /// Seconds a pod has to answer by default.
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 10;
 /// Bytes of an answer read (and quoted at most in a status message).
@@ -69,7 +69,7 @@ pub fn contains(expected: &Value, actual: &Value) -> bool {
 /// The verdict on an answer: `Ok` when it is a 2xx that holds what is expected, else why not
 /// (with the answer quoted, cut to [`MAX_QUOTED_BYTES`]).
 pub fn judge(status: u16, body: &str, expected: Option<&Value>) -> Result<(), String> {
-    let quoted = || crate::plugins::truncate(body.trim().to_string(), MAX_QUOTED_BYTES);
+    let quoted = || crate::text::truncate(body.trim().to_string(), MAX_QUOTED_BYTES);
     if !(200..300).contains(&status) {
         return Err(format!("answered HTTP {status}: {}", quoted()));
     }

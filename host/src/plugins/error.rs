@@ -111,25 +111,7 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 10;
 /// host; longer ones are cut when they are lifted out of the sandbox.
 pub const MAX_PLUGIN_MESSAGE_BYTES: usize = 4 << 10;
 
-/// What ends a cut message.
-pub const TRUNCATED: &str = "… (truncated)";
-
-/// `text`, cut to at most `max` bytes (on a character boundary) and ending with [`TRUNCATED`]
-/// when it was longer.
-pub fn truncate(mut text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max.saturating_sub(TRUNCATED.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    if TRUNCATED.len() <= max {
-        text.push_str(TRUNCATED);
-    }
-    text
-}
+pub use crate::text::truncate;
 
 impl PluginError {
     /// The message for the model's status and its Event: the error's one line, at most
@@ -182,6 +164,7 @@ impl PluginError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::TRUNCATED;
 
     #[test]
     fn short_text_is_kept_whole() {

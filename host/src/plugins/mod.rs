@@ -635,7 +635,7 @@ fn check_output(
         owner: owner_reference(model),
         // The operator holds new serving pods out of traffic until they answer the sample.
         readiness_gate: (step == Step::Serve && model.spec.validation.is_some())
-            .then_some(crate::validation::GATE),
+            .then_some(crate::conditions::VALIDATED_GATE),
     };
     policy::check(plugin, step, manifests, limits.output_bytes, &host, allow)
 }

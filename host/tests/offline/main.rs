@@ -13,6 +13,7 @@ mod support;
 
 mod crd_fresh;
 mod deploy_files;
+mod module_layers;
 mod plugins_cli;
 mod plugins_golden;
 mod plugins_inputs;
