@@ -4,7 +4,7 @@ CACHE ?= $(HOME)/.cache/mlmodel-operator
 export MLMODEL_CACHE := $(CACHE)
 CLUSTER_DIR := $(CACHE)/cluster
 
-.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress bench-plugins fuzz chaos clean
+.PHONY: all setup tools build test unit lint demo demo-stop cluster-up cluster-down kubeconfig crd manifests helm image bench bench-render bench-scale bench-memory bench-fetch bench-progress bench-plugins bench-inference fuzz chaos clean
 
 all: build
 
@@ -73,13 +73,14 @@ image: setup ## the operator's image: docker or podman if a daemon runs (tagged 
 # the last line of each is the ratio that matters. Figures of a full run: BENCHMARKS.md.
 N ?= 100
 RUNS ?= 3
-bench: setup ## every benchmark: render, plugins per language, scale N=100 and N=1000 (with memory at rest), fetch
+bench: setup ## every benchmark: render, plugins per language, scale N=100 and N=1000 (with memory at rest), fetch, a real model's inference
 	@$(MAKE) -s bench-render
 	@$(MAKE) -s bench-plugins
 	@$(MAKE) -s bench-scale N=100 RUNS=3
 	@$(MAKE) -s bench-scale N=1000 RUNS=1
 	@$(MAKE) -s bench-fetch
 	@$(MAKE) -s bench-progress DOWNLOADS=1000
+	@$(MAKE) -s bench-inference
 
 bench-plugins: setup ## a plugin's costs per language (Rust, TypeScript, Python): size, compile, load, render, memory
 	@hack/sdk-plugins.sh all
@@ -100,6 +101,10 @@ bench-memory: setup tools ## the operator's RSS at rest with 1000 models Ready
 
 bench-fetch: setup ## 2 GiB over loopback with sha256, against curl
 	hack/bench-fetch.sh
+
+REQUESTS ?= 1000
+bench-inference: setup tools ## a real sklearn model through the operator on the real node: cold/warm apply -> first answer, latency via Service, pod IP and by hand (RUNS=3 REQUESTS=1000)
+	python3 hack/bench_inference.py --runs $(RUNS) --requests $(REQUESTS)
 
 DOWNLOADS ?= 1000
 bench-progress: setup tools ## API load of download progress with DOWNLOADS in flight: make bench-progress DOWNLOADS=1000

@@ -3,20 +3,30 @@
 container engine and no cluster, and checks that it serves a model: MLServer as uid 1000 and PID 1
 of its own mount and PID namespaces, the root file system read-only, /tmp a fresh tmpfs, /proc,
 a minimal /dev, the model directory mounted read-only at /mnt/models, and the environment the
-`mlserver` serve plugin gives the container (the host's network: it listens on 8080-8082).
+`mlserver` serve plugin gives the container (the host's network: it listens on 8080-8082, see
+--port).
 
     hack/runtime/serve_check.py --rootfs ~/.cache/mlmodel-operator/images/mlserver-<hash>/rootfs \\
-        --model DIR [--model-file model.joblib] [--expect TRAIN_JSON] [--workers 0] [--tmp tmpfs|ro]
+        --model DIR [--model-file model.joblib] [--expect TRAIN_JSON] [--workers 0] [--tmp tmpfs|ro] \\
+        [--port 8080] [--hold SECONDS]
 
 TRAIN_JSON is the line hack/runtime/train_iris.py printed: its request is sent to
 /v2/models/iris/infer and the answer must carry its predictions, value for value, as INT64.
 While the server starts, the codes of /v2/health/live, /v2/health/ready and
 /v2/models/iris/ready are polled every 0.1 s and each change is reported with its time. Then:
 the RSS of the server's processes, a SIGTERM and the time to exit. When the model fails to load,
-reports whether the process exits (its code, its last log lines) or stays up. Prints one JSON
-report on stdout; exit status 0 when the model served and the predictions matched (or, with
---expect-failure, when the server did not become ready). Run as root (unshare, mount, chroot);
-Python standard library only.
+reports whether the process exits (its code, its last log lines) or stays up.
+
+--hold SECONDS keeps the server up for a benchmark: once it is ready (and, with --expect, has
+answered correctly), one JSON line goes to stdout at once, {"serving": "http://127.0.0.1:PORT",
+"infer": URL, "pid": ..., "ready_seconds": ..., "answered_seconds": ...}, and the server stays up
+until this process gets SIGTERM or SIGINT, the server exits, or SECONDS pass (`inf`: no bound);
+then the checks go on as without it. --port moves the server's ports (HTTP PORT, gRPC PORT+1,
+metrics PORT+2; default 8080).
+
+Prints one JSON report on stdout (after that line, with --hold); exit status 0 when the model
+served and the predictions matched (or, with --expect-failure, when the server did not become
+ready). Run as root (unshare, mount, chroot); Python standard library only.
 """
 import argparse
 import json
@@ -110,7 +120,27 @@ def rss_kib(pid: int) -> dict:
     return out
 
 
+def hold(seconds: float, proc, server: int, report: dict) -> float:
+    """Keeps the server up (see --hold); returns how long it was held."""
+    print(json.dumps({"serving": f"http://127.0.0.1:{HTTP}",
+                      "infer": f"http://127.0.0.1:{HTTP}/v2/models/{NAME}/infer",
+                      "pid": server, "ready_seconds": report["ready_seconds"],
+                      "answered_seconds": report.get("answered_seconds")}), flush=True)
+    stop = []
+    handler = lambda signum, frame: stop.append(signum)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    t = time.monotonic()
+    try:
+        while not stop and proc.poll() is None and time.monotonic() - t < seconds:
+            time.sleep(0.1)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return round(time.monotonic() - t, 2)
+
+
 def main():
+    global HTTP, GRPC, METRICS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rootfs", required=True)
     p.add_argument("--model", required=True, help="the model directory (mounted read-only)")
@@ -122,7 +152,13 @@ def main():
                    help="/tmp: a fresh tmpfs (an emptyDir), or read-only like the rest of the root")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--log", help="keep the server's output in this file")
+    p.add_argument("--port", type=int, default=HTTP,
+                   help="the HTTP port; gRPC is PORT+1, metrics PORT+2 (default 8080)")
+    p.add_argument("--hold", type=float, default=0, metavar="SECONDS",
+                   help="once it serves, print a JSON line and keep it up until SIGTERM/SIGINT "
+                        "or SECONDS (`inf`: no bound)")
     args = p.parse_args()
+    HTTP, GRPC, METRICS = args.port, args.port + 1, args.port + 2
     expect = json.loads(open(args.expect).read()) if args.expect else None
     if code("/v2/health/live")[0]:
         sys.exit(f"serve_check: something already answers on port {HTTP}")
@@ -171,13 +207,18 @@ def main():
                 report["predictions_match"] = (
                     status == 200 and out.get("data") == expect["predictions"]
                     and out.get("datatype") == "INT64")
+                if report["predictions_match"]:
+                    report["answered_seconds"] = round(time.monotonic() - t0, 3)
             report["metrics_port"] = urllib.request.urlopen(
                 f"http://127.0.0.1:{METRICS}/metrics", timeout=5).status
+            if args.hold > 0 and server and report.get("predictions_match", True):
+                report["held_seconds"] = hold(args.hold, proc, server, report)
             time.sleep(2)  # settle after the first inference
             report["rss"] = rss_kib(server) if server else None
             report["rss_total_mib"] = round(sum(v["VmRSS_kib"] for v in report["rss"].values()) / 1024, 1)
             t1 = time.monotonic()
-            os.kill(server, signal.SIGTERM)
+            if proc.poll() is None:  # (it may have exited while held)
+                os.kill(server, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -374,12 +374,15 @@ async fn tensorflow_serving_finds_the_saved_model_where_it_looks() {
             },
         )
         .await;
-    let status = env.get("half").await.status.unwrap();
-    assert_eq!(
-        status.download.as_ref().and_then(|d| d.format.as_deref()),
-        Some("saved-model"),
-        "{status:?}"
-    );
+    // The status write of the reconcile that applied the Deployment may come a moment later.
+    let format = env
+        .wait_until(
+            "the downloaded format in status",
+            Duration::from_secs(60),
+            || async { env.get("half").await.status?.download?.format },
+        )
+        .await;
+    assert_eq!(format, "saved-model");
     let mut spec = dep.spec.unwrap().template.spec.unwrap();
     let server = &mut spec.containers[0];
     assert_eq!(server.image.as_deref(), Some("tensorflow/serving:2.18.0"));
