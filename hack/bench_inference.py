@@ -135,10 +135,14 @@ def answer_ok(status, body, predictions):
         return False
 
 
-def infer_once(host, port, body, timeout=2.0):
-    """One POST on a new connection: (status or None, body or the error)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def infer_once(host, port, body, connect_timeout=0.5, timeout=5.0):
+    """One POST on a new connection: (status or None, body or the error). A short connect
+    timeout: a SYN that finds no route yet (a ClusterIP kube-proxy has not programmed) is not
+    answered, and waiting for it would delay the first answer."""
+    conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
     try:
+        conn.connect()
+        conn.sock.settimeout(timeout)
         conn.request("POST", INFER_PATH, body, {"Content-Type": "application/json"})
         resp = conn.getresponse()
         return resp.status, resp.read()
@@ -153,7 +157,7 @@ def series(host, port, body, predictions, n, warmup, max_seconds):
     server closes it); the client's time from sending to the body read, per request."""
     conns = 0
     conn = None
-    times, errors, wrong = [], 0, 0
+    times, errors, wrong, slow = [], 0, 0, []
     answers = []
     deadline = time.monotonic() + max_seconds
     t_start = None
@@ -185,14 +189,18 @@ def series(host, port, body, predictions, n, warmup, max_seconds):
         if i >= warmup:
             times.append(dt)
             answers.append((status, data))
+            if dt > 0.1:
+                slow.append((i - warmup, round(dt * 1e3)))
     elapsed = time.perf_counter() - t_start if t_start is not None else 0.0
     if conn is not None:
         conn.close()
     for status, data in answers:  # checked after the timing, so parsing costs nothing above
         if not answer_ok(status, data, predictions):
             wrong += 1
+    if slow:
+        log(f"  series to {host}:{port}: {len(slow)} request(s) over 100 ms (index, ms): {slow[:20]}")
     return {"times": times, "elapsed": elapsed, "errors": errors, "wrong": wrong,
-            "connections": conns}
+            "connections": conns, "slow": len(slow)}
 
 
 def pct(sorted_values, p):
@@ -209,7 +217,8 @@ def summarize(s):
     return {"n": len(t), "p50_ms": pct(t, 50) * 1e3, "p99_ms": pct(t, 99) * 1e3,
             "mean_ms": statistics.fmean(t) * 1e3, "max_ms": t[-1] * 1e3,
             "rps": len(t) / s["elapsed"] if s["elapsed"] > 0 else None,
-            "errors": s["errors"], "wrong": s["wrong"], "connections": s["connections"]}
+            "errors": s["errors"], "wrong": s["wrong"], "connections": s["connections"],
+            "slow": s["slow"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +328,12 @@ def pod_marks(p):
 
 def pvc_marks(c):
     return ["pvc:created"] + (["pvc:bound"] if (c.get("status") or {}).get("phase") == "Bound" else [])
+
+
+def job_marks(j):
+    done = any(c["type"] == "Complete" and c["status"] == "True"
+               for c in (j.get("status") or {}).get("conditions") or [])
+    return ["job:created"] + (["job:complete"] if done else [])
 
 
 def slice_marks(s):
@@ -435,6 +450,7 @@ def one_run(cluster, args, ns, kind, url, body, predictions, measure_latency):
         "model": Milestones(cluster, f"/apis/mlmodel.dev/v1alpha1{base}/mlmodels", model_marks),
         "pods": Milestones(cluster, f"/api/v1{base}/pods", pod_marks),
         "pvc": Milestones(cluster, f"/api/v1{base}/persistentvolumeclaims", pvc_marks),
+        "jobs": Milestones(cluster, f"/apis/batch/v1{base}/jobs", job_marks),
         "slices": Milestones(cluster, f"/apis/discovery.k8s.io/v1{base}/endpointslices", slice_marks),
     }
     time.sleep(0.5)  # the watches' lists
@@ -447,6 +463,7 @@ def one_run(cluster, args, ns, kind, url, body, predictions, measure_latency):
         last = "no answer yet"
         t_answer = None
         next_log = t0 + 15
+        attempts = []  # (start, seconds, outcome) of each try through the Service
         while t_answer is None:
             now = time.time()
             if STOP.is_set():
@@ -468,13 +485,19 @@ def one_run(cluster, args, ns, kind, url, body, predictions, measure_latency):
                 except RuntimeError:
                     pass
             if ip is not None:
+                ta = time.time()
                 status, data = infer_once(ip, 80, body)
                 if answer_ok(status, data, predictions):
                     t_answer = time.time()
+                    attempts.append((ta - t0, t_answer - ta, "correct"))
                     break
                 last = f"HTTP {status}: {data[:200]!r}" if status else data
+                attempts.append((ta - t0, time.time() - ta, last[:60]))
             time.sleep(0.1)
         res["answer"] = t_answer - t0
+        res["attempts"] = len(attempts)
+        log(f"  {ns}: tries through the Service: {len(attempts)}, the last ones (s after apply, "
+            f"took, outcome): " + "; ".join(f"{a:.2f} {d:.2f} {o}" for a, d, o in attempts[-4:]))
         # Ready may come after the first answer (or before): wait for it, bounded.
         while watches["model"].at("Ready") is None and time.time() < t_answer + 120:
             time.sleep(0.1)
@@ -492,6 +515,8 @@ def one_run(cluster, args, ns, kind, url, body, predictions, measure_latency):
             time.sleep(1)  # the audit backend writes asynchronously to the file
             evs = bs.audit_events(bs.OPERATOR_USER, t0)
             res["requests"] = bs.count_requests(evs, t0, t_end)
+            log(f"  {ns}: the operator's requests (s after apply): " + ", ".join(
+                f"{t - t0:.2f} {verb} {what}" for t, verb, what in evs if t <= t_end))
         if measure_latency:
             pods = [p for p in watches["pods"].objects.values()
                     if "server:ready" in pod_marks(p) and not p["metadata"].get("deletionTimestamp")]
@@ -643,7 +668,8 @@ def report_latency(name, s, where):
         return None
     figure(f"latency {name} requests={x['n']} p50_ms={x['p50_ms']:.2f} p99_ms={x['p99_ms']:.2f} "
            f"mean_ms={x['mean_ms']:.2f} max_ms={x['max_ms']:.1f} requests_per_s={fmt(x['rps'], '{:.0f}')} "
-           f"errors={x['errors']} wrong={x['wrong']} connections={x['connections']} ({where})")
+           f"over_100ms={x['slow']} errors={x['errors']} wrong={x['wrong']} "
+           f"connections={x['connections']} ({where})")
     return x
 
 
