@@ -57,7 +57,8 @@ if [ -f "$demo/operator.pid" ] && kill -0 "$(cat "$demo/operator.pid")" 2>/dev/n
   kill "$(cat "$demo/operator.pid")" && sleep 1
 fi
 metrics="127.0.0.1:${MLMODEL_DEMO_METRICS_PORT:-23280}"
-MLMODEL_OPERATOR_IMAGE=$image "$bin" run --cache-dir "$cache/wasm" --metrics-bind-address "$metrics" \
+# Only the demo's namespace: tests or benchmarks may share the cluster.
+MLMODEL_OPERATOR_IMAGE=$image "$bin" run --namespace "$ns" --cache-dir "$cache/wasm" --metrics-bind-address "$metrics" \
   >"$demo/operator.log" 2>&1 &
 echo $! >"$demo/operator.pid"
 
