@@ -45,6 +45,19 @@ impl Applied {
     }
 
     /// Forgets what the model `uid` applied (it was deleted).
+    /// Keeps only the models whose uid `keep` says.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .retain(|(u, _), _| keep(u));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
     pub fn forget(&self, uid: &str) {
         self.0
             .lock()

@@ -80,6 +80,55 @@ pub struct Context {
     renders: renders::Renders,
 }
 
+/// How often the memories are swept of models that are gone.
+const FORGET_GONE_EVERY: Duration = Duration::from_secs(60);
+
+impl Context {
+    /// Forgets what the per-model memories hold of models not in `live` (the model cache). A
+    /// model without finalizers leaves the cache at once when it is deleted, so no reconcile
+    /// sees its deletion: without this sweep, a model deleted while failing would keep its
+    /// backoff count, and every deleted model its renders, for the process's life.
+    pub(crate) fn forget_gone(&self, live: &[Arc<MLModel>]) {
+        let refs: std::collections::HashSet<ObjectRef<MLModel>> = live
+            .iter()
+            .map(|m| ObjectRef::from_obj(m.as_ref()))
+            .collect();
+        let uids: std::collections::HashSet<String> = live.iter().filter_map(|m| m.uid()).collect();
+        self.failures
+            .lock()
+            .expect("not poisoned")
+            .retain(|key, _| refs.contains(key));
+        self.written.retain(|key| refs.contains(key));
+        self.applied.retain(|uid| uids.contains(uid));
+        self.renders.retain(|uid| uids.contains(uid));
+    }
+
+    /// Entries the per-model memories hold (for tests of the sweep).
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.failures.lock().expect("not poisoned").len()
+            + self.written.len()
+            + self.applied.len()
+            + self.renders.len()
+    }
+}
+
+/// Sweeps the memories of `ctx` every [`FORGET_GONE_EVERY`] against the model cache.
+pub(crate) async fn forget_gone_models(
+    ctx: Arc<Context>,
+    models: kube::runtime::reflector::Store<MLModel>,
+) {
+    // An empty cache before the first list would sweep everything: harmless, but pointless.
+    if models.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(FORGET_GONE_EVERY);
+    loop {
+        tick.tick().await;
+        ctx.forget_gone(&models.state());
+    }
+}
+
 fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(model.as_ref());
     let n = {

@@ -91,6 +91,19 @@ impl Renders {
     }
 
     /// Forgets the model `uid` (it was deleted).
+    /// Keeps only the models whose uid `keep` says.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .retain(|(u, _), _| keep(u));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
     pub fn forget(&self, uid: &str) {
         self.0
             .lock()

@@ -296,6 +296,7 @@ pub async fn run_controllers(
                 .debounce(DEBOUNCE),
         );
         metrics.watch_models(controller.store());
+        let forget_gone = super::forget_gone_models(ctx.clone(), controller.store());
         let controller = controller
             .reconcile_all_on(reloads)
             .reconcile_on(progressed_rx)
@@ -320,6 +321,7 @@ pub async fn run_controllers(
             _ = controller => {},
             _ = futures::future::select_all(drivers) => {},
             _ = follow_logs => {},
+            _ = forget_gone => {},
         }
         Err::<(), _>(anyhow::anyhow!("a watch stream ended unexpectedly"))
     });

@@ -751,3 +751,39 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
         "echo-server@0.1.0"
     );
 }
+
+/// A model without finalizers leaves the cache at once when deleted, so no reconcile sees it go:
+/// after 1,000 cycles of create, reconcile, fail and delete unseen, the sweep against the model
+/// cache leaves nothing of them in any memory (the backoff counts of failed models included).
+#[tokio::test]
+async fn models_deleted_unseen_leave_nothing_in_memory() {
+    let template = echo_model();
+    let models: Vec<Arc<MLModel>> = (0..1000)
+        .map(|i| {
+            let mut m = template.clone();
+            m.metadata.uid = Some(format!("uid-{i}"));
+            Arc::new(m)
+        })
+        .collect();
+    let scenario = models.iter().flat_map(|m| new_model_scenario(m)).collect();
+    let (client, api) = FakeApi::start(scenario);
+    let ctx = context(client, &Cluster::default(), Written::default());
+    for m in &models {
+        reconcile(m.clone(), ctx.clone())
+            .await
+            .expect("reconcile succeeds");
+        super::error_policy(m.clone(), &crate::error::Error::NoNamespace, ctx.clone());
+    }
+    api.verify();
+    let before = ctx.remembered();
+    assert!(
+        before >= 1000,
+        "renders of every model are remembered: {before}"
+    );
+    // The last model still exists: it keeps what is its own, the others lose theirs.
+    ctx.forget_gone(&models[999..]);
+    let kept = ctx.remembered();
+    assert!(kept > 0 && kept < 10, "kept {kept} of {before}");
+    ctx.forget_gone(&[]);
+    assert_eq!(ctx.remembered(), 0);
+}

@@ -98,6 +98,19 @@ impl Written {
         }
     }
 
+    /// Keeps only the models `keep` says.
+    pub fn retain(&self, mut keep: impl FnMut(&ObjectRef<MLModel>) -> bool) {
+        let mut map = self.0.lock().expect("not poisoned");
+        map.writes.retain(|key, _| keep(key));
+        map.pending.retain(|key, _| keep(key));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        let map = self.0.lock().expect("not poisoned");
+        map.writes.len() + map.pending.len()
+    }
+
     pub fn forget(&self, model: &MLModel) {
         let mut map = self.0.lock().expect("not poisoned");
         let key = ObjectRef::from_obj(model);
