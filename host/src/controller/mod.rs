@@ -6,16 +6,21 @@
 //! -> status. Decisions live in `plan` and `status`; this module only reads caches and calls the
 //! API server.
 //!
-//! - this module: [`reconcile`], the error policy and the [`Context`] they share;
+//! - this module: [`reconcile`] (a driver of four named calls), the error policy and the
+//!   [`Context`] they share, with the sweep of models that are gone;
 //! - [`steps`]: one function per step, and the applier that renders and applies;
+//! - [`prune`]: what the plan left out, deleted; [`status_write`]: the status patch, its
+//!   pacing and its Events;
 //! - [`watches`]: the shared reflectors of what the operator owns, their caches, [`Owned`];
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
 mod applied;
 mod events;
 mod progress;
+mod prune;
 mod renders;
 pub mod run;
+mod status_write;
 mod steps;
 mod validate;
 mod watches;
@@ -25,42 +30,18 @@ pub use crate::error::Error;
 pub use events::Recorder;
 pub use watches::{Cache, Stores};
 
-use crate::api::{MANAGER, MLModel, MLModelStatus};
-use crate::apply;
+use crate::api::MLModel;
 use crate::metrics::Metrics;
-use crate::plan;
-use crate::plugins::{Runtime, Step};
-use crate::status;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use crate::plugins::Runtime;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use steps::{Applier, Progress, run_steps};
-use tracing::{info, warn};
+use steps::{Applier, run_steps};
+use tracing::warn;
 use watches::Owned;
-
-/// A status change that is no milestone (a step on the way to Ready, replica counts, progress
-/// figures) is written at most once per this window per model, with whatever else changed, and
-/// a new phase only once it has lasted this long: a model walking to Ready in a few seconds
-/// costs a few writes, not one per step it passes (Deploying, when the server is ready a moment
-/// after the download, is written with Ready, in one write and one Event).
-const COALESCE: Duration = Duration::from_secs(2);
-
-/// Within a phase, what changes (replica counts, progress figures, a message) is written at
-/// most once per this window per model; a change of phase, once per [`COALESCE`].
-const DETAILS: Duration = Duration::from_secs(10);
-
-/// How long ago the model was created, by the API server's clock (a clock behind ours reads as
-/// no time at all).
-fn age(model: &MLModel) -> Option<Duration> {
-    let created = model.metadata.creation_timestamp.as_ref()?.0;
-    let ago = Timestamp::now().duration_since(created);
-    Some(Duration::try_from(ago).unwrap_or_default())
-}
 
 pub struct Context {
     pub client: Client,
@@ -101,6 +82,26 @@ impl Context {
         self.written.retain(|key| refs.contains(key));
         self.applied.retain(|uid| uids.contains(uid));
         self.renders.retain(|uid| uids.contains(uid));
+    }
+
+    /// Forgets everything remembered of `model` (it is being deleted).
+    fn forget(&self, model: &MLModel) {
+        self.written.forget(model);
+        let uid = model.uid().unwrap_or_default();
+        self.applied.forget(&uid);
+        self.renders.forget(&uid);
+        self.failures
+            .lock()
+            .expect("not poisoned")
+            .remove(&ObjectRef::from_obj(model));
+    }
+
+    /// A reconcile of `model` succeeded: its backoff starts again.
+    fn reconciled(&self, model: &MLModel) {
+        self.failures
+            .lock()
+            .expect("not poisoned")
+            .remove(&ObjectRef::from_obj(model));
     }
 
     /// Entries the per-model memories hold (for tests of the sweep).
@@ -152,139 +153,28 @@ async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Err
     result
 }
 
+/// One reconcile: observe what the model owns -> run the steps as far as they go -> prune what
+/// the plan left out -> write status. Each returns when it wants to look again; the soonest wins.
 async fn reconcile_model(model: &Arc<MLModel>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if model.metadata.deletion_timestamp.is_some() {
         // Owner references hand everything to the garbage collector.
-        ctx.written.forget(model);
-        let uid = model.uid().unwrap_or_default();
-        ctx.applied.forget(&uid);
-        ctx.renders.forget(&uid);
+        ctx.forget(model);
         return Ok(Action::await_change());
     }
     let ns = model.namespace().ok_or(Error::NoNamespace)?;
     let owned = Owned::read(&ctx.stores, model);
     let mut applier = Applier::new(ctx, model, &ns, &owned);
-    let (mut obs, mut requeue) = match run_steps(&mut applier, &owned).await? {
-        Progress::Done(obs) => (obs, None),
-        Progress::Blocked(obs, after) => (obs, after),
-    };
-    if let Some(at) = applier.recheck {
-        requeue = Some(requeue.map_or(at, |r| r.min(at)));
-    }
-    if matches!(obs.download, plan::DownloadState::Running { .. }) {
-        obs.progress = ctx.progress.sample(&crate::progress::Key {
-            namespace: ns.clone(),
-            model: model.name_any(),
-            revision: obs.wanted_revision.clone(),
-        });
-    }
-
-    // Prune only after a complete plan: a step that failed to render must not lose its objects.
+    let (obs, steps_again) = run_steps(&mut applier, &owned).await?;
+    // Only after a complete plan: a step that failed to render must not lose its objects.
     if obs.blocking_error.is_none() {
-        let mut in_use: BTreeSet<String> = owned
-            .pods_of(Step::Serve.as_str(), None)
-            .iter()
-            .filter_map(|p| plan::revision_of(*p).map(str::to_string))
-            .collect();
-        in_use.extend(obs.serve_revision.clone());
-        let inventory = owned.inventory();
-        let existing: Vec<_> = inventory
-            .iter()
-            .map(|o| (o.key.clone(), o.revision.clone()))
-            .collect();
-        for key in plan::prune(&existing, &applier.rendered, &in_use) {
-            let uid = inventory
-                .iter()
-                .find(|o| o.key == key)
-                .map(|o| o.uid.as_str())
-                .unwrap_or_default();
-            info!(model = %model.name_any(), kind = %key.kind, name = %key.name, "pruning");
-            apply::delete(&ctx.client, &ns, &key.kind, &key.name, uid).await?;
-        }
+        let serving = obs.serve_revision.as_deref();
+        prune::prune(ctx, model, &ns, &owned, &applier.rendered, serving).await?;
     }
-
-    let old = ctx.written.current(model);
-    let new = status::compute(Timestamp::now(), model, &obs, old.as_ref());
-    if status::changed(old.as_ref(), &new) {
-        // A model's first status counts from its creation: a model that walks fast is first
-        // written a step or two further on.
-        let since = ctx.written.since_last(model).or_else(|| age(model));
-        let window = match &old {
-            Some(old) if old.phase == new.phase => DETAILS,
-            _ => COALESCE,
-        };
-        let urgent = status::urgent(old.as_ref(), &new);
-        let wait = match since {
-            Some(ago) if !urgent => window.saturating_sub(ago),
-            _ => Duration::ZERO,
-        };
-        let held = match &old {
-            Some(old) if !urgent && old.phase != new.phase => {
-                COALESCE.saturating_sub(ctx.written.pending_for(model))
-            }
-            _ => Duration::ZERO,
-        };
-        let wait = wait.max(held);
-        if wait.is_zero() {
-            tracing::debug!(
-                model = %model.name_any(),
-                status = %serde_json::to_string(&new).unwrap_or_default(),
-                "writing status"
-            );
-            patch_status(&ctx.client, model, &new).await?;
-            ctx.written.record(model, &new);
-            if let Some((succeeded, took)) = status::download_ended(old.as_ref(), &new, &obs) {
-                ctx.metrics.download_ended(succeeded, took);
-            }
-            for note in status::events(old.as_ref(), &new) {
-                publish(ctx, model, note).await;
-            }
-        } else {
-            // Written with whatever comes next, or when the window ends.
-            requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
-        }
-    } else {
-        ctx.written.settled(model);
-    }
-    ctx.failures
-        .lock()
-        .expect("not poisoned")
-        .remove(&ObjectRef::from_obj(model.as_ref()));
+    let status_again = status_write::write(ctx, model, &obs).await?;
+    ctx.reconciled(model);
     // Watches bring every change of what the model owns; the periodic requeue is a safety net.
-    Ok(requeue
-        .map(Action::requeue)
-        .unwrap_or_else(|| Action::requeue(Duration::from_secs(300))))
-}
-
-async fn patch_status(
-    client: &Client,
-    model: &MLModel,
-    status: &MLModelStatus,
-) -> Result<(), Error> {
-    let api: Api<MLModel> = Api::namespaced(client.clone(), &model.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "mlmodel.dev/v1alpha1",
-        "kind": "MLModel",
-        "status": status,
-    });
-    api.patch_status(
-        &model.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn publish(ctx: &Context, model: &MLModel, note: status::EventNote) {
-    let message: String = note.message.chars().take(1000).collect();
-    if let Err(e) = ctx
-        .recorder
-        .publish(model, note.warning, &note.reason, &message)
-        .await
-    {
-        warn!(error = %e, "could not publish event");
-    }
+    let again = [steps_again, status_again].into_iter().flatten().min();
+    Ok(Action::requeue(again.unwrap_or(Duration::from_secs(300))))
 }
 
 #[cfg(test)]

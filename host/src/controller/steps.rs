@@ -22,15 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
-/// How a reconcile's steps ended.
-pub enum Progress {
-    /// Every step that can run now ran.
-    Done(Observation),
-    /// A failure the user must fix; requeue after the given time if it may pass by itself
-    /// (e.g. a plugin that shows up in a plugin directory).
-    Blocked(Observation, Option<Duration>),
-}
-
 /// Why a step stopped the walk.
 pub enum Stop {
     /// The user must fix something: written to status, not retried with backoff.
@@ -279,17 +270,30 @@ struct Plugins {
     expose: Option<Arc<LoadedPlugin>>,
 }
 
-/// Runs the steps, in order, as far as they can go now.
-pub async fn run_steps(applier: &mut Applier<'_>, owned: &Owned) -> Result<Progress, Error> {
+/// Runs the steps, in order, as far as they can go now: what they saw (with the running
+/// download's figures), and when to look again if nothing else wakes the model.
+pub async fn run_steps(
+    applier: &mut Applier<'_>,
+    owned: &Owned,
+) -> Result<(Observation, Option<Duration>), Error> {
     let mut obs = observe_serving(applier.model, owned);
-    match in_order(applier, owned, &mut obs).await {
-        Ok(()) => Ok(Progress::Done(obs)),
+    let again = match in_order(applier, owned, &mut obs).await {
+        Ok(()) => None,
         Err(Stop::Blocked(b)) => {
             obs.blocking_error = Some((b.reason, b.message));
-            Ok(Progress::Blocked(obs, b.retry_after))
+            b.retry_after
         }
-        Err(Stop::Api(e)) => Err(e),
+        Err(Stop::Api(e)) => return Err(e),
+    };
+    if matches!(obs.download, DownloadState::Running { .. }) {
+        obs.progress = applier.ctx.progress.sample(&crate::progress::Key {
+            namespace: applier.ns.to_string(),
+            model: applier.model.name_any(),
+            revision: obs.wanted_revision.clone(),
+        });
     }
+    let again = [again, applier.recheck].into_iter().flatten().min();
+    Ok((obs, again))
 }
 
 /// Each step in turn; the first that cannot go on stops the others.

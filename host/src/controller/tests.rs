@@ -303,7 +303,7 @@ async fn steps_on_the_way_are_coalesced_and_milestones_are_not() {
     assert_ne!(action, Action::requeue(std::time::Duration::from_secs(300)));
     cluster.applied(&calls[0]);
     cluster.applied(&calls[1]);
-    tokio::time::sleep(super::COALESCE).await;
+    tokio::time::sleep(super::status_write::COALESCE).await;
     let (calls, _) = reconcile_with(
         &model,
         &cluster,
