@@ -17,9 +17,10 @@ tools: ## control-plane binaries built from source, cached by version
 build: setup
 	cargo build
 
-lint: setup
+lint: setup ## fmt, clippy, and no import circle between modules (the test module_layers)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test -q --test offline module_layers
 
 test: setup ## the whole suite: lint, unit, then integration on the local cluster
 	@hack/test.sh

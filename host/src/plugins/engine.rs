@@ -4,7 +4,6 @@
 //! deadline and a bounded stderr. Calls at load time run on a thread of their own that the host
 //! stops waiting for at [`Limits::host_deadline`], whatever the guest does.
 use anyhow::{Context as _, Result};
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -463,7 +462,7 @@ impl PluginEngine {
             Ok(Ok((accepted, _))) => Ok(Some(accepted)),
             Ok(Err(CallFailure::Trap { message, stderr })) => Err(anyhow::anyhow!(
                 "accepts() failed: {message}{}",
-                super::registry::stderr_suffix(&stderr)
+                super::stdio::stderr_suffix(&stderr)
             )),
             Ok(Err(CallFailure::OutOfMemory { .. })) => {
                 anyhow::bail!("accepts() ran out of memory")
@@ -799,14 +798,10 @@ fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// Lowercase hex sha256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::artifact::sha256_hex;
 
     #[test]
     fn a_core_module_is_told_apart_from_a_component() {

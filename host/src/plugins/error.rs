@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::Step;
 use super::engine::CallFailure;
-use super::registry::stderr_suffix;
+use super::stdio::stderr_suffix;
 use crate::api::InvalidPluginConfig;
 use crate::conditions::Reason;
 use crate::plugins::Limits;

@@ -13,6 +13,7 @@
 //! - `cli`: `mlmodel-operator plugins` (`list`, `new`, `test`, `push`).
 //!
 //! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
+mod artifact;
 pub mod cli;
 mod compiler;
 mod context;

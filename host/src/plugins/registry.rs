@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::engine::{CallFailure, HostState, PluginEngine, PluginPre, sha256_hex};
+use super::artifact::sha256_hex;
+use super::engine::{CallFailure, HostState, PluginEngine, PluginPre};
 use super::error::{MAX_PLUGIN_MESSAGE_BYTES, truncate};
 use super::oci::sources::{Item, View};
+use super::stdio::stderr_suffix;
 use super::{Compiler, Limits, Step};
 
 /// Plugins compiled into the operator (built by `host/build.rs`).
@@ -57,8 +59,7 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(n, _)| *n == name)
 }
 
-/// Largest plugin file (or registry blob) read; a component is a few hundred KB.
-pub(crate) const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+pub(crate) use super::artifact::MAX_PLUGIN_BYTES;
 
 /// Longest version `info()` may give: it is shown in every model's status.
 const MAX_VERSION_BYTES: usize = 64;
@@ -568,14 +569,6 @@ fn check_info<S>(name: &str, version: &str, steps: &[S]) -> Result<(), String> {
         return Err(format!("plugin {name}: info() lists no step"));
     }
     Ok(())
-}
-
-pub(crate) fn stderr_suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(" (stderr: {stderr})")
-    }
 }
 
 #[cfg(test)]

@@ -93,3 +93,12 @@ impl tokio::io::AsyncWrite for BoundedPipe {
         Poll::Ready(Ok(()))
     }
 }
+
+/// A plugin's stderr as the end of a message: ` (stderr: ...)`, or nothing when it wrote none.
+pub(crate) fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(" (stderr: {stderr})")
+    }
+}

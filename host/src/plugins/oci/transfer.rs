@@ -18,8 +18,7 @@ use super::{
     LEGACY_CONFIG_MEDIA_TYPE, LEGACY_LAYER_MEDIA_TYPE, OciError, OciRef, RegistryOptions,
     WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
-use crate::plugins::engine::sha256_hex;
-use crate::plugins::registry::MAX_PLUGIN_BYTES;
+use crate::plugins::artifact::{MAX_PLUGIN_BYTES, sha256_hex};
 
 /// Largest manifest read from the cache: one of a plugin is well under 1 KiB.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
