@@ -15,10 +15,10 @@ in a fresh namespace whose pods run on the real node, deleted afterwards:
   warm   the image is present
 
 Per run: `kubectl apply` -> the first correct prediction through the Service's ClusterIP (the
-path of status.inference.url, posted every 0.1 s on a new connection: answer 200 and
-outputs[0].data equal to what the model predicts locally), with the stages seen by watches of
-the namespace (the model's conditions, the claim, the pods, the EndpointSlice) and the image pull
-the kubelet reported (its Pulled event). Then N sequential requests (default 1000, after 50
+path status.inference.url names, /v2/models/iris/infer, posted every 0.1 s on a new connection:
+answer 200 and outputs[0].data equal to what the model predicts locally), with the stages seen
+by watches of the namespace (the model's conditions, the claim, the Job, the pods, the
+EndpointSlice) and the image pull the kubelet reported (its Pulled event). Then N sequential requests (default 1000, after 50
 warm-up) on one keep-alive connection (http.client) through the ClusterIP, and the same to the
 pod IP (in the last warm run); then the same runtime started by hand on this machine
 (hack/runtime/serve_check.py --hold: the image's root file system as a container would run it,
@@ -161,12 +161,14 @@ def series(host, port, body, predictions, n, warmup, max_seconds):
     answers = []
     deadline = time.monotonic() + max_seconds
     t_start = None
+    busy0 = bs.machine_busy()  # the whole machine's CPU, all cores, during the measured part
     for i in range(warmup + n):
         if time.monotonic() > deadline or STOP.is_set():
             log(f"  series to {host}:{port} stopped after {max_seconds:.0f}s at request {i}")
             break
         if i == warmup:
             t_start = time.perf_counter()
+            busy0 = bs.machine_busy()
         if conn is None:
             conn = http.client.HTTPConnection(host, port, timeout=10)
             conns += 1
@@ -192,6 +194,7 @@ def series(host, port, body, predictions, n, warmup, max_seconds):
             if dt > 0.1:
                 slow.append((i - warmup, round(dt * 1e3)))
     elapsed = time.perf_counter() - t_start if t_start is not None else 0.0
+    busy = bs.machine_busy() - busy0
     if conn is not None:
         conn.close()
     for status, data in answers:  # checked after the timing, so parsing costs nothing above
@@ -200,7 +203,7 @@ def series(host, port, body, predictions, n, warmup, max_seconds):
     if slow:
         log(f"  series to {host}:{port}: {len(slow)} request(s) over 100 ms (index, ms): {slow[:20]}")
     return {"times": times, "elapsed": elapsed, "errors": errors, "wrong": wrong,
-            "connections": conns, "slow": len(slow)}
+            "connections": conns, "slow": len(slow), "busy_cores": busy / elapsed if elapsed else None}
 
 
 def pct(sorted_values, p):
@@ -218,7 +221,7 @@ def summarize(s):
             "mean_ms": statistics.fmean(t) * 1e3, "max_ms": t[-1] * 1e3,
             "rps": len(t) / s["elapsed"] if s["elapsed"] > 0 else None,
             "errors": s["errors"], "wrong": s["wrong"], "connections": s["connections"],
-            "slow": s["slow"]}
+            "slow": s["slow"], "busy_cores": s["busy_cores"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,18 +612,28 @@ def by_hand(args, rootfs, model_dir, train_json, work, i, hold):
 # Reporting
 
 
-STAGES = [  # (label, from mark, to mark), seconds
-    ("apply->Downloaded", None, "Downloaded"),
-    ("Downloaded->server_pod_created", "Downloaded", "server:created"),
-    ("server_pod_created->container_running", "server:created", "server:running"),
-    ("container_running->pod_ready", "server:running", "server:ready"),
-    ("pod_ready->endpoints_ready", "server:ready", "endpoints:ready"),
-    ("endpoints_ready->first_answer", "endpoints:ready", "answer"),
+# The path to the first answer, one stage after the other (they add up to apply -> first answer),
+# from what the watches saw; then what the operator's status said, and when.
+STAGES = [  # (label, from mark, to mark)
+    ("apply->download_pod", None, "download:created"),
+    ("->scheduled", "download:created", "download:scheduled"),
+    ("->download_done", "download:scheduled", "download:succeeded"),
+    ("->server_pod", "download:succeeded", "server:created"),
+    ("->container_running", "server:created", "server:running"),
+    ("->pod_ready", "server:running", "server:ready"),
+    ("->endpoints_ready", "server:ready", "endpoints:ready"),
+    ("->first_answer", "endpoints:ready", "answer"),
 ]
+STAGE_NOTE = ("apply->download_pod: the operator's claim and Job; ->scheduled: the local-path "
+              "volume provisioned for the claim, WaitForFirstConsumer; ->download_done: the "
+              "downloader's container ran; ->server_pod: Job complete seen, Deployment, "
+              "ReplicaSet, pod; ->container_running: scheduling, image (pull), container start; "
+              "->pod_ready: MLServer start and model load, probes every 2 s; ->first_answer: "
+              "kube-proxy's rules and this client's next try, every 0.1 s")
 DETAIL = [  # seconds after apply
-    "pvc:created", "download:created", "download:scheduled", "pvc:bound", "download:running",
-    "download:succeeded", "Downloaded", "server:created", "server:scheduled", "server:running",
-    "server:ready", "endpoints:ready", "answer", "Serving", "Exposed", "Ready",
+    "pvc:created", "download:created", "pvc:bound", "download:scheduled", "download:succeeded", "job:complete", "server:created", "Downloaded", "Exposed",
+    "server:scheduled", "server:running", "server:ready", "endpoints:ready", "answer", "Serving",
+    "Ready",
 ]
 
 
@@ -637,9 +650,15 @@ def report_runs(kind, rs):
            f"correct prediction through the Service ClusterIP; median of {len(rs)})")
     figure(f"{pre} breakdown_s apply->Downloaded={fmt(med([r.get('Downloaded') for r in rs]))} "
            f"apply->Ready={fmt(med([r.get('Ready') for r in rs]))} "
-           f"apply->first_answer={fmt(med(t))} (condition times as seen by a watch)")
+           f"apply->first_answer={fmt(med(t))} (the model's conditions as seen by a watch)")
     figure(f"{pre} stages_s " + " ".join(
-        f"{label}={fmt(med([stage(r, a, b) for r in rs]))}" for label, a, b in STAGES))
+        f"{label}={fmt(med([stage(r, a, b) for r in rs]))}" for label, a, b in STAGES)
+        + " (medians of each)")
+    figure(f"{pre} status_after_fact_s "
+           f"Downloaded-download_pod_succeeded={fmt(med([stage(r, 'download:succeeded', 'Downloaded') for r in rs]))} "
+           f"Downloaded-server_pod_created={fmt(med([stage(r, 'server:created', 'Downloaded') for r in rs]))} "
+           f"Ready-first_answer={fmt(med([stage(r, 'answer', 'Ready') for r in rs]))} "
+           f"(how long after the fact the model's status said so; negative: before)")
     figure(f"{pre} seconds_after_apply " + " ".join(
         f"{m}={fmt(med([r.get(m) for r in rs]))}" for m in DETAIL))
     pulls = [r.get("pull_s") for r in rs]
@@ -669,7 +688,7 @@ def report_latency(name, s, where):
     figure(f"latency {name} requests={x['n']} p50_ms={x['p50_ms']:.2f} p99_ms={x['p99_ms']:.2f} "
            f"mean_ms={x['mean_ms']:.2f} max_ms={x['max_ms']:.1f} requests_per_s={fmt(x['rps'], '{:.0f}')} "
            f"over_100ms={x['slow']} errors={x['errors']} wrong={x['wrong']} "
-           f"connections={x['connections']} ({where})")
+           f"connections={x['connections']} machine_busy_cores={fmt(x['busy_cores'])} ({where})")
     return x
 
 
@@ -690,6 +709,8 @@ def main():
                    help="seconds from apply to the first correct answer, at most, per run")
     p.add_argument("--operator-image", help="the image download Jobs run (default: "
                    "hack/operator-image.sh builds and pushes it, and the release binary)")
+    p.add_argument("--warm-only", action="store_true",
+                   help="no cold runs (the MLServer image is left on the node)")
     p.add_argument("--hand-only", action="store_true",
                    help="only the runtime by hand (serve_check.py): no cluster")
     args = p.parse_args()
@@ -743,7 +764,9 @@ def main():
             tag = os.urandom(3).hex()
             plan = []
             for i in range(1, args.runs + 1):
-                plan += [("cold", f"bench-infer-{tag}-cold{i}"), ("warm", f"bench-infer-{tag}-warm{i}")]
+                if not args.warm_only:
+                    plan.append(("cold", f"bench-infer-{tag}-cold{i}"))
+                plan.append(("warm", f"bench-infer-{tag}-warm{i}"))
             cmd = (f"{bs.OPERATOR_BIN} run --namespace {','.join(ns for _, ns in plan)} "
                    f"--metrics-bind-address 127.0.0.1:0 --cache-dir {os.path.join(bs.CACHE, 'wasm')} "
                    f"--operator-image {image}")
@@ -791,6 +814,8 @@ def main():
             bs.cluster_sh("down")
 
     # Figures
+    if runs["cold"] or runs["warm"]:
+        figure("note: stages_s " + STAGE_NOTE)
     for kind in ("cold", "warm"):
         if runs[kind]:
             report_runs(kind, runs[kind])
@@ -804,7 +829,8 @@ def main():
     figure(f"note: each latency series is {args.requests} requests sent one after the other on ONE "
            f"keep-alive HTTP/1.1 connection (Python http.client), after {args.warmup} warm-up "
            f"requests on it; a time is the client's, request sent -> body read; answers are "
-           f"checked after the series")
+           f"checked after the series; machine_busy_cores: the whole machine's CPU during the "
+           f"series, this client and the server included")
     svc = report_latency("service", last["latency_service"],
                          f"ClusterIP {last['service_addr']}, kube-proxy iptables") \
         if "latency_service" in last else None
