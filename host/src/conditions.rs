@@ -108,6 +108,13 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason of a wire string: one of ours, else passed through.
+    pub fn from_wire(s: &str) -> Reason {
+        <Reason as strum::IntoEnumIterator>::iter()
+            .find(|r| !matches!(r, Reason::Passed(_)) && r.as_str() == s)
+            .unwrap_or_else(|| Reason::Passed(s.to_string()))
+    }
+
     /// The wire string.
     pub fn as_str(&self) -> &str {
         match self {
@@ -188,6 +195,14 @@ mod tests {
             ]
         );
         assert!(Reason::iter().all(|r| r.as_ref() == r.to_string()));
+        // Read back from the wire: ours by name, anything else passed through.
+        for r in Reason::iter().filter(|r| !matches!(r, Reason::Passed(_))) {
+            assert_eq!(Reason::from_wire(r.as_str()), r);
+        }
+        assert_eq!(
+            Reason::from_wire("BackoffLimitExceeded"),
+            Reason::Passed("BackoffLimitExceeded".into())
+        );
         let passed = Reason::Passed("ImagePullBackOff".into());
         assert_eq!(passed.to_string(), "ImagePullBackOff");
         assert_eq!(passed.as_str(), "ImagePullBackOff");

@@ -209,7 +209,7 @@ pub enum ServingState {
         wanted: i32,
     },
     Failed {
-        reason: String,
+        reason: Reason,
         message: String,
         ready: i32,
         wanted: i32,
@@ -217,7 +217,7 @@ pub enum ServingState {
 }
 
 /// The first failure a user must act on among the serving pods, as (reason, message).
-pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
+pub fn pod_failure(pods: &[&CachedPod]) -> Option<(Reason, String)> {
     for pod in pods {
         let name = pod.name_any();
         let Some(status) = pod.status.as_ref() else {
@@ -229,7 +229,7 @@ pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
             if let Some(t) = last.filter(|t| t.reason.as_deref() == Some("OOMKilled")) {
                 let _ = t;
                 return Some((
-                    "OOMKilled".into(),
+                    Reason::Passed("OOMKilled".into()),
                     format!(
                         "container {} of pod {name} was killed for using more memory than its limit (restarts: {}); raise spec.resources.limits.memory",
                         cs.name, cs.restart_count
@@ -263,7 +263,7 @@ pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
                     _ => None,
                 };
                 if let Some(message) = hint {
-                    return Some((reason, message));
+                    return Some((Reason::Passed(reason), message));
                 }
             }
         }
@@ -273,7 +273,7 @@ pub fn pod_failure(pods: &[&CachedPod]) -> Option<(String, String)> {
                 && c.reason.as_deref() == Some("Unschedulable")
             {
                 return Some((
-                    "Unschedulable".into(),
+                    Reason::Passed("Unschedulable".into()),
                     format!(
                         "pod {name} cannot be scheduled: {}",
                         c.message.clone().unwrap_or_default()
@@ -365,7 +365,7 @@ pub fn serving_state(dep: Option<&CachedDeployment>, pods: &[&CachedPod]) -> Ser
     });
     if let Some(c) = deadline {
         return ServingState::Failed {
-            reason: "ProgressDeadlineExceeded".into(),
+            reason: Reason::Passed("ProgressDeadlineExceeded".into()),
             message: c
                 .message
                 .clone()
@@ -598,13 +598,16 @@ mod tests {
         for (cs, want) in cases {
             let p = pod(json!({"containerStatuses": [cs]}));
             let (reason, message) = pod_failure(&[&p]).expect(want);
-            assert_eq!(reason, want);
+            assert_eq!(reason.as_str(), want);
             assert!(message.contains("pod p"), "{message}");
         }
         let pending = pod(
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
         );
-        assert_eq!(pod_failure(&[&pending]).unwrap().0, "Unschedulable");
+        assert_eq!(
+            pod_failure(&[&pending]).unwrap().0.as_str(),
+            "Unschedulable"
+        );
         let healthy =
             pod(json!({"containerStatuses": [container(json!({"running": {}}), json!({}))]}));
         assert_eq!(pod_failure(&[&healthy]), None);
@@ -694,7 +697,7 @@ mod tests {
             json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"d-1\" has timed out progressing."}]}),
         );
         assert!(
-            matches!(serving_state(Some(&stuck), &[]), ServingState::Failed { ref reason, .. } if reason == "ProgressDeadlineExceeded")
+            matches!(serving_state(Some(&stuck), &[]), ServingState::Failed { ref reason, .. } if reason.as_str() == "ProgressDeadlineExceeded")
         );
         let zero = deployment(0, json!({"observedGeneration": 2}));
         assert_eq!(

@@ -42,7 +42,7 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventNote {
     pub warning: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -173,7 +173,7 @@ pub fn compute(
         } => cond(
             ConditionType::Serving,
             ConditionStatus::False,
-            Reason::Passed(reason.clone()),
+            reason.clone(),
             message.clone(),
         ),
     };
@@ -211,11 +211,7 @@ pub fn compute(
         reason, message, ..
     } = &obs.serving
     {
-        (
-            Phase::Failed,
-            Reason::Passed(reason.clone()),
-            message.clone(),
-        )
+        (Phase::Failed, reason.clone(), message.clone())
     } else if !matches!(obs.download, DownloadState::Succeeded { .. }) {
         if !obs.storage_exists {
             (
@@ -505,7 +501,7 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
     {
         notes.push(EventNote {
             warning: true,
-            reason: Reason::DownloadRetried.to_string(),
+            reason: Reason::DownloadRetried,
             message: format!(
                 "download attempt {} failed ({}): {}; retrying",
                 r.attempt, r.reason, r.message
@@ -519,8 +515,8 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
     let just_downloaded = downloaded(new).filter(|_| old.and_then(downloaded).is_none());
     let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
     let phase = new.phase.unwrap_or_default();
-    let reason = new.reason.clone().unwrap_or_else(|| phase.to_string());
-    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled.to_string();
+    let reason = Reason::from_wire(&new.reason.clone().unwrap_or_else(|| phase.to_string()));
+    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled;
     let ready = !same && phase == Phase::Ready;
     // One Event when the same write says both: the Ready Event tells what was downloaded.
     if let Some(done) = just_downloaded
@@ -528,7 +524,7 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
     {
         notes.push(EventNote {
             warning: false,
-            reason: Reason::Downloaded.to_string(),
+            reason: Reason::Downloaded,
             message: done.message.clone(),
         });
     }
@@ -823,7 +819,7 @@ mod tests {
         o.download = succeeded();
         o.serve_revision = Some("r2".into());
         o.serving = ServingState::Failed {
-            reason: "ImagePullBackOff".into(),
+            reason: Reason::Passed("ImagePullBackOff".into()),
             message: "cannot pull".into(),
             ready: 0,
             wanted: 1,
@@ -925,7 +921,7 @@ mod tests {
         let [note] = &events(Some(&before), &s)[..] else {
             panic!("one Event for the retry")
         };
-        assert_eq!(note.reason, "DownloadRetried");
+        assert_eq!(note.reason, Reason::DownloadRetried);
         assert!(
             note.warning
                 && note
@@ -956,7 +952,7 @@ mod tests {
                 .into_iter()
                 .map(|e| (e.reason, e.warning))
                 .collect::<Vec<_>>(),
-            [("DownloadStalled".to_string(), true)]
+            [(Reason::DownloadStalled, true)]
         );
 
         // Once downloaded, no progress is shown.
@@ -1019,7 +1015,7 @@ mod tests {
         // Deploying was coalesced away: the last write was Downloading. One Event says both.
         let notes = events(Some(&downloading), &ready);
         assert_eq!(notes.len(), 1, "{notes:?}");
-        assert_eq!(notes[0].reason, "Ready");
+        assert_eq!(notes[0].reason, Reason::Ready);
         assert!(
             notes[0].message.contains("revision r2 downloaded"),
             "{}",
@@ -1030,7 +1026,7 @@ mod tests {
             .into_iter()
             .map(|n| n.reason)
             .collect();
-        assert_eq!(notes, ["Downloaded"]);
+        assert_eq!(notes, [Reason::Downloaded]);
         let notes = events(Some(&deploying), &ready);
         assert_eq!(notes.len(), 1);
         assert!(

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::api::MLModel;
+use crate::conditions::Reason;
 
 /// A repeat within this long is counted in the first Event's series (client-go's window).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -63,13 +64,13 @@ impl Recorder {
         &self,
         model: &MLModel,
         warning: bool,
-        reason: &str,
+        reason: &Reason,
         note: &str,
     ) -> Result<(), kube::Error> {
         let key = Key {
             uid: model.uid().unwrap_or_default(),
             warning,
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             note: note.to_string(),
         };
         let now = Timestamp::now();
@@ -186,7 +187,7 @@ mod tests {
         let recorder = Recorder::new(client, "mlmodel-operator", None);
         let m = model();
         recorder
-            .publish(&m, false, "Ready", "serving revision a")
+            .publish(&m, false, &Reason::Ready, "serving revision a")
             .await
             .unwrap();
         let calls = api.verify();

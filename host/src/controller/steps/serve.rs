@@ -118,7 +118,7 @@ pub(super) async fn serve(
     if let ServingState::Failed {
         reason, message, ..
     } = &mut obs.serving
-        && reason == "CrashLoopBackOff"
+        && reason.as_str() == "CrashLoopBackOff"
         && let Some((pod, container)) = plan::silent_crash(&serve_pods)
         && let Some(words) = last_log_words(applier, &pod, &container).await
     {
@@ -193,7 +193,7 @@ pub(super) async fn validate(
             ServingState::Missing => (0, applier.model.spec.replicas),
         };
         obs.serving = ServingState::Failed {
-            reason: Reason::ValidationFailed.to_string(),
+            reason: Reason::ValidationFailed,
             message: format!(
                 "pod {pod} of revision {revision} {why}; it takes no traffic (spec.validation), and the pods of the revision before keep serving"
             ),
