@@ -1,12 +1,13 @@
 //! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
-//! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested.
-use crate::api::{DownloadProgress, DownloadRetry, DownloadStatus, MLModel, MLModelStatus, Phase};
-use crate::conditions::{ConditionStatus, ConditionType, Reason};
+//! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested: one
+//! room per concern (`conditions`, `phase`, `download`, `events`), `compute` assembles them.
+use crate::api::{MLModel, MLModelStatus};
+use crate::conditions::{ConditionStatus, Reason};
 use crate::inference;
 use crate::plan::{DownloadState, ServingState};
-use crate::progress::{self, duration_text};
+use crate::progress::{self};
 use crate::redact;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
@@ -51,6 +52,13 @@ fn holds(c: &Condition) -> bool {
     ConditionStatus::True.is(&c.status)
 }
 
+mod conditions;
+mod download;
+mod events;
+mod phase;
+
+pub use events::{changed, download_ended, events, urgent};
+
 /// The status the model should have at `now`. `previous` keeps transition times of conditions
 /// whose status did not change; the others changed at `now`.
 pub fn compute(
@@ -60,233 +68,28 @@ pub fn compute(
     previous: Option<&MLModelStatus>,
 ) -> MLModelStatus {
     let generation = model.metadata.generation;
-    let cond = |type_: ConditionType, status: ConditionStatus, reason: Reason, message: String| {
-        Condition {
-            type_: type_.to_string(),
-            status: status.to_string(),
-            reason: reason.to_string(),
-            message,
-            observed_generation: generation,
-            last_transition_time: Time(now),
-        }
-    };
-    let url = &model.spec.model_url;
-    let rev = &obs.wanted_revision;
-    let stalled = obs
-        .progress
-        .as_ref()
-        .is_some_and(|p| p.stalled_for.is_some());
-    let downloading = if stalled {
-        Reason::DownloadStalled
-    } else {
-        Reason::Downloading
-    };
-
-    let downloaded = match &obs.download {
-        DownloadState::Succeeded { report, .. } => {
-            let detail = report
-                .as_ref()
-                .and_then(|r| {
-                    Some(format!(
-                        ": {} bytes, sha256 {}",
-                        r.bytes?,
-                        r.sha256.clone()?
-                    ))
-                })
-                .unwrap_or_default();
-            cond(
-                ConditionType::Downloaded,
-                ConditionStatus::True,
-                Reason::Downloaded,
-                format!("revision {rev} downloaded{detail}"),
-            )
-        }
-        DownloadState::Running {
-            attempts,
-            max_attempts,
-            ..
-        } => {
-            let attempt = match max_attempts {
-                Some(max) => format!("attempt {attempts} of {max}"),
-                None => format!("attempt {attempts}"),
-            };
-            let message = match &obs.progress {
-                Some(progress::Sample {
-                    figures,
-                    stalled_for: Some(stalled),
-                }) => format!(
-                    "downloading {url} (revision {rev}): stalled at {} for {}, {attempt}",
-                    mlmodel_fetch::human_bytes(figures.done),
-                    duration_text(*stalled)
-                ),
-                Some(sample) => format!(
-                    "downloading {url} (revision {rev}, {attempt}): {}",
-                    sample.figures.human()
-                ),
-                None => format!("downloading {url} (revision {rev}, {attempt})"),
-            };
-            cond(
-                ConditionType::Downloaded,
-                ConditionStatus::False,
-                downloading.clone(),
-                message,
-            )
-        }
-        DownloadState::NotStarted => cond(
-            ConditionType::Downloaded,
-            ConditionStatus::False,
-            Reason::Pending,
-            format!("download of revision {rev} not started"),
-        ),
-        DownloadState::Failed {
-            reason, message, ..
-        } => cond(
-            ConditionType::Downloaded,
-            ConditionStatus::False,
-            reason.clone(),
-            message.clone(),
-        ),
-    };
-
-    let served = obs.serve_revision.as_deref().unwrap_or("-");
-    let serving = match &obs.serving {
-        ServingState::Available { ready, wanted } => cond(
-            ConditionType::Serving,
-            ConditionStatus::True,
-            Reason::Available,
-            format!("{ready}/{wanted} replicas ready, serving revision {served}"),
-        ),
-        ServingState::Progressing { message, .. } => cond(
-            ConditionType::Serving,
-            ConditionStatus::False,
-            Reason::RollingOut,
-            format!("{message} (revision {served})"),
-        ),
-        ServingState::Missing => cond(
-            ConditionType::Serving,
-            ConditionStatus::False,
-            Reason::NotDeployed,
-            "waiting for the download before deploying the server".into(),
-        ),
-        ServingState::Failed {
-            reason, message, ..
-        } => cond(
-            ConditionType::Serving,
-            ConditionStatus::False,
-            reason.clone(),
-            message.clone(),
-        ),
-    };
+    let stamp = conditions::Stamp { generation, now };
+    let downloaded = conditions::downloaded(&stamp, model, obs);
+    let serving = conditions::serving(&stamp, obs);
+    let exposed = conditions::exposed(&stamp, obs);
     let serving_ok = holds(&serving);
-
-    let exposed = obs.expose.as_ref().map(|e| match e {
-        Some(ep) => cond(
-            ConditionType::Exposed,
-            ConditionStatus::True,
-            Reason::ServiceReady,
-            format!("reachable at {}", ep.url),
-        ),
-        None => cond(
-            ConditionType::Exposed,
-            ConditionStatus::False,
-            Reason::ServicePending,
-            "the Service is not created yet".into(),
-        ),
-    });
     let exposed_ok = exposed.as_ref().is_none_or(holds);
-
-    // The phase tells what is happening now; Ready tells whether a model is served.
-    let (phase, reason, message) = if let Some((reason, message)) = &obs.blocking_error {
-        (Phase::Failed, reason.clone(), message.clone())
-    } else if let DownloadState::Failed {
-        reason, message, ..
-    } = &obs.download
-    {
-        (
-            Phase::Failed,
-            Reason::DownloadFailed,
-            format!("download of {url} failed ({reason}): {message}"),
-        )
-    } else if let ServingState::Failed {
-        reason, message, ..
-    } = &obs.serving
-    {
-        (Phase::Failed, reason.clone(), message.clone())
-    } else if !matches!(obs.download, DownloadState::Succeeded { .. }) {
-        if !obs.storage_exists {
-            (
-                Phase::CreatingStorage,
-                Reason::CreatingStorage,
-                format!("creating the volume for revision {rev}"),
-            )
-        } else {
-            (Phase::Downloading, downloading, downloaded.message.clone())
-        }
-    } else if obs.serve_revision.as_deref() == Some(rev.as_str()) && serving_ok && exposed_ok {
-        let ep = obs
-            .expose
-            .as_ref()
-            .and_then(|e| e.as_ref())
-            .map(|e| format!(" at {}", e.url))
-            .unwrap_or_default();
-        (
-            Phase::Ready,
-            Reason::Ready,
-            format!("serving revision {rev}{ep}"),
-        )
-    } else if serving_ok {
-        (
-            Phase::Deploying,
-            Reason::Exposing,
-            "creating the Service".into(),
-        )
-    } else {
-        (Phase::Deploying, Reason::Deploying, serving.message.clone())
-    };
-
-    let ready_ok = serving_ok && exposed_ok;
-    let ready = if ready_ok {
-        cond(
-            ConditionType::Ready,
-            ConditionStatus::True,
-            Reason::Ready,
-            format!("serving revision {served}"),
-        )
-    } else {
-        cond(
-            ConditionType::Ready,
-            ConditionStatus::False,
-            reason.clone(),
-            message.clone(),
-        )
-    };
-
+    let (phase, reason, message) =
+        phase::phase(model, obs, &downloaded, &serving, serving_ok, exposed_ok);
+    let ready = conditions::ready(&stamp, obs, serving_ok && exposed_ok, &reason, &message);
     let mut conditions = vec![downloaded, serving];
     conditions.extend(exposed);
     conditions.push(ready);
-    // Keep the transition time of a condition whose status did not change.
-    if let Some(prev) = previous {
-        for c in &mut conditions {
-            if let Some(old) = prev
-                .conditions
-                .iter()
-                .find(|old| old.type_ == c.type_)
-                .filter(|old| old.status == c.status)
-            {
-                c.last_transition_time = old.last_transition_time.clone();
-            }
-        }
-    }
-
+    conditions::keep_transition_times(&mut conditions, previous);
     let (replicas, ready_replicas) = match &obs.serving {
         ServingState::Available { ready, wanted }
         | ServingState::Progressing { ready, wanted, .. }
         | ServingState::Failed { ready, wanted, .. } => (Some(*wanted), Some(*ready)),
         ServingState::Missing => (None, None),
     };
-    let mut download = download_status(rev, &obs.download, previous);
+    let mut download = download::download_status(&obs.wanted_revision, &obs.download, previous);
     if let (DownloadState::Running { .. }, Some(sample)) = (&obs.download, &obs.progress) {
-        download.progress = Some(progress_status(sample));
+        download.progress = Some(download::progress_status(sample));
     }
     let download = Some(download);
     let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
@@ -321,230 +124,12 @@ pub fn compute(
     }
 }
 
-/// Failed attempts listed in `status.download.retries` (the latest).
-const MAX_RETRIES_SHOWN: usize = 5;
-const MAX_RETRY_MESSAGE_BYTES: usize = 512;
-
-fn download_status(
-    rev: &str,
-    state: &DownloadState,
-    previous: Option<&MLModelStatus>,
-) -> DownloadStatus {
-    let mut d = DownloadStatus {
-        revision: rev.to_string(),
-        ..Default::default()
-    };
-    match state {
-        DownloadState::NotStarted => {}
-        DownloadState::Running {
-            attempts,
-            started,
-            retried,
-            ..
-        } => {
-            d.attempts = Some(*attempts);
-            d.started_at = started.clone();
-            let skip = retried.len().saturating_sub(MAX_RETRIES_SHOWN);
-            let first = skip as i32 + 1;
-            d.retries = retried
-                .iter()
-                .skip(skip)
-                .zip(first..)
-                .map(|(f, attempt)| DownloadRetry {
-                    attempt,
-                    reason: f.reason.clone(),
-                    message: redact::urls_in(&crate::plugins::truncate(
-                        f.message.clone(),
-                        MAX_RETRY_MESSAGE_BYTES,
-                    )),
-                    finished_at: f.finished.clone(),
-                })
-                .collect();
-        }
-        DownloadState::Succeeded {
-            report,
-            started,
-            finished,
-            attempts,
-        } => {
-            d.attempts = Some(*attempts);
-            d.started_at = started.clone();
-            d.finished_at = finished.clone();
-            if let Some(r) = report {
-                d.bytes = r.bytes;
-                d.sha256 = r.sha256.clone();
-                d.format = r.format.clone();
-                d.files = r.files;
-                d.largest_file = r
-                    .largest
-                    .as_ref()
-                    .and_then(|l| l.first())
-                    .map(|f| f.path.clone());
-            }
-        }
-        DownloadState::Failed { attempts, .. } => d.attempts = Some(*attempts),
-    }
-    // The Job of a served revision may be pruned later; keep what was learnt about it.
-    if let Some(prev) = previous
-        .and_then(|p| p.download.as_ref())
-        .filter(|p| p.revision == rev)
-    {
-        d.bytes = d.bytes.or(prev.bytes);
-        d.sha256 = d.sha256.clone().or(prev.sha256.clone());
-        d.format = d.format.clone().or(prev.format.clone());
-        d.files = d.files.or(prev.files);
-        d.largest_file = d.largest_file.clone().or(prev.largest_file.clone());
-        d.started_at = d.started_at.clone().or(prev.started_at.clone());
-        d.finished_at = d.finished_at.clone().or(prev.finished_at.clone());
-    }
-    d
-}
-
-fn progress_status(sample: &progress::Sample) -> DownloadProgress {
-    let f = &sample.figures;
-    DownloadProgress {
-        bytes_done: f.done,
-        bytes_total: f.total,
-        bytes_per_second: f.rate,
-        percent: f.percent().map(|p| p.floor() as u8),
-        eta_seconds: f.eta_seconds().filter(|_| sample.stalled_for.is_none()),
-        stalled_seconds: sample.stalled_for.map(|d| d.as_secs()),
-        summary: sample.summary(),
-    }
-}
-
-/// Whether two statuses differ in anything but timestamps (condition transitions, the
-/// download's start), so an unchanged status is never patched.
-pub fn changed(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
-    let Some(old) = old else { return true };
-    // The download's start time, once the Job reports it, is news for no one: it is written
-    // with the next change (the download's end at the latest).
-    let strip = |s: &MLModelStatus| {
-        let mut s = s.clone();
-        for c in &mut s.conditions {
-            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        }
-        if let Some(d) = &mut s.download {
-            d.started_at = None;
-        }
-        s
-    };
-    strip(old) != strip(new)
-}
-
-/// Whether this status change records the end of a download (for the downloads metric):
-/// `(succeeded, Job duration)`, once per download: only when the `Downloaded` condition turns
-/// into a final state it was not in before.
-pub fn download_ended(
-    old: Option<&MLModelStatus>,
-    new: &MLModelStatus,
-    obs: &Observation,
-) -> Option<(bool, Option<std::time::Duration>)> {
-    let now = new.condition(ConditionType::Downloaded)?;
-    let before = old.and_then(|o| o.condition(ConditionType::Downloaded));
-    let same = before.is_some_and(|b| {
-        b.status == now.status && b.reason == now.reason && b.message == now.message
-    });
-    if same {
-        return None;
-    }
-    match &obs.download {
-        DownloadState::Succeeded {
-            started, finished, ..
-        } if holds(now) => {
-            let took = started.as_ref().zip(finished.as_ref()).and_then(|(s, f)| {
-                let secs = f.0.as_second() - s.0.as_second();
-                u64::try_from(secs).ok().map(std::time::Duration::from_secs)
-            });
-            Some((true, took))
-        }
-        DownloadState::Failed { .. } => Some((false, None)),
-        _ => None,
-    }
-}
-
-/// Whether a status change must be written at once. Milestones and bad news are: a new
-/// generation observed, reaching or leaving `Ready`, any change while `Failed`, a
-/// new stall or retry. The rest (a step on the way to Ready, replica counts, progress figures)
-/// may wait to be coalesced with the next change: see the controller's `COALESCE`. So may a
-/// model's first status, unless it is a milestone already (the controller counts its wait from
-/// the model's creation).
-pub fn urgent(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
-    let milestone = |s: &MLModelStatus| matches!(s.phase, Some(Phase::Ready | Phase::Failed));
-    let Some(old) = old else {
-        return milestone(new);
-    };
-    let stalled = |s: &MLModelStatus| s.reason.as_deref() == Some("DownloadStalled");
-    let retries = |s: &MLModelStatus| s.download.as_ref().map_or(0, |d| d.retries.len());
-    old.observed_generation != new.observed_generation
-        || ((milestone(old) || milestone(new))
-            && (old.phase != new.phase || old.reason != new.reason))
-        || (new.phase == Some(Phase::Failed) && old.message != new.message)
-        || (stalled(new) && !stalled(old))
-        || retries(new) != retries(old)
-}
-
-/// The Events a status change deserves: milestones (the download done, Ready) and bad news (a
-/// failure, a stall, a retried download), each once. Steps on the way to Ready are in the
-/// status and its conditions, not repeated as Events. A write that reaches Ready as the
-/// download ends has one Event, `Ready`, whose message says what was downloaded.
-pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote> {
-    let mut notes = Vec::new();
-    let last_retry = |s: &MLModelStatus| {
-        s.download
-            .as_ref()
-            .and_then(|d| d.retries.last())
-            .map(|r| r.attempt)
-    };
-    if let Some(r) = new.download.as_ref().and_then(|d| d.retries.last())
-        && old.and_then(last_retry) < Some(r.attempt)
-    {
-        notes.push(EventNote {
-            warning: true,
-            reason: Reason::DownloadRetried,
-            message: format!(
-                "download attempt {} failed ({}): {}; retrying",
-                r.attempt, r.reason, r.message
-            ),
-        });
-    }
-    // On the turn to True only: the report's figures may reach the message a little later.
-    fn downloaded(s: &MLModelStatus) -> Option<&Condition> {
-        s.condition(ConditionType::Downloaded).filter(|c| holds(c))
-    }
-    let just_downloaded = downloaded(new).filter(|_| old.and_then(downloaded).is_none());
-    let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
-    let phase = new.phase.unwrap_or_default();
-    let reason = Reason::from_wire(&new.reason.clone().unwrap_or_else(|| phase.to_string()));
-    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled;
-    let ready = !same && phase == Phase::Ready;
-    // One Event when the same write says both: the Ready Event tells what was downloaded.
-    if let Some(done) = just_downloaded
-        && !ready
-    {
-        notes.push(EventNote {
-            warning: false,
-            reason: Reason::Downloaded,
-            message: done.message.clone(),
-        });
-    }
-    if !same && (bad_news || ready) {
-        let mut message = format!("{phase}: {}", new.message.clone().unwrap_or_default());
-        if let Some(done) = just_downloaded.filter(|_| ready) {
-            message.push_str(&format!("; {}", done.message));
-        }
-        notes.push(EventNote {
-            warning: bad_news,
-            reason,
-            message,
-        });
-    }
-    notes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{DownloadStatus, Phase};
+    use crate::conditions::ConditionType;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use mlmodel_fetch::FetchReport;
 
     /// A fixed time: status is computed at the time it is given.
