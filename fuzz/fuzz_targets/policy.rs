@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Vec::new()
         },
+        secrets: flags & 32 != 0,
     };
     let text = String::from_utf8_lossy(rest);
     let manifests: Vec<String> = text.split(SEPARATOR).map(str::to_string).collect();
@@ -71,6 +72,8 @@ fuzz_target!(|data: &[u8]| {
         namespace: NAMESPACE,
         labels: &labels,
         owner: Some(owner.clone()),
+        readiness_gate: None,
+        credentials_secret: Some(CREDENTIALS),
     };
     let Ok(objects) = policy::check("fuzz", step, &manifests, MAX_BYTES, &host, &allow) else {
         return;
@@ -181,9 +184,21 @@ fn refused_anyway(pod: &PodSpec) -> bool {
 }
 
 /// The restricted Pod Security Standard and the host's own pod rules, on the typed pod spec.
+/// The one Secret the policy may let through without the `secrets` allowance.
+const CREDENTIALS: &str = "model-credentials";
+
 fn check_pod(pod: &PodSpec, allow: &Allowances) {
     if refused_anyway(pod) {
         return;
+    }
+    if !allow.secrets {
+        // Every Secret name anywhere in the pod spec: only the model's credentials may be one.
+        let v = serde_json::to_value(pod).unwrap();
+        let mut names = Vec::new();
+        secret_names(&v, &mut names);
+        for name in names {
+            assert_eq!(name, CREDENTIALS, "the Secret {name:?} is reachable");
+        }
     }
     for (what, on) in [
         ("hostNetwork", pod.host_network),
@@ -401,4 +416,35 @@ fn is_dns_subdomain(name: &str) -> bool {
                 && b.iter()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
+}
+
+/// Names under the keys that name a Secret in a pod spec (`secretName`, `secretRef`,
+/// `secretKeyRef`, `nodePublishSecretRef`, a projected `secret`, `imagePullSecrets`).
+fn secret_names(v: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map {
+                match (k.as_str(), val) {
+                    ("secretName", Value::String(n)) => out.push(n.clone()),
+                    ("secretRef" | "secretKeyRef" | "nodePublishSecretRef" | "secret", Value::Object(o)) => {
+                        if let Some(Value::String(n)) = o.get("name") {
+                            out.push(n.clone());
+                        }
+                        secret_names(val, out);
+                    }
+                    ("imagePullSecrets", Value::Array(list)) => {
+                        for item in list {
+                            if let Some(Value::String(n)) = item.get("name") {
+                                out.push(n.clone());
+                            }
+                        }
+                    }
+                    _ => secret_names(val, out),
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|x| secret_names(x, out)),
+        _ => {}
+    }
 }

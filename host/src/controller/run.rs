@@ -36,8 +36,8 @@ pub struct RunArgs {
     pub default_download_plugin: Option<String>,
     /// Widen the output policy for one plugin: `PLUGIN:RULE[,RULE...]`, rules
     /// `service-accounts` (pods of another ServiceAccount), `service-type=NodePort|LoadBalancer|
-    /// ExternalName`, `downloader-overrides` (`--allow-link-local`, endpoint variables).
-    /// Repeatable.
+    /// ExternalName`, `downloader-overrides` (`--allow-link-local`, endpoint variables),
+    /// `secrets` (pods may reference any Secret of the model's namespace). Repeatable.
     #[arg(long = "plugin-allow", value_name = "PLUGIN:RULES", value_parser = crate::plugins::policy::Allowances::parse_flag)]
     pub plugin_allow: Vec<(String, crate::plugins::policy::Allowances)>,
     /// Serve plugin used when a model's annotation names none (before `framework` is looked at).

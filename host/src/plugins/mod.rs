@@ -637,6 +637,12 @@ fn check_output(
         // The operator holds new serving pods out of traffic until they answer the sample.
         readiness_gate: (step == Step::Serve && model.spec.validation.is_some())
             .then_some(crate::conditions::VALIDATED_GATE),
+        credentials_secret: model
+            .spec
+            .credentials_secret_ref
+            .as_ref()
+            .filter(|_| step == Step::Download)
+            .map(|s| s.name.as_str()),
     };
     policy::check(plugin, step, manifests, limits.output_bytes, &host, allow)
 }

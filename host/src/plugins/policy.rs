@@ -27,11 +27,14 @@ pub struct Allowances {
     /// Containers may turn the downloader's guards off or point it elsewhere
     /// ([`GUARD_FLAGS`], [`ENDPOINT_VARIABLES`]).
     pub downloader_overrides: bool,
+    /// Pods may reference any Secret of the model's namespace (volumes, environment, image
+    /// pulls); without it, only the model's own credentials, in the download step.
+    pub secrets: bool,
 }
 
 impl Allowances {
     /// Parses one `--plugin-allow` value, `PLUGIN:RULE[,RULE...]` with the rules
-    /// `service-accounts`, `service-type=TYPE` and `downloader-overrides`.
+    /// `service-accounts`, `service-type=TYPE`, `downloader-overrides` and `secrets`.
     pub fn parse_flag(text: &str) -> Result<(String, Allowances), String> {
         let (plugin, rules) = text
             .split_once(':')
@@ -42,6 +45,7 @@ impl Allowances {
             match rule.split_once('=') {
                 None if rule == "service-accounts" => allow.service_accounts = true,
                 None if rule == "downloader-overrides" => allow.downloader_overrides = true,
+                None if rule == "secrets" => allow.secrets = true,
                 Some(("service-type", t))
                     if matches!(t, "NodePort" | "LoadBalancer" | "ExternalName") =>
                 {
@@ -49,7 +53,7 @@ impl Allowances {
                 }
                 _ => {
                     return Err(format!(
-                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides)"
+                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides, secrets)"
                     ));
                 }
             }
@@ -61,6 +65,7 @@ impl Allowances {
     pub fn merge(mut self, other: Allowances) -> Allowances {
         self.service_accounts |= other.service_accounts;
         self.downloader_overrides |= other.downloader_overrides;
+        self.secrets |= other.secrets;
         self.service_types.extend(other.service_types);
         self
     }
@@ -130,6 +135,9 @@ pub struct HostAdditions<'a> {
     pub owner: Option<OwnerReference>,
     /// A readiness gate the host holds on every pod the objects make (`spec.validation`).
     pub readiness_gate: Option<&'a str>,
+    /// The one Secret the step's pods may reference without the admin's `secrets` allowance:
+    /// the model's own `credentialsSecretRef`, in the download step.
+    pub credentials_secret: Option<&'a str>,
 }
 
 /// Checks the plugin's `manifests` for `step` and returns them as objects with the host's
@@ -224,7 +232,7 @@ pub fn check(
         if let Some(problem) = type_error(kind, &value) {
             return Err(invalid(object, problem));
         }
-        let broken = content_violations(kind, &value, allow);
+        let broken = content_violations(kind, &value, allow, host.credentials_secret);
         if !broken.is_empty() {
             let more = broken.len().saturating_sub(MAX_LISTED);
             let mut rule = broken
@@ -288,12 +296,17 @@ fn type_error(kind: &str, value: &Value) -> Option<String> {
 }
 
 /// What an object asks for that the policy refuses, as sentences.
-fn content_violations(kind: &str, value: &Value, allow: &Allowances) -> Vec<String> {
+fn content_violations(
+    kind: &str,
+    value: &Value,
+    allow: &Allowances,
+    credentials: Option<&str>,
+) -> Vec<String> {
     let spec = value.get("spec").unwrap_or(&Value::Null);
     match kind {
-        "Pod" => pod_violations(spec, allow),
+        "Pod" => pod_violations(spec, allow, credentials),
         "Deployment" | "Job" => match spec.pointer("/template/spec") {
-            Some(pod) => pod_violations(pod, allow),
+            Some(pod) => pod_violations(pod, allow, credentials),
             None => vec![format!("{kind} without spec.template.spec")],
         },
         "Service" => {
@@ -329,8 +342,20 @@ fn content_violations(kind: &str, value: &Value, allow: &Allowances) -> Vec<Stri
     }
 }
 
-fn pod_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
+fn pod_violations(pod: &Value, allow: &Allowances, credentials: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
+    if !allow.secrets {
+        out.extend(
+            secret_references(pod)
+                .into_iter()
+                .filter(|(_, name)| Some(name.as_str()) != credentials)
+                .map(|(place, name)| {
+                    format!(
+                        "{place} references the Secret {name:?}: pods reach no Secret but the model's own credentials (in the download step) unless the admin allows secrets for this plugin"
+                    )
+                }),
+        );
+    }
     for key in ["serviceAccountName", "serviceAccount"] {
         if let Some(sa) = pod.get(key).and_then(Value::as_str)
             && !sa.is_empty()
@@ -357,6 +382,67 @@ fn pod_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
             .into_iter()
             .map(|v| format!("violates the restricted Pod Security Standard: {v}")),
     );
+    out
+}
+
+/// Every Secret a pod spec names, with where: volumes (`secret`, `projected` sources, a CSI
+/// driver's `nodePublishSecretRef`; the other volume types that name Secrets are refused by the
+/// restricted standard), each container's `envFrom` and `env[].valueFrom`, and
+/// `imagePullSecrets`.
+fn secret_references(pod: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let name_at = |v: &Value, pointer: &str| v.pointer(pointer)?.as_str().map(str::to_string);
+    for volume in pod
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let vname = volume.get("name").and_then(Value::as_str).unwrap_or("?");
+        let place = format!("volume {vname:?}");
+        out.extend(name_at(volume, "/secret/secretName").map(|n| (place.clone(), n)));
+        out.extend(name_at(volume, "/csi/nodePublishSecretRef/name").map(|n| (place.clone(), n)));
+        let sources = volume
+            .pointer("/projected/sources")
+            .and_then(Value::as_array);
+        for source in sources.into_iter().flatten() {
+            out.extend(name_at(source, "/secret/name").map(|n| (place.clone(), n)));
+        }
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in pod
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let place = format!(
+                "container {:?}",
+                c.get("name").and_then(Value::as_str).unwrap_or("?")
+            );
+            for from in c
+                .get("envFrom")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.extend(name_at(from, "/secretRef/name").map(|n| (place.clone(), n)));
+            }
+            for var in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+                out.extend(
+                    name_at(var, "/valueFrom/secretKeyRef/name").map(|n| (place.clone(), n)),
+                );
+            }
+        }
+    }
+    for secret in pod
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.extend(name_at(secret, "/name").map(|n| ("imagePullSecrets".to_string(), n)));
+    }
     out
 }
 
@@ -479,6 +565,7 @@ mod tests {
             labels: &labels,
             owner: Some(owner),
             readiness_gate: None,
+            credentials_secret: None,
         };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
         check(
@@ -561,6 +648,7 @@ mod tests {
             labels: &labels,
             owner: None,
             readiness_gate: Some("mlmodel.dev/validated"),
+            credentials_secret: None,
         };
         let mut own = deployment();
         own.pointer_mut("/spec/template/spec").unwrap()["readinessGates"] =
@@ -604,6 +692,7 @@ mod tests {
             labels: &labels,
             owner: None,
             readiness_gate: None,
+            credentials_secret: None,
         };
         let err = check(
             "p",
@@ -759,6 +848,157 @@ mod tests {
         j
     }
 
+    /// What a pod reaches is the admin's (least authority, round two): a plugin cannot mount,
+    /// read into its environment or pull with any Secret of the namespace. The one exception is
+    /// the model's own `credentialsSecretRef` in the download step (the downloader's
+    /// credentials); the admin may open the rest per plugin (`secrets`).
+    #[test]
+    fn a_plugin_reaches_no_secret_but_the_models_credentials_in_the_download() {
+        let labels = BTreeMap::new();
+        let host = |credentials: Option<&'static str>| HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: None,
+            readiness_gate: None,
+            credentials_secret: credentials,
+        };
+        let with = |base: Value, pointer: &str, field: &str, v: Value| {
+            let mut o = base;
+            o.pointer_mut(pointer).unwrap()[field] = v;
+            o
+        };
+        let pod = "/spec/template/spec";
+        let c0 = "/spec/template/spec/containers/0";
+        let attacks = [
+            (
+                "a secret volume",
+                with(
+                    deployment(),
+                    pod,
+                    "volumes",
+                    json!([{"name": "s", "secret": {"secretName": "db-password"}}]),
+                ),
+            ),
+            (
+                "a projected secret",
+                with(
+                    deployment(),
+                    pod,
+                    "volumes",
+                    json!([{"name": "s", "projected": {"sources": [{"secret": {"name": "db-password"}}]}}]),
+                ),
+            ),
+            (
+                "a CSI secret",
+                with(
+                    deployment(),
+                    pod,
+                    "volumes",
+                    json!([{"name": "s", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "db-password"}}}]),
+                ),
+            ),
+            (
+                "envFrom",
+                with(
+                    deployment(),
+                    c0,
+                    "envFrom",
+                    json!([{"secretRef": {"name": "db-password"}}]),
+                ),
+            ),
+            (
+                "env valueFrom",
+                with(
+                    deployment(),
+                    c0,
+                    "env",
+                    json!([{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "p"}}}]),
+                ),
+            ),
+            (
+                "imagePullSecrets",
+                with(
+                    deployment(),
+                    pod,
+                    "imagePullSecrets",
+                    json!([{"name": "db-password"}]),
+                ),
+            ),
+        ];
+        for (what, object) in &attacks {
+            for step in [Step::Serve, Step::Download] {
+                let object = if step == Step::Download {
+                    let mut j = object.clone();
+                    j["apiVersion"] = json!("batch/v1");
+                    j["kind"] = json!("Job");
+                    j
+                } else {
+                    object.clone()
+                };
+                let err = check(
+                    "p",
+                    step,
+                    &[object.to_string()],
+                    1 << 20,
+                    &host(Some("creds")),
+                    &Allowances::default(),
+                )
+                .expect_err(what);
+                let message = err.message();
+                assert_eq!(
+                    err.reason().as_str(),
+                    "ForbiddenPluginOutput",
+                    "{what}: {message}"
+                );
+                assert!(message.contains("\"db-password\""), "{what}: {message}");
+            }
+            // The admin opened Secrets to this plugin.
+            let open = Allowances {
+                secrets: true,
+                ..Default::default()
+            };
+            assert!(
+                check(
+                    "p",
+                    Step::Serve,
+                    &[object.to_string()],
+                    1 << 20,
+                    &host(None),
+                    &open
+                )
+                .is_ok(),
+                "{what}"
+            );
+        }
+        // The model's own credentials, in the download step only.
+        let mut download = job();
+        download.pointer_mut(c0).unwrap()["envFrom"] = json!([{"secretRef": {"name": "creds"}}]);
+        assert!(
+            check(
+                "p",
+                Step::Download,
+                &[download.to_string()],
+                1 << 20,
+                &host(Some("creds")),
+                &Allowances::default()
+            )
+            .is_ok()
+        );
+        let mut serve = deployment();
+        serve.pointer_mut(c0).unwrap()["envFrom"] = json!([{"secretRef": {"name": "creds"}}]);
+        assert!(
+            check(
+                "p",
+                Step::Serve,
+                &[serve.to_string()],
+                1 << 20,
+                &host(None),
+                &Allowances::default()
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn the_plugin_attacks_of_the_trust_issue_are_refused() {
         let pod = "/spec/template/spec";
@@ -855,6 +1095,7 @@ mod tests {
             labels: &labels,
             owner: None,
             readiness_gate: None,
+            credentials_secret: None,
         };
         let mut d = deployment();
         d.pointer_mut("/spec/template/spec").unwrap()["serviceAccountName"] = json!("reader");
