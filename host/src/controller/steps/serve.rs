@@ -115,6 +115,21 @@ pub(super) async fn serve(
             },
         },
     };
+    // Ready names the revision that answers: while a pod of the revision before still runs
+    // (stopping after the scale-down), a request may reach it through a kube-proxy not yet
+    // synced, so the model stays on its way until those pods are gone.
+    if let ServingState::Available { ready, wanted } = obs.serving {
+        let leaving = pods_of_other_revisions(owned, revision);
+        if leaving > 0 {
+            obs.serving = ServingState::Progressing {
+                ready,
+                wanted,
+                message: format!(
+                    "{ready}/{wanted} replicas ready; {leaving} pod(s) of the revision before still stopping"
+                ),
+            };
+        }
+    }
     if let ServingState::Failed {
         reason, message, ..
     } = &mut obs.serving
@@ -131,6 +146,21 @@ pub(super) async fn serve(
         validate(applier, v, revision, &serve_pods, port, obs).await?;
     }
     Ok(())
+}
+
+/// Serving pods of revisions other than `revision` that still run or are stopping (a pod that
+/// has ended, such as an evicted one, answers nothing and does not count).
+fn pods_of_other_revisions(owned: &Owned, revision: &str) -> usize {
+    owned
+        .pods
+        .iter()
+        .filter(|p| plan::step_of(p.as_ref()) == Some(Step::Serve.as_str()))
+        .filter(|p| plan::revision_of(p.as_ref()) != Some(revision))
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .count()
 }
 
 /// The last words of a container's previous run, from its log (a few lines, read while it
