@@ -204,11 +204,15 @@ fn main() {
     let sdk = std::env::var_os("MLMODEL_SDK_PLUGINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join("sdk-plugins"));
+    // The built-in as the operator embeds it, in a file like the others.
+    let rust = std::env::temp_dir().join("mlmodel-plugin-costs-echo_server.wasm");
+    std::fs::write(
+        &rust,
+        mlmodel_operator::plugins::builtin_bytes("echo-server").expect("a built-in"),
+    )
+    .expect("writing the built-in echo-server");
     let plugins: [(&str, PathBuf); 3] = [
-        (
-            "Rust echo-server",
-            PathBuf::from(env!("MLMODEL_PLUGIN_WASM_ECHO_SERVER")),
-        ),
+        ("Rust echo-server", rust),
         ("TypeScript echo-server-ts", sdk.join("echo_server_ts.wasm")),
         ("Python echo-server-py", sdk.join("echo_server_py.wasm")),
     ];

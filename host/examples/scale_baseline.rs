@@ -39,6 +39,7 @@ use mlmodel_operator::api::{
     LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, MLModelStatus, Phase,
 };
 use mlmodel_operator::plugins::{Runtime, RuntimeOptions, Step};
+use mlmodel_operator::selection::select;
 use mlmodel_operator::{apply, names};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -194,7 +195,7 @@ async fn one_model(
     let model = api.create(&PostParams::default(), &model).await?;
     counts.writes.fetch_add(1, Ordering::Relaxed);
 
-    let download = runtime.select(Step::Download, &model)?;
+    let download = select(runtime, Step::Download, &model)?;
     let revision = names::revision(&model, &download.name);
     let model_name = model.name_any();
     let label = names::label_value(&model_name);
@@ -202,7 +203,7 @@ async fn one_model(
         if step == Step::Expose && !model.spec.expose {
             continue;
         }
-        let plugin = runtime.select(step, &model)?;
+        let plugin = select(runtime, step, &model)?;
         for mut obj in runtime.render(&plugin, &model, step, &revision)? {
             apply::decorate_pod_template(&mut obj, &model_name, &label, step.as_str(), &revision);
             apply::stamp_hash(&mut obj);

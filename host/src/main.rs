@@ -1,7 +1,7 @@
 //! `mlmodel-operator`: the operator, its plugin tools and the model downloader in one binary.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mlmodel_operator::{controller, crd, plugins, render, telemetry};
+use mlmodel_operator::{controller, crd, plugins, render_cli, telemetry};
 
 #[derive(Parser)]
 #[command(name = "mlmodel-operator", version, about)]
@@ -17,16 +17,16 @@ enum Command {
     /// Run the controller against the cluster of the current kubeconfig.
     Run(controller::run::RunArgs),
     /// Print what each step of a model would apply, with no cluster.
-    Render(render::RenderArgs),
+    Render(render_cli::RenderArgs),
     /// Download a model into a directory (what the default download Job runs).
     Fetch(mlmodel_fetch::FetchArgs),
     /// Print the MLModel CustomResourceDefinition as YAML.
     Crd,
     /// List the plugins found (built in and in plugin directories); `new`, `test`: author one.
-    Plugins(plugins::cli::PluginsArgs),
+    Plugins(mlmodel_plugin_author::cli::PluginsArgs),
     /// The operator's compiler process (internal).
     #[command(name = "compile-plugin", hide = true)]
-    CompilePlugin(plugins::cli::CompilePluginArgs),
+    CompilePlugin(plugins::args::CompilePluginArgs),
 }
 
 fn main() -> Result<()> {
@@ -34,10 +34,10 @@ fn main() -> Result<()> {
     telemetry::init(&cli.log)?;
     match cli.command {
         Command::Run(args) => controller::run::run(args),
-        Command::Render(args) => render::run(args),
+        Command::Render(args) => render_cli::run(args),
         Command::Fetch(args) => std::process::exit(mlmodel_fetch::run(args)),
         Command::Crd => crd::print(),
-        Command::Plugins(args) => plugins::cli::run(args),
-        Command::CompilePlugin(args) => plugins::cli::compile_plugin(args),
+        Command::Plugins(args) => mlmodel_plugin_author::cli::run(args),
+        Command::CompilePlugin(args) => plugins::args::compile_plugin(args),
     }
 }

@@ -5,7 +5,7 @@
 //! GET to check whose it is, and an apply, three requests for nothing. Each successful apply is
 //! remembered by model, kind and name with the hash it carried; until the cache shows that hash,
 //! or the entry is older than [`TRUST`], the object counts as applied.
-use crate::plan::ObjectKey;
+use crate::interpret::ObjectKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -15,10 +15,10 @@
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
 mod applied;
+mod download_logs;
 mod events;
-mod progress;
+mod last_renders;
 mod prune;
-mod renders;
 pub mod run;
 mod status_write;
 mod steps;
@@ -33,6 +33,7 @@ pub use watches::{Cache, Stores};
 use crate::api::MLModel;
 use crate::metrics::Metrics;
 use crate::plugins::Runtime;
+use crate::selection::Selection;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
@@ -46,6 +47,8 @@ use watches::Owned;
 pub struct Context {
     pub client: Client,
     pub runtime: Runtime,
+    /// Which plugin each model gets (the operator's defaults per step).
+    pub selection: Selection,
     pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -58,7 +61,7 @@ pub struct Context {
     /// Objects applied that the caches may not show yet.
     applied: applied::Applied,
     /// Each model's last render of each step.
-    renders: renders::Renders,
+    renders: last_renders::Renders,
 }
 
 /// How often the memories are swept of models that are gone.

@@ -6,7 +6,7 @@ use super::watches::Owned;
 use crate::api::MLModel;
 use crate::apply;
 use crate::error::Error;
-use crate::plan::{self, ObjectKey};
+use crate::interpret::{self, ObjectKey};
 use crate::plugins::Step;
 use kube::ResourceExt;
 use std::collections::BTreeSet;
@@ -26,7 +26,7 @@ pub async fn prune(
     let mut in_use: BTreeSet<String> = owned
         .pods_of(Step::Serve.as_str(), None)
         .iter()
-        .filter_map(|p| plan::revision_of(*p).map(str::to_string))
+        .filter_map(|p| interpret::revision_of(*p).map(str::to_string))
         .collect();
     in_use.extend(serve_revision.map(str::to_string));
     let inventory = owned.inventory();
@@ -34,7 +34,7 @@ pub async fn prune(
         .iter()
         .map(|o| (o.key.clone(), o.revision.clone()))
         .collect();
-    for key in plan::prune(&existing, rendered, &in_use) {
+    for key in interpret::prune(&existing, rendered, &in_use) {
         let uid = inventory
             .iter()
             .find(|o| o.key == key)

@@ -1,15 +1,16 @@
 //! The `mlmodel-operator run` process: the metrics and health server, leader election, signals,
 //! and one controller per watched namespace.
 use super::watches::{self, Watches, scoped};
-use super::{Context, Recorder, error_policy, progress, reconcile};
+use super::{Context, Recorder, download_logs, error_policy, reconcile};
 use crate::api::{MANAGER, MLModel};
 use crate::apply::ANNOTATION_MODEL_NAME;
 use crate::cached::CachedPod;
 use crate::leader::{Candidate, LeaderArgs};
 use crate::metrics::Metrics;
-use crate::plugins::cli::SourceArgs;
+use crate::plugins::args::SourceArgs;
 use crate::plugins::{Compiler, DEFAULT_OPERATOR_IMAGE, Runtime, RuntimeOptions, Step};
 use crate::progress::Tracker;
+use crate::selection::Selection;
 use crate::server::{self, Readiness};
 use anyhow::Context as _;
 use clap::Args;
@@ -71,7 +72,8 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn runtime_options(&self) -> RuntimeOptions {
+    /// The operator's plugin per step (`--default-*-plugin`), before the framework's.
+    pub fn selection(&self) -> Selection {
         let mut defaults = BTreeMap::new();
         for (step, flag) in [
             (Step::Download, &self.default_download_plugin),
@@ -82,6 +84,10 @@ impl RunArgs {
                 defaults.insert(step, name.clone());
             }
         }
+        Selection::new(defaults)
+    }
+
+    pub fn runtime_options(&self) -> RuntimeOptions {
         let mut allowances: BTreeMap<String, crate::plugins::policy::Allowances> = BTreeMap::new();
         for (plugin, allow) in &self.plugin_allow {
             let merged = allowances
@@ -91,7 +97,6 @@ impl RunArgs {
             allowances.insert(plugin.clone(), merged);
         }
         RuntimeOptions {
-            defaults,
             allowances,
             operator_image: self.operator_image.clone(),
             // The long-lived process never runs the compiler (plugins/compiler.rs).
@@ -166,7 +171,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics.set_leader(true);
             readiness.set_ready();
             return tokio::select! {
-                r = run_controllers(client, runtime, args.namespaces.clone(), metrics, args.max_concurrent_reconciles) => r,
+                r = run_controllers(client, runtime, args.selection(), args.namespaces.clone(), metrics, args.max_concurrent_reconciles) => r,
                 _ = &mut shutdown => { info!("shutting down"); Ok(()) }
             };
         }
@@ -180,7 +185,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         metrics.set_leader(true);
         let result = tokio::select! {
-            r = run_controllers(client, runtime, args.namespaces.clone(), metrics.clone(), args.max_concurrent_reconciles) => r,
+            r = run_controllers(client, runtime, args.selection(), args.namespaces.clone(), metrics.clone(), args.max_concurrent_reconciles) => r,
             _ = candidate.lost() => Err(anyhow::anyhow!(
                 "lost the leader lease; exiting so that this process stands again as a standby"
             )),
@@ -218,6 +223,7 @@ async fn shutdown_signal() {
 pub async fn run_controllers(
     client: Client,
     runtime: Runtime,
+    selection: Selection,
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
     max_concurrent_reconciles: u16,
@@ -231,8 +237,11 @@ pub async fn run_controllers(
         namespaces.into_iter().map(Some).collect()
     };
     // One pace for every scope's log reads: the operator's ceiling, not a namespace's.
-    let pacer = Arc::new(progress::Pacer::per_second(progress::READS_PER_SECOND));
-    let (client, runtime, metrics, pacer) = (&client, &runtime, &metrics, &pacer);
+    let pacer = Arc::new(download_logs::Pacer::per_second(
+        download_logs::READS_PER_SECOND,
+    ));
+    let (client, runtime, selection, metrics, pacer) =
+        (&client, &runtime, &selection, &metrics, &pacer);
     let controllers = scopes.into_iter().map(|ns| async move {
         let ns = ns.as_deref();
         let Watches {
@@ -249,7 +258,7 @@ pub async fn run_controllers(
         });
         let tracker = Tracker::default();
         let (progressed, progressed_rx) = tokio::sync::mpsc::channel(256);
-        let follow_logs = progress::follow(
+        let follow_logs = download_logs::follow(
             client.clone(),
             stores.pods.store.clone(),
             tracker.clone(),
@@ -263,6 +272,7 @@ pub async fn run_controllers(
             recorder: Recorder::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client: client.clone(),
             runtime: runtime.clone(),
+            selection: selection.clone(),
             stores,
             metrics: metrics.clone(),
             progress: tracker,

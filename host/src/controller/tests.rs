@@ -115,7 +115,7 @@ fn context(client: Client, cluster: &Cluster, written: Written) -> Arc<Context> 
 #[derive(Default)]
 struct Memory {
     applied: super::applied::Applied,
-    renders: super::renders::Renders,
+    renders: super::last_renders::Renders,
     metrics: Arc<Metrics>,
     /// The plugins (default: the built-ins).
     runtime: Option<Runtime>,
@@ -131,6 +131,7 @@ fn context_sharing(
         recorder: Recorder::new(client.clone(), MANAGER, None),
         client,
         runtime: memory.runtime.clone().unwrap_or_else(runtime),
+        selection: Default::default(),
         stores: cluster.stores(),
         metrics: memory.metrics.clone(),
         progress: Default::default(),

@@ -7,8 +7,8 @@ use crate::cached::{
     CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
 };
 use crate::index::{self, Index};
+use crate::interpret::{self, ObjectKey};
 use crate::names;
-use crate::plan::{self, ObjectKey};
 use futures::{StreamExt, future::BoxFuture};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
@@ -209,7 +209,7 @@ impl Owned {
                         name: o.meta().name.clone().unwrap_or_default(),
                     },
                     uid: o.meta().uid.clone().unwrap_or_default(),
-                    revision: plan::revision_of(o.as_ref()).map(str::to_string),
+                    revision: interpret::revision_of(o.as_ref()).map(str::to_string),
                     applied_hash: o
                         .meta()
                         .annotations
@@ -231,8 +231,8 @@ impl Owned {
     pub fn pods_of(&self, step: &str, revision: Option<&str>) -> Vec<&CachedPod> {
         self.pods
             .iter()
-            .filter(|p| plan::step_of(p.as_ref()) == Some(step))
-            .filter(|p| revision.is_none() || plan::revision_of(p.as_ref()) == revision)
+            .filter(|p| interpret::step_of(p.as_ref()) == Some(step))
+            .filter(|p| revision.is_none() || interpret::revision_of(p.as_ref()) == revision)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(|p| p.as_ref())
             .collect()

@@ -2,7 +2,7 @@
 use super::Observation;
 use crate::api::{MLModel, MLModelStatus};
 use crate::conditions::{ConditionStatus, ConditionType, Reason};
-use crate::plan::{DownloadState, ServingState};
+use crate::interpret::{DownloadState, ServingState};
 use crate::progress::{self, duration_text};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;

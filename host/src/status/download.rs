@@ -1,7 +1,7 @@
 //! `status.download`: what the downloader reported for a revision, its failed attempts and the
 //! running download's figures.
 use crate::api::{DownloadProgress, DownloadRetry, DownloadStatus, MLModelStatus};
-use crate::plan::DownloadState;
+use crate::interpret::DownloadState;
 use crate::progress;
 use crate::redact;
 

@@ -3,7 +3,7 @@
 use super::{EventNote, Observation, holds};
 use crate::api::{MLModelStatus, Phase};
 use crate::conditions::{ConditionType, Reason};
-use crate::plan::DownloadState;
+use crate::interpret::DownloadState;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Whether two statuses differ in anything but timestamps (condition transitions, the

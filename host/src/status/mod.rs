@@ -4,7 +4,7 @@
 use crate::api::{MLModel, MLModelStatus};
 use crate::conditions::{ConditionStatus, Reason};
 use crate::inference;
-use crate::plan::{DownloadState, ServingState};
+use crate::interpret::{DownloadState, ServingState};
 use crate::progress::{self};
 use crate::redact;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -465,7 +465,7 @@ mod tests {
             attempts: 2,
             max_attempts: Some(4),
             started: None,
-            retried: vec![crate::plan::FailedAttempt {
+            retried: vec![crate::interpret::FailedAttempt {
                 reason: "StalledTooLong".into(),
                 message: "no byte for 60s from https://user:pw@x/m".into(),
                 finished: None,

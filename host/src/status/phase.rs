@@ -3,7 +3,7 @@ use super::Observation;
 use super::conditions::downloading;
 use crate::api::{MLModel, Phase};
 use crate::conditions::Reason;
-use crate::plan::{DownloadState, ServingState};
+use crate::interpret::{DownloadState, ServingState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// The phase, its reason and message, given the `Downloaded` and `Serving` conditions and

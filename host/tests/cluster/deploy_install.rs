@@ -186,6 +186,7 @@ impl Controller {
             if let Err(e) = controller::run::run_controllers(
                 client,
                 runtime,
+                mlmodel_operator::selection::Selection::default(),
                 vec![ns],
                 Arc::new(Metrics::new()),
                 controller::run::DEFAULT_MAX_CONCURRENT_RECONCILES,

@@ -5,6 +5,7 @@
 use crate::support::{model, plugin_dir, workspace};
 use mlmodel_operator::conditions::Reason;
 use mlmodel_operator::plugins::{Accepts, PluginError, Runtime, RuntimeOptions, Step};
+use mlmodel_operator::selection::select;
 use std::collections::BTreeSet;
 
 fn runtime_with(fixtures: &[&str]) -> (Runtime, crate::support::tempdir::TempDir) {
@@ -87,7 +88,7 @@ fn a_config_key_the_plugin_does_not_read_fails_the_model_before_it_renders() {
     let config =
         serde_json::json!({"serve": {"text": "hi", "imag": "x"}, "expose": {"grpc": true}});
     m.spec.plugins = Some(serde_json::from_value(serde_json::json!({"config": config})).unwrap());
-    let echo = rt.select(Step::Serve, &m).unwrap();
+    let echo = select(&rt, Step::Serve, &m).unwrap();
     let err = rt.render(&echo, &m, Step::Serve, "rev1").unwrap_err();
     assert!(
         matches!(&err, PluginError::UnknownConfigKeys { keys, .. } if keys == &["imag"]),
@@ -102,7 +103,7 @@ fn a_config_key_the_plugin_does_not_read_fails_the_model_before_it_renders() {
         "{message}"
     );
     // The other steps' keys are theirs: the Service renders.
-    let service = rt.select(Step::Expose, &m).unwrap();
+    let service = select(&rt, Step::Expose, &m).unwrap();
     assert!(rt.render(&service, &m, Step::Expose, "rev1").is_ok());
     // The same refusal on the controller's path.
     let rendered = tokio::runtime::Builder::new_current_thread()

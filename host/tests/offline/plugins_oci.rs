@@ -5,6 +5,7 @@ use crate::registry::{Scratch, TestRegistry, docker_config, free_port, sha256};
 use crate::support::{fixture, model, plugin_dir, workspace};
 use mlmodel_operator::plugins::oci::{OciOptions, OciRef, RegistryOptions};
 use mlmodel_operator::plugins::{BUILTIN_SOURCE, Runtime, RuntimeOptions, Step};
+use mlmodel_operator::selection::select;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -206,7 +207,7 @@ fn a_registry_plugin_renders_and_may_replace_a_builtin_only_when_allowed() {
     opts.replace_builtins = BTreeSet::from(["echo-server".to_string()]);
     let rt = Runtime::new(opts).unwrap();
     let m = model("m", "echo", &[]);
-    let p = rt.select(Step::Serve, &m).unwrap();
+    let p = select(&rt, Step::Serve, &m).unwrap();
     assert_eq!(p.source, pinned);
     let objects = rt.render(&p, &m, Step::Serve, "r1").unwrap();
     assert_eq!(
@@ -296,7 +297,7 @@ fn an_unreachable_registry_fails_its_references_within_the_bound_and_nothing_els
 
     // A model asking for the plugin that failed to load is told why; another name is not found.
     let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", "triton")]);
-    let e = rt.select(Step::Serve, &m).unwrap_err();
+    let e = select(&rt, Step::Serve, &m).unwrap_err();
     assert_eq!(e.reason().as_str(), "PluginLoadFailed");
     assert!(
         e.message().contains(&refused) && e.message().contains("cannot reach registry"),
@@ -304,11 +305,11 @@ fn an_unreachable_registry_fails_its_references_within_the_bound_and_nothing_els
     );
     let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", "onnx")]);
     assert_eq!(
-        rt.select(Step::Serve, &m).unwrap_err().reason().as_str(),
+        select(&rt, Step::Serve, &m).unwrap_err().reason().as_str(),
         "PluginNotFound"
     );
     assert!(
-        rt.select(Step::Serve, &model("m", "echo", &[])).is_ok(),
+        select(&rt, Step::Serve, &model("m", "echo", &[])).is_ok(),
         "the others keep working"
     );
 }

@@ -1,6 +1,7 @@
 //! Plugin selection (annotation > operator default > framework, digest pins), plugin
 //! directories (replacement, broken files) and reload while running.
 use crate::support;
+use mlmodel_operator::selection::{Selection, select};
 
 use crate::support::{model, plugin_dir, workspace};
 use mlmodel_operator::plugins::{BUILTIN_SOURCE, Runtime, RuntimeOptions, Step};
@@ -25,7 +26,18 @@ fn selected(
     framework: &str,
     annotations: &[(&str, &str)],
 ) -> Result<String, String> {
-    rt.select(step, &model("m", framework, annotations))
+    selected_by(&Selection::default(), rt, step, framework, annotations)
+}
+
+fn selected_by(
+    selection: &Selection,
+    rt: &Runtime,
+    step: Step,
+    framework: &str,
+    annotations: &[(&str, &str)],
+) -> Result<String, String> {
+    selection
+        .select(rt, step, &model("m", framework, annotations))
         .map(|p| p.name.clone())
         .map_err(|e| format!("{}: {e}", e.reason()))
 }
@@ -61,11 +73,11 @@ fn framework_picks_the_default_plugins() {
 
 #[test]
 fn annotation_beats_operator_default_beats_framework() {
-    let opts = RuntimeOptions {
-        defaults: BTreeMap::from([(Step::Serve, "echo-server".to_string())]),
-        ..options()
+    let sel = Selection::new(BTreeMap::from([(Step::Serve, "echo-server".to_string())]));
+    let rt = Runtime::new(options()).unwrap();
+    let selected = |rt: &Runtime, step, framework, annotations: &[(&str, &str)]| {
+        selected_by(&sel, rt, step, framework, annotations)
     };
-    let rt = Runtime::new(opts).unwrap();
     assert_eq!(
         selected(&rt, Step::Serve, "tensorflow", &[]).unwrap(),
         "echo-server",
@@ -198,14 +210,14 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
             && errors[0].1.contains("not a valid WebAssembly component"),
         "{errors:?}"
     );
-    assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
+    assert_eq!(select(&rt, Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
     assert!(!rt.reload(), "nothing changed");
 
     // A replacement echo-server appears: picked up by reload, renders its own image.
     let file = dir.path().join("echo.wasm");
     std::fs::copy(support::fixture("echo-alt"), &file).unwrap();
     assert!(rt.reload());
-    let alt = rt.select(Step::Serve, &m).unwrap();
+    let alt = select(&rt, Step::Serve, &m).unwrap();
     assert_eq!(PathBuf::from(&alt.source), file);
     let image = |p: &mlmodel_operator::plugins::LoadedPlugin| {
         let objects = rt.render(p, &m, Step::Serve, "r1").unwrap();
@@ -225,7 +237,7 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     // Removed again: the builtin comes back, and a render holding the old plugin still works.
     std::fs::remove_file(&file).unwrap();
     assert!(rt.reload());
-    let builtin = rt.select(Step::Serve, &m).unwrap();
+    let builtin = select(&rt, Step::Serve, &m).unwrap();
     assert_eq!(builtin.source, BUILTIN_SOURCE);
     assert_eq!(image(&builtin), "hashicorp/http-echo:1.0");
     assert_eq!(
@@ -297,7 +309,7 @@ fn directory_plugin_may_not_replace_a_builtin_unless_the_admin_allows_it() {
     })
     .unwrap();
     let m = model("m", "echo", &[]);
-    assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
+    assert_eq!(select(&rt, Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
     let errors = rt.load_errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -319,6 +331,6 @@ fn directory_plugin_may_not_replace_a_builtin_unless_the_admin_allows_it() {
         ..options()
     })
     .unwrap();
-    assert_eq!(rt.select(Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
+    assert_eq!(select(&rt, Step::Serve, &m).unwrap().source, BUILTIN_SOURCE);
     assert_eq!(rt.load_errors().len(), 1);
 }

@@ -3,6 +3,7 @@
 
 use crate::support::{model, plugin_dir, tempdir::TempDir};
 use mlmodel_operator::plugins::{CONTRACT, Limits, PluginError, Runtime, RuntimeOptions, Step};
+use mlmodel_operator::selection::select;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ fn runtime_with(names: &[&str], timeout: Duration) -> (Runtime, TempDir) {
 fn render_with(name: &str) -> (Result<usize, PluginError>, Duration) {
     let rt = runtime();
     let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", name)]);
-    let plugin = rt.select(Step::Serve, &m).expect("fixture loaded");
+    let plugin = select(rt, Step::Serve, &m).expect("fixture loaded");
     let started = Instant::now();
     let result = rt
         .render(&plugin, &m, Step::Serve, "rev1")
@@ -280,13 +281,13 @@ fn a_slow_render_holds_up_no_other_model() {
     driver.block_on(async {
         let slow_model = model("slow", "echo", &[("mlmodel.dev/serve-plugin", "loop")]);
         let fast_model = model("fast", "echo", &[]);
-        let slow_plugin = rt.select(Step::Serve, &slow_model).expect("fixture loaded");
+        let slow_plugin = select(&rt, Step::Serve, &slow_model).expect("fixture loaded");
         let started = Instant::now();
         let slow = rt.render_async(slow_plugin, &slow_model, Step::Serve, "rev1");
         let fast = async {
             let mut objects = 0;
             for step in Step::ALL {
-                let plugin = rt.select(step, &fast_model).expect("built-in");
+                let plugin = select(&rt, step, &fast_model).expect("built-in");
                 objects += rt
                     .render_async(plugin, &fast_model, step, "rev1")
                     .await
@@ -332,7 +333,7 @@ fn async_renders_give_the_same_errors() {
             ("echo-server", None),
         ] {
             let m = model("m", "echo", &[("mlmodel.dev/serve-plugin", name)]);
-            let plugin = runtime().select(Step::Serve, &m).expect("fixture loaded");
+            let plugin = select(runtime(), Step::Serve, &m).expect("fixture loaded");
             let sync = runtime().render(&plugin, &m, Step::Serve, "rev1");
             let r#async = runtime()
                 .render_async(plugin, &m, Step::Serve, "rev1")
@@ -377,7 +378,7 @@ fn a_plugin_whose_info_loops_or_sleeps_is_refused_at_load() {
     }
     assert_eq!(errors.len(), 2, "{errors:?}");
     let m = model("m", "echo", &[]);
-    let plugin = rt.select(Step::Serve, &m).expect("built-ins load");
+    let plugin = select(&rt, Step::Serve, &m).expect("built-ins load");
     assert_eq!(
         rt.render(&plugin, &m, Step::Serve, "rev1").unwrap().len(),
         1

@@ -20,8 +20,8 @@
 
 use crate::support::workspace;
 use mlmodel_operator::api::MLModel;
-use mlmodel_operator::plugins::golden::{self, pretty, read_json};
 use mlmodel_operator::plugins::{LoadedPlugin, PluginError, Runtime, RuntimeOptions, Step};
+use mlmodel_plugin_author::golden::{self, pretty, read_json};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;

@@ -1,14 +1,14 @@
 //! The applier: renders a step with its plugin and applies what changed (server-side apply,
 //! never adopting what the model does not own), remembering what it rendered for the prune.
 use super::super::Context;
-use super::super::renders::Brief;
+use super::super::last_renders::Brief;
 use super::super::watches::Owned;
 use super::{Blocked, Stop};
 use crate::api::MLModel;
 use crate::apply;
 use crate::conditions::Reason;
+use crate::interpret::ObjectKey;
 use crate::names;
-use crate::plan::ObjectKey;
 use crate::plugins::{LoadedPlugin, PluginError, Step};
 use kube::ResourceExt;
 use kube::api::DynamicObject;

@@ -1,9 +1,9 @@
 //! The download step: the wanted revision's claim and Job, and where the download stands.
-use super::super::renders::name_of;
+use super::super::last_renders::name_of;
 use super::super::watches::{Owned, find};
 use super::{Applier, Stop};
+use crate::interpret::{self, DownloadState};
 use crate::names;
-use crate::plan::{self, DownloadState};
 use crate::plugins::{LoadedPlugin, Step};
 use crate::status::Observation;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub(super) async fn download(
         None => true,
     };
     obs.download = match name_of(&objs, "Job") {
-        Some(job) => plan::download_state(
+        Some(job) => interpret::download_state(
             find(&owned.jobs, &job),
             &owned.pods_of(Step::Download.as_str(), Some(&wanted)),
         ),

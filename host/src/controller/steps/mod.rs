@@ -14,7 +14,7 @@ pub use applier::Applier;
 use super::watches::Owned;
 use crate::conditions::Reason;
 use crate::error::Error;
-use crate::plan::{self, DownloadState};
+use crate::interpret::{self, DownloadState};
 use crate::plugins::{LoadedPlugin, PluginError};
 use crate::status::Observation;
 use kube::ResourceExt;
@@ -125,7 +125,7 @@ async fn in_order(
     let served = obs.serve_revision.clone();
     // Serve the downloaded revision, or keep serving the old one.
     let Some(serve_rev) =
-        plan::serve_revision(&wanted, downloaded, served.as_deref()).map(str::to_string)
+        interpret::serve_revision(&wanted, downloaded, served.as_deref()).map(str::to_string)
     else {
         return Ok(());
     };

@@ -13,7 +13,7 @@ pub(super) fn select_plugins(
     obs: &mut Observation,
 ) -> Result<Plugins, Stop> {
     let model = applier.model;
-    let runtime = &applier.ctx.runtime;
+    let (runtime, selection) = (&applier.ctx.runtime, &applier.ctx.selection);
     // A config out of bounds is the user's to fix: no plugin is selected or called, nothing is
     // applied (or pruned), until the spec changes.
     if let Some(e) = model.spec.plugin_config_error() {
@@ -22,8 +22,8 @@ pub(super) fn select_plugins(
     }
     // A missing plugin may show up in a plugin directory: look again in a minute.
     let select = |step| {
-        runtime
-            .select(step, model)
+        selection
+            .select(runtime, step, model)
             .map_err(|e| Blocked::from(e).retry_after(Duration::from_secs(60)))
     };
     let download = select(Step::Download)?;

@@ -1,11 +1,11 @@
 //! The serve step: the format check, the served revision's workload and how it is doing, a
 //! crashed server's last words, and `spec.validation`'s sample requests.
-use super::super::renders::name_of;
+use super::super::last_renders::name_of;
 use super::super::watches::{Owned, find};
 use super::{Applier, Blocked, Stop};
 use crate::api::MLModel;
 use crate::conditions::Reason;
-use crate::plan::{self, DownloadState, ServingState};
+use crate::interpret::{self, DownloadState, ServingState};
 use crate::plugins::{LoadedPlugin, Step};
 use crate::status::Observation;
 use mlmodel_fetch::FetchReport;
@@ -58,14 +58,14 @@ pub(super) fn observe_serving(model: &MLModel, owned: &Owned) -> Observation {
     let served = owned
         .deployments
         .iter()
-        .find(|d| plan::step_of(d.as_ref()) == Some(Step::Serve.as_str()))
-        .and_then(|d| plan::revision_of(d.as_ref()).map(str::to_string));
+        .find(|d| interpret::step_of(d.as_ref()) == Some(Step::Serve.as_str()))
+        .and_then(|d| interpret::revision_of(d.as_ref()).map(str::to_string));
     if let Some(rev) = &served {
         let dep = owned
             .deployments
             .iter()
-            .find(|d| plan::revision_of(d.as_ref()) == Some(rev));
-        obs.serving = plan::serving_state(
+            .find(|d| interpret::revision_of(d.as_ref()) == Some(rev));
+        obs.serving = interpret::serving_state(
             dep.map(|d| d.as_ref()),
             &owned.pods_of(Step::Serve.as_str(), Some(rev)),
         );
@@ -90,10 +90,10 @@ pub(super) async fn serve(
     let serve_pods = owned.pods_of(Step::Serve.as_str(), Some(revision));
     obs.serving = match name_of(&objs, "Deployment") {
         Some(dep) => {
-            let current =
-                find(&owned.deployments, &dep).filter(|d| plan::revision_of(*d) == Some(revision));
+            let current = find(&owned.deployments, &dep)
+                .filter(|d| interpret::revision_of(*d) == Some(revision));
             match current {
-                Some(d) => plan::serving_state(Some(d), &serve_pods),
+                Some(d) => interpret::serving_state(Some(d), &serve_pods),
                 // Just applied (or re-labelled to the new revision): the cache catches up next.
                 None => ServingState::Progressing {
                     ready: 0,
@@ -102,7 +102,7 @@ pub(super) async fn serve(
                 },
             }
         }
-        None => match plan::pod_failure(&serve_pods) {
+        None => match interpret::pod_failure(&serve_pods) {
             Some((reason, message)) => ServingState::Failed {
                 reason,
                 message,
@@ -134,7 +134,7 @@ pub(super) async fn serve(
         reason, message, ..
     } = &mut obs.serving
         && reason.as_str() == "CrashLoopBackOff"
-        && let Some((pod, container)) = plan::silent_crash(&serve_pods)
+        && let Some((pod, container)) = interpret::silent_crash(&serve_pods)
         && let Some(words) = last_log_words(applier, &pod, &container).await
     {
         message.push_str(&format!(
@@ -154,8 +154,8 @@ fn pods_of_other_revisions(owned: &Owned, revision: &str) -> usize {
     owned
         .pods
         .iter()
-        .filter(|p| plan::step_of(p.as_ref()) == Some(Step::Serve.as_str()))
-        .filter(|p| plan::revision_of(p.as_ref()) != Some(revision))
+        .filter(|p| interpret::step_of(p.as_ref()) == Some(Step::Serve.as_str()))
+        .filter(|p| interpret::revision_of(p.as_ref()) != Some(revision))
         .filter(|p| {
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded" | "Failed"))
@@ -180,7 +180,7 @@ pub(super) async fn last_log_words(
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(applier.ctx.client.clone(), applier.ns);
     match pods.logs(pod, &params).await {
-        Ok(log) => plan::last_words(&log),
+        Ok(log) => interpret::last_words(&log),
         Err(e) => {
             warn!(%pod, %container, error = %e, "cannot read the crashed container's log");
             None

@@ -146,6 +146,19 @@ impl MLModelSpec {
     pub fn plugin_config_error(&self) -> Option<&InvalidPluginConfig> {
         self.plugins.as_ref()?.config.as_ref()?.error()
     }
+
+    /// The part of `spec.plugins.config` meant for `step` (`config.<step>`), or an empty
+    /// object. A config out of bounds reads as empty here; nothing renders a model with one
+    /// (the controller fails it with `InvalidPluginConfig`, `Runtime::render` refuses it).
+    pub fn step_config(&self, step: &str) -> serde_json::Value {
+        self.plugins
+            .as_ref()
+            .and_then(|p| p.config.as_ref())
+            .and_then(|c| c.value())
+            .and_then(|c| c.get(step))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}))
+    }
 }
 
 /// An `MLModel` object: metadata, spec and status.
@@ -276,7 +289,7 @@ impl<'de> Visitor<'de> for ModelVisitor {
 }
 
 /// `ObjectMeta` read with its `managedFields` skipped unread (for `#[serde(deserialize_with)]`).
-pub(crate) fn metadata_skipping_managed_fields<'de, D: Deserializer<'de>>(
+pub fn metadata_skipping_managed_fields<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<ObjectMeta, D::Error> {
     MetadataSkippingManagedFields::deserialize(d).map(|m| m.0)

@@ -87,7 +87,7 @@ pub(crate) fn context_json(
         labels: labels(model, step, revision),
         model_mount_path: format!("/models/{revision}"),
         operator_image,
-        config: names::step_config(model, step.as_str()),
+        config: model.spec.step_config(step.as_str()),
     };
     serde_json::to_string(&context).expect("render context serialises")
 }

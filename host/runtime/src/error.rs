@@ -4,9 +4,9 @@ use std::time::Duration;
 use super::Step;
 use super::engine::CallFailure;
 use super::stdio::stderr_suffix;
+use crate::Limits;
 use crate::api::InvalidPluginConfig;
 use crate::conditions::Reason;
-use crate::plugins::Limits;
 
 /// Why a plugin could not be used. Each message is one line that names the plugin.
 #[derive(Debug, thiserror::Error)]

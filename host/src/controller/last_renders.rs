@@ -8,7 +8,7 @@
 //! not the objects.
 use crate::apply;
 use crate::inference;
-use crate::plan::ObjectKey;
+use crate::interpret::ObjectKey;
 use crate::plugins::Step;
 use kube::api::DynamicObject;
 use std::collections::HashMap;

@@ -9,14 +9,14 @@
 //! project also gets a `Cargo.lock` pinning the versions this operator's SDK was built with.
 //!
 //! Layout: `src/` (the plugin), `sdk/<lang>/` (the SDK, which finds the WIT at `../../wit`),
-//! `wit/`, `tests/` (see [`super::golden`]), `model.yaml` (a model selecting the plugin, for
+//! `wit/`, `tests/` (see [`crate::golden`]), `model.yaml` (a model selecting the plugin, for
 //! `render`), `README.md` (the commands), `.gitignore`.
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::Step;
-use super::project::{DIST_DIR, Lang, PY_APP_DIR, PY_ENTRY, TESTS_DIR, TS_ENTRY};
+use crate::project::{DIST_DIR, Lang, PY_APP_DIR, PY_ENTRY, TESTS_DIR, TS_ENTRY};
+use mlmodel_plugin_runtime::Step;
 
 /// (path in the workspace, contents) of every file a project may get, sorted by path.
 static FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/scaffold_files.rs"));
@@ -572,7 +572,7 @@ mod tests {
         let sdk: toml::Table = toml::from_str(raw).unwrap();
         let workspace: toml::Table = toml::from_str(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../Cargo.toml"
+            "/../../Cargo.toml"
         )))
         .unwrap();
         assert!(

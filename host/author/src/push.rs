@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-use super::{OciRef, RegistryArgs, transfer};
-use crate::plugins::registry::{Inspected, MAX_PLUGIN_BYTES, inspect};
+use mlmodel_plugin_runtime::oci::{OciRef, RegistryArgs, transfer};
+use mlmodel_plugin_runtime::{Inspected, MAX_PLUGIN_BYTES, inspect};
 
 #[derive(Args, Debug)]
 pub struct PushArgs {

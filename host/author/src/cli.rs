@@ -6,54 +6,11 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::oci::OciArgs;
-use super::oci::push::PushArgs;
-use super::project::{self, Lang, TESTS_DIR};
-use super::{Runtime, RuntimeOptions, Step, golden, scaffold};
-
-/// Where plugins come from; shared by `run`, `render` and `plugins`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct SourceArgs {
-    /// Directory of `*.wasm` plugins, loaded after the built-ins (repeatable or comma-separated).
-    #[arg(
-        long = "plugin-dir",
-        value_name = "DIR",
-        env = "MLMODEL_PLUGIN_DIRS",
-        value_delimiter = ','
-    )]
-    pub plugin_dirs: Vec<PathBuf>,
-    /// Directory for compiled plugins (default: `$MLMODEL_CACHE/wasm`, none when unset).
-    #[arg(long, value_name = "DIR", env = "MLMODEL_PLUGIN_CACHE")]
-    pub cache_dir: Option<PathBuf>,
-    /// Built-in plugin that a plugin directory's plugin of the same name may replace
-    /// (repeatable or comma-separated); without it such a plugin is refused.
-    #[arg(
-        long = "replace-builtin",
-        value_name = "NAME",
-        env = "MLMODEL_REPLACE_BUILTINS",
-        value_delimiter = ','
-    )]
-    pub replace_builtins: Vec<String>,
-    /// Plugins from OCI registries and how the registries are reached.
-    #[command(flatten)]
-    pub oci: OciArgs,
-}
-
-impl SourceArgs {
-    /// Runtime options with these sources and the defaults for everything else.
-    pub fn options(&self) -> RuntimeOptions {
-        let mut opts = RuntimeOptions {
-            plugin_dirs: self.plugin_dirs.clone(),
-            replace_builtins: self.replace_builtins.iter().cloned().collect(),
-            oci: self.oci.options(),
-            ..RuntimeOptions::default()
-        };
-        if self.cache_dir.is_some() {
-            opts.cache_dir = self.cache_dir.clone();
-        }
-        opts
-    }
-}
+use crate::project::{self, Lang, TESTS_DIR};
+use crate::push::PushArgs;
+use crate::{golden, scaffold};
+use mlmodel_plugin_runtime::args::SourceArgs;
+use mlmodel_plugin_runtime::{Runtime, RuntimeOptions, Step};
 
 #[derive(Args, Debug)]
 pub struct PluginsArgs {
@@ -131,7 +88,7 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         Some(PluginsCommand::List(list_args)) => list(list_args),
         Some(PluginsCommand::New(new_args)) => new(new_args),
         Some(PluginsCommand::Test(test_args)) => test(test_args),
-        Some(PluginsCommand::Push(push)) => super::oci::push::run(push),
+        Some(PluginsCommand::Push(push)) => crate::push::run(push),
     }
 }
 
@@ -220,7 +177,7 @@ fn new(args: NewArgs) -> Result<()> {
         dir: dir.clone(),
     };
     let files = scaffold::create(&project)?;
-    if super::registry::is_builtin(&project.name) {
+    if mlmodel_plugin_runtime::is_builtin(&project.name) {
         eprintln!(
             "note: {} is the name of a built-in plugin: the operator loads it only with --replace-builtin {}",
             project.name, project.name
@@ -311,36 +268,6 @@ fn test(args: TestArgs) -> Result<()> {
     )?;
     if failed > 0 {
         anyhow::bail!("{failed} of {} cases failed", cases.len());
-    }
-    Ok(())
-}
-
-/// `mlmodel-operator compile-plugin` (hidden): the child process in which the operator compiles
-/// a plugin (`plugins/compiler.rs`). Reads the component on stdin, writes the artifact to `--out`.
-#[derive(Args, Debug)]
-pub struct CompilePluginArgs {
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    memory_bytes: usize,
-    #[arg(long)]
-    max_concurrent: u32,
-}
-
-/// Exits [`super::compiler::REFUSED`] with the reason on stderr when the component cannot be
-/// compiled.
-pub fn compile_plugin(args: CompilePluginArgs) -> Result<()> {
-    use std::io::Read as _;
-    let limits = super::Limits {
-        memory_bytes: args.memory_bytes,
-        max_concurrent: args.max_concurrent,
-        ..super::Limits::default()
-    };
-    let mut bytes = Vec::new();
-    std::io::stdin().lock().read_to_end(&mut bytes)?;
-    if let Err(e) = super::engine::compile_to_file(&limits, &bytes, &args.out) {
-        eprintln!("{e:#}");
-        std::process::exit(super::compiler::REFUSED);
     }
     Ok(())
 }

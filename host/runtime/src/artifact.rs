@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 /// Largest plugin file (or registry blob) read; a component is a few hundred KB.
-pub(crate) const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
 /// Lowercase hex sha256 of `bytes`.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

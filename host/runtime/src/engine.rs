@@ -18,11 +18,11 @@ use super::compiler::{self, ChildError, Compiler};
 use super::stdio::BoundedPipe;
 
 pub(crate) mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
+    wasmtime::component::bindgen!({ path: "../../wit", world: "plugin" });
 }
 /// The world of a plugin that also exports the optional `inputs` interface.
 pub(crate) mod with_inputs {
-    wasmtime::component::bindgen!({ path: "../wit", world: "plugin-with-inputs" });
+    wasmtime::component::bindgen!({ path: "../../wit", world: "plugin-with-inputs" });
 }
 pub(crate) use bindings::PluginPre;
 pub(crate) use bindings::exports::mlmodel::plugin::renderer as wit;
@@ -801,7 +801,7 @@ fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::artifact::sha256_hex;
+    use crate::artifact::sha256_hex;
 
     #[test]
     fn a_core_module_is_told_apart_from_a_component() {
@@ -859,7 +859,7 @@ mod tests {
     #[test]
     fn a_compiled_plugin_is_loaded_back_from_a_file_that_is_then_removed() {
         let engine = PluginEngine::new(Limits::default(), None, Compiler::InProcess).unwrap();
-        let bytes = super::super::registry::builtin_bytes("service").unwrap();
+        let bytes = crate::registry::builtin_bytes("service").unwrap();
         let before = private_files();
         let (component, cached) = engine.compile(bytes, &sha256_hex(bytes)).unwrap();
         assert!(!cached);

@@ -13,9 +13,9 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-use super::{LoadedPlugin, PluginError, Runtime, Step};
-use crate::api::MLModel;
-use crate::names;
+use mlmodel_api::api::MLModel;
+use mlmodel_api::names;
+use mlmodel_plugin_runtime::{LoadedPlugin, PluginError, Runtime, Step};
 
 /// The operator image of every case's input (the download Job's image, when it uses it).
 pub const OPERATOR_IMAGE: &str = "mlmodel-operator:vectors";

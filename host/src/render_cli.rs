@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use crate::api::MLModel;
 use crate::names;
-use crate::plugins::cli::SourceArgs;
+use crate::plugins::args::SourceArgs;
 use crate::plugins::{Runtime, Step};
+use crate::selection::select;
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
@@ -74,7 +75,7 @@ pub fn render_model(
     steps: &[Step],
     revision: Option<&str>,
 ) -> Result<Vec<String>> {
-    let download = runtime.select(Step::Download, model)?;
+    let download = select(runtime, Step::Download, model)?;
     let revision = revision
         .map(str::to_string)
         .unwrap_or_else(|| names::revision(model, &download.name));
@@ -88,7 +89,7 @@ pub fn render_model(
     };
     let mut docs = Vec::new();
     for step in steps {
-        let plugin = runtime.select(step, model)?;
+        let plugin = select(runtime, step, model)?;
         for object in runtime.render(&plugin, model, step, &revision)? {
             let yaml = serde_yaml::to_string(&object).context("printing YAML")?;
             docs.push(format!(

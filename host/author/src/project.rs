@@ -7,7 +7,7 @@
 //! | ts | `src/plugin.ts` | the one `dist/*.wasm` |
 //! | python | `src/app.py` | the one `dist/*.wasm` |
 //!
-//! and the cases in `tests/` (see [`super::golden`]).
+//! and the cases in `tests/` (see [`crate::golden`]).
 use std::path::{Path, PathBuf};
 
 /// The folder of golden cases in a project.

@@ -18,7 +18,7 @@ use super::{
     LEGACY_CONFIG_MEDIA_TYPE, LEGACY_LAYER_MEDIA_TYPE, OciError, OciRef, RegistryOptions,
     WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
 };
-use crate::plugins::artifact::{MAX_PLUGIN_BYTES, sha256_hex};
+use crate::artifact::{MAX_PLUGIN_BYTES, sha256_hex};
 
 /// Largest manifest read from the cache: one of a plugin is well under 1 KiB.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -38,9 +38,9 @@ pub(crate) struct Fetched {
 
 /// What `push` published.
 #[derive(Debug)]
-pub(crate) struct Pushed {
-    pub(crate) manifest_digest: String,
-    pub(crate) layer_digest: String,
+pub struct Pushed {
+    pub manifest_digest: String,
+    pub layer_digest: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -201,7 +201,7 @@ pub(super) async fn resolve(
 /// Publishes `component` as a Wasm artifact at `reference` (a tag): the layer, the config,
 /// then the manifest, serialized here so that its digest is that of the bytes sent. The same
 /// file and annotations always give the same manifest digest (no timestamp in it).
-pub(super) async fn push(
+pub async fn push(
     reference: &OciRef,
     component: &[u8],
     config: &[u8],

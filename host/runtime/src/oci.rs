@@ -6,14 +6,14 @@
 //! - `credentials`: logins from a docker `config.json` (a mounted `dockerconfigjson` Secret);
 //! - `blobs`: fetched manifests and components on disk by digest, re-checked at every read;
 //! - `transfer`: the distribution protocol (oci-client): pull a verified plugin, push one;
-//! - `sources`: the configured list, fetched off the caller's thread, re-read at each reload;
-//! - `push`: `mlmodel-operator plugins push`.
+//! - `sources`: the configured list, fetched off the caller's thread, re-read at each reload.
+//!
+//! `plugins push` (`mlmodel-plugin-author`) publishes through `transfer`.
 mod blobs;
 mod credentials;
-pub mod push;
 mod reference;
 pub(crate) mod sources;
-mod transfer;
+pub mod transfer;
 
 pub use reference::{OciRef, SCHEME};
 

@@ -1,7 +1,6 @@
 //! Builds the default plugins (`plugins/*`) for `wasm32-wasip2` so the operator can embed them
-//! with `include_bytes!`; their paths reach the crate as `MLMODEL_PLUGIN_WASM_<NAME>`. Also lists
-//! the files `plugins new` writes into a new plugin project (the SDKs, the WIT, the templates and
-//! their vectors) for `include_bytes!`, in `$OUT_DIR/scaffold_files.rs`.
+//! with `include_bytes!`; their paths reach the crate as `MLMODEL_PLUGIN_WASM_<NAME>`. (The
+//! files `plugins new` copies are listed by `host/author/build.rs`.)
 //!
 //! The nested cargo uses its own target directory (`target/wasm-plugins/<checkout>`): the outer build holds
 //! the lock of its own target directory while this script runs, so sharing it would deadlock.
@@ -25,8 +24,9 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest_dir
-        .parent()
-        .expect("host/ sits in the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("host/runtime/ sits in the workspace")
         .to_path_buf();
     // Cargo.toml: the plugin profile (opt-level, lto) lives there.
     for path in ["plugins", "wit", "Cargo.lock", "Cargo.toml"] {
@@ -48,7 +48,6 @@ fn main() {
         });
     build_plugins(&workspace, &target_dir);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    embed_scaffold_files(&workspace, &out_dir);
 
     // Each build embeds its own copies, in this build script's OUT_DIR, which nothing else
     // writes: a rebuild of the host never picks up plugins built since by another build.
@@ -64,67 +63,6 @@ fn main() {
             own.display()
         );
     }
-}
-
-/// What `plugins new` copies from the workspace (host/src/plugins/scaffold.rs picks per language
-/// and step): files, or folders taken whole but for tool output (`node_modules`,
-/// `__pycache__`, `target`, hidden files).
-const SCAFFOLD_SOURCES: &[&str] = &[
-    "Cargo.lock",
-    "wit",
-    "plugins/sdk",
-    "plugins/sdk-ts",
-    "plugins/sdk-python",
-    "plugins/echo-server/src/lib.rs",
-    "plugins/echo-server-ts",
-    "plugins/echo-server-py",
-    "plugins/download-job/src/lib.rs",
-    "plugins/download-job-ts",
-    "plugins/download-job-py",
-    "plugins/service/src/lib.rs",
-    "plugins/service-ts",
-    "plugins/service-py",
-    "plugins/test-vectors",
-    "plugins/test-vectors-download",
-    "plugins/test-vectors-expose",
-];
-
-/// Writes `scaffold_files.rs`: a `&[(&str, &[u8])]` of (path in the workspace, contents) for
-/// every file of [`SCAFFOLD_SOURCES`], sorted.
-fn embed_scaffold_files(workspace: &Path, out_dir: &Path) {
-    fn walk(workspace: &Path, rel: &Path, out: &mut Vec<String>) {
-        let path = workspace.join(rel);
-        if path.is_file() {
-            out.push(rel.to_str().expect("workspace paths are UTF-8").to_string());
-            return;
-        }
-        let entries =
-            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        for entry in entries {
-            let name = entry.expect("a directory entry").file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || ["node_modules", "__pycache__", "target"].contains(&&*name)
-            {
-                continue;
-            }
-            walk(workspace, &rel.join(&*name), out);
-        }
-    }
-    let mut files = Vec::new();
-    for source in SCAFFOLD_SOURCES {
-        walk(workspace, Path::new(source), &mut files);
-    }
-    files.sort();
-    let mut code = String::from("&[\n");
-    for file in &files {
-        let abs = workspace.join(file);
-        code.push_str(&format!(
-            "    ({file:?}, include_bytes!({:?})),\n",
-            abs.to_str().expect("workspace paths are UTF-8")
-        ));
-    }
-    code.push_str("]\n");
-    std::fs::write(out_dir.join("scaffold_files.rs"), code).expect("writing scaffold_files.rs");
 }
 
 /// A short stable name for a checkout's path (FNV-1a, hex).

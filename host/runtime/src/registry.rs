@@ -49,8 +49,7 @@ const BUILTINS: &[(&str, &[u8])] = &[
 ];
 
 /// A built-in's component, by name.
-#[cfg(test)]
-pub(crate) fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
     BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
@@ -59,7 +58,7 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(n, _)| *n == name)
 }
 
-pub(crate) use super::artifact::MAX_PLUGIN_BYTES;
+pub use crate::artifact::MAX_PLUGIN_BYTES;
 
 /// Longest version `info()` may give: it is shown in every model's status.
 const MAX_VERSION_BYTES: usize = 64;
@@ -423,14 +422,14 @@ fn shown_source(p: &LoadedPlugin) -> String {
 
 /// A plugin checked as the operator would load it, and its component's imports and exports
 /// (what `plugins push` writes in the artifact's config).
-pub(crate) struct Inspected {
-    pub(crate) summary: PluginSummary,
-    pub(crate) imports: Vec<String>,
-    pub(crate) exports: Vec<String>,
+pub struct Inspected {
+    pub summary: PluginSummary,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
 }
 
 /// Loads `bytes` alone, in an engine of its own with the operator's limits and no cache.
-pub(crate) fn inspect(bytes: &[u8], source: &str) -> Result<Inspected, String> {
+pub fn inspect(bytes: &[u8], source: &str) -> Result<Inspected, String> {
     let engine = PluginEngine::new(Limits::default(), None, Compiler::InProcess)
         .map_err(|e| format!("{e:#}"))?;
     let p = load_one(&engine, bytes, source, None, &BTreeMap::new())?;

@@ -124,7 +124,7 @@ struct RevisionInputs<'a> {
 /// operator or a plugin never downloads every model again.
 pub fn revision(model: &MLModel, download_plugin: &str) -> String {
     let spec = &model.spec;
-    let config = step_config(model, "download");
+    let config = model.spec.step_config("download");
     let inputs = RevisionInputs {
         url: &spec.model_url,
         sha256: spec.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
@@ -137,21 +137,6 @@ pub fn revision(model: &MLModel, download_plugin: &str) -> String {
     };
     let json = serde_json::to_string(&inputs).expect("revision inputs serialise");
     short_hash(&json, 10)
-}
-
-/// The part of `spec.plugins.config` meant for `step` (`config.<step>`), or an empty object.
-/// A config out of bounds reads as empty here; nothing renders a model with one (the controller
-/// fails it with `InvalidPluginConfig`, `Runtime::render` refuses it).
-pub fn step_config(model: &MLModel, step: &str) -> serde_json::Value {
-    model
-        .spec
-        .plugins
-        .as_ref()
-        .and_then(|p| p.config.as_ref())
-        .and_then(|c| c.value())
-        .and_then(|c| c.get(step))
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}))
 }
 
 #[cfg(test)]

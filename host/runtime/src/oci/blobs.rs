@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::plugins::artifact::sha256_hex;
+use crate::artifact::sha256_hex;
 
 pub(super) struct BlobCache {
     dir: PathBuf,

@@ -1,39 +1,43 @@
-//! The plugin runtime: each step of a model is rendered by a WebAssembly component plugin
-//! (`wit/plugin.wit`) running in a sandbox, and its output is checked before the host uses it.
+//! The plugin runtime of mlmodel-operator: each step of a model is rendered by a WebAssembly
+//! component plugin (`wit/plugin.wit`) running in a sandbox, and its output is checked before
+//! the host uses it. What the controller uses; the author tooling (`plugins new/test/push`) is
+//! `mlmodel-plugin-author`, and which plugin a model gets is the controller's choice
+//! (`mlmodel_operator::selection`).
 //!
 //! - `engine`: wasmtime engine, sandbox, limits, compile cache; `compiler`: where a plugin
 //!   missing from the cache is compiled (the operator: in a child process);
 //! - `registry`: built-in plugins, plugin directories and registry plugins, reload;
-//! - `oci`: plugins from OCI registries (fetch by digest or tag, cache, push);
+//! - `oci`: plugins from OCI registries (fetch by digest or tag, cache; the protocol `push` uses);
 //! - `context`: the render input built from the model;
 //! - `policy`, `podsecurity`: output checks and what the host adds;
 //! - `step`: the steps of a model; `error`: what can go wrong with a plugin, with its reason;
-//! - `golden`: a plugin's golden cases (model, input, expected output) and their check;
-//! - `project`, `scaffold`: plugin projects, what they look like and `plugins new`;
-//! - `cli`: `mlmodel-operator plugins` (`list`, `new`, `test`, `push`).
+//! - `args`: where plugins come from, as command-line flags; the compiler child's command line.
 //!
-//! [`Runtime`] is the entry point: `select` a plugin for a step of a model, then `render`.
+//! [`Runtime`] is the entry point: `resolve` the plugin a model wants, then `render`.
+pub mod args;
 mod artifact;
-pub mod cli;
 mod compiler;
 mod context;
 mod engine;
 mod error;
-pub mod golden;
 pub mod oci;
 mod podsecurity;
 pub mod policy;
-pub mod project;
 mod registry;
-pub mod scaffold;
 mod stdio;
 mod step;
+
+// The API crate's modules, at the paths this crate's modules name them by.
+pub(crate) use mlmodel_api::{api, conditions, names, text};
 
 pub use compiler::Compiler;
 pub use context::DEFAULT_NAMESPACE;
 pub use engine::{CONTRACT, HOST_GRACE, Limits};
 pub use error::{MAX_MESSAGE_BYTES, MAX_PLUGIN_MESSAGE_BYTES, PluginError, truncate};
-pub use registry::{Accepts, BUILTIN_SOURCE, LoadedPlugin, PluginSummary};
+pub use registry::{
+    Accepts, BUILTIN_SOURCE, Inspected, LoadedPlugin, MAX_PLUGIN_BYTES, PluginSummary,
+    builtin_bytes, inspect, is_builtin,
+};
 pub use step::Step;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -58,8 +62,6 @@ pub struct RuntimeOptions {
     pub oci: oci::OciOptions,
     /// Where compiled plugins are cached; `None`: compile at every start.
     pub cache_dir: Option<PathBuf>,
-    /// Plugin per step when the model's annotation names none (before the framework's default).
-    pub defaults: BTreeMap<Step, String>,
     /// Image of the operator itself (the download Job runs `mlmodel-operator fetch` from it).
     pub operator_image: String,
     pub limits: Limits,
@@ -79,7 +81,6 @@ impl Default for RuntimeOptions {
             plugin_dirs: Vec::new(),
             oci: oci::OciOptions::default(),
             cache_dir: std::env::var_os("MLMODEL_CACHE").map(|d| PathBuf::from(d).join("wasm")),
-            defaults: BTreeMap::new(),
             operator_image: default_operator_image(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(2),
@@ -103,6 +104,30 @@ pub fn default_operator_image() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_OPERATOR_IMAGE.to_string())
+}
+
+/// A plugin wanted for a step: its name, the digest it is pinned to (`sha256:<hex>`), if any,
+/// and what chose it (said in the errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub name: String,
+    pub pin: Option<String>,
+    pub chosen_by: String,
+}
+
+impl Wanted {
+    /// `name` or `name@sha256:<hex>`, chosen by `chosen_by`.
+    pub fn parse(wanted: &str, chosen_by: String) -> Wanted {
+        let (name, pin) = match wanted.split_once('@') {
+            Some((name, pin)) => (name, Some(pin.to_string())),
+            None => (wanted, None),
+        };
+        Wanted {
+            name: name.to_string(),
+            pin,
+            chosen_by,
+        }
+    }
 }
 
 /// The loaded plugins and the engine that runs them. Cheap to clone; usable from any thread.
@@ -283,31 +308,15 @@ impl Runtime {
         Ok(())
     }
 
-    /// The plugin for `step` of `model`: the step's annotation (`name` or
-    /// `name@sha256:<hex>`), else the operator's default for the step, else the framework's
-    /// (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, `sklearn` -> `mlserver`, any other framework ->
-    /// the plugin of that name; `download-job` and `service` for the other steps).
-    pub fn select(&self, step: Step, model: &MLModel) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let annotation = model
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(step.annotation()));
-        let (wanted, chosen_by) =
-            if let Some(a) = annotation.map(|a| a.trim()).filter(|a| !a.is_empty()) {
-                (a.to_string(), format!("annotation {}", step.annotation()))
-            } else if let Some(d) = self.inner.opts.defaults.get(&step) {
-                (d.clone(), format!("the operator's default for step {step}"))
-            } else {
-                (
-                    framework_default(step, &model.spec.framework),
-                    format!("framework {:?}", model.spec.framework),
-                )
-            };
-        let (name, pin) = match wanted.split_once('@') {
-            Some((name, pin)) => (name, Some(pin)),
-            None => (wanted.as_str(), None),
-        };
+    /// The loaded plugin `wanted` for `step`: known by that name (else why not: not found, or
+    /// failed to load), of the pinned digest if one is given, and rendering `step`. Which name
+    /// a model wants is the controller's choice (`mlmodel_operator::selection`).
+    pub fn resolve(&self, step: Step, wanted: &Wanted) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let (name, pin, chosen_by) = (
+            wanted.name.as_str(),
+            wanted.pin.as_deref(),
+            wanted.chosen_by.clone(),
+        );
         let snapshot = self.snapshot();
         let Some(plugin) = snapshot.active.get(name) else {
             if let Some((source, error)) = snapshot.failed.get(name) {
@@ -607,7 +616,7 @@ fn check_config_bounds(model: &MLModel) -> Result<(), PluginError> {
 /// The model's config within bounds, and its step part without a key `plugin` does not read.
 fn check_config(plugin: &LoadedPlugin, model: &MLModel, step: Step) -> Result<(), PluginError> {
     check_config_bounds(model)?;
-    let config = crate::names::step_config(model, step.as_str());
+    let config = model.spec.step_config(step.as_str());
     let unknown = plugin.accepts.unknown_config_keys(&config);
     if unknown.is_empty() {
         return Ok(());
@@ -645,17 +654,6 @@ fn check_output(
             .map(|s| s.name.as_str()),
     };
     policy::check(plugin, step, manifests, limits.output_bytes, &host, allow)
-}
-
-fn framework_default(step: Step, framework: &str) -> String {
-    match (step, framework) {
-        (Step::Download, _) => "download-job".into(),
-        (Step::Expose, _) => "service".into(),
-        (Step::Serve, "tensorflow") => "tensorflow-serving".into(),
-        (Step::Serve, "echo") => "echo-server".into(),
-        (Step::Serve, "sklearn") => "mlserver".into(),
-        (Step::Serve, other) => other.into(),
-    }
 }
 
 fn check_step(plugin: &LoadedPlugin, step: Step) -> Result<(), PluginError> {
@@ -702,7 +700,7 @@ mod tests {
     fn the_default_operator_image_is_the_one_deploy_ships() {
         let install = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/install.yaml"
+            "/../../deploy/install.yaml"
         ));
         let line = format!("image: {DEFAULT_OPERATOR_IMAGE}\n");
         assert!(
@@ -724,18 +722,5 @@ mod tests {
                 .contains("download, serve or expose")
         );
         assert_eq!(Step::Serve.annotation(), "mlmodel.dev/serve-plugin");
-    }
-
-    #[test]
-    fn framework_defaults() {
-        assert_eq!(
-            framework_default(Step::Serve, "tensorflow"),
-            "tensorflow-serving"
-        );
-        assert_eq!(framework_default(Step::Serve, "echo"), "echo-server");
-        assert_eq!(framework_default(Step::Serve, "sklearn"), "mlserver");
-        assert_eq!(framework_default(Step::Serve, "triton"), "triton");
-        assert_eq!(framework_default(Step::Download, "echo"), "download-job");
-        assert_eq!(framework_default(Step::Expose, "echo"), "service");
     }
 }
