@@ -1,7 +1,7 @@
 //! `mlmodel-operator plugins new`: a plugin project that builds and renders out of the box, in
 //! Rust, TypeScript or Python, for one step.
 //!
-//! Everything comes from this operator's own sources, embedded at build time (host/build.rs):
+//! Everything comes from this operator's own sources, embedded at build time (host/author/build.rs):
 //! the SDK of the language and the WIT (so the project builds against exactly the contract this
 //! operator loads), the step's template, which is a built-in plugin or its port to the language
 //! (`echo-server`, `download-job`, `service`; their `-ts`/`-py` twins render the same), and that
@@ -209,7 +209,7 @@ fn embedded(path: &str) -> &'static [u8] {
         .iter()
         .find(|(p, _)| *p == path)
         .map(|(_, c)| *c)
-        .unwrap_or_else(|| panic!("{path} is embedded by host/build.rs (SCAFFOLD_SOURCES)"))
+        .unwrap_or_else(|| panic!("{path} is embedded by host/author/build.rs (SCAFFOLD_SOURCES)"))
 }
 
 fn embedded_under(dir: &str) -> impl Iterator<Item = (&'static str, &'static [u8])> {

@@ -20,7 +20,7 @@ use crate::place::Marker;
 pub const MAX_BYTES: usize = 4096;
 
 /// The termination log's line, both ways: the downloader writes it, the controller reads it back
-/// (`plan::download_state`). Fields are declared in alphabetical order, the order the JSON has
+/// (`interpret::download_state`). Fields are declared in alphabetical order, the order the JSON has
 /// always had; absent ones are left out. Reading is as lenient as the controller always was:
 /// missing fields are `None`, unknown ones are ignored, and so is an ill-typed `actual`,
 /// `cached`, `expected`, `files`, `format`, `largest`, `seconds`, `status` or `totalBytes` (so

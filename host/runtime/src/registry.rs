@@ -20,7 +20,7 @@ use super::oci::sources::{Item, View};
 use super::stdio::stderr_suffix;
 use super::{Compiler, Limits, Step};
 
-/// Plugins compiled into the operator (built by `host/build.rs`).
+/// Plugins compiled into the operator (built by `host/runtime/build.rs`).
 const BUILTINS: &[(&str, &[u8])] = &[
     (
         "download-job",

@@ -6,13 +6,12 @@
 //! in the cache with the hash they were applied with, there is nothing to call or apply. What the
 //! controller reads of a render afterwards (kinds, names, hashes, a Service's port) is kept here,
 //! not the objects.
+use super::memory::Memory;
 use crate::apply;
 use crate::inference;
 use crate::interpret::ObjectKey;
 use crate::plugins::Step;
 use kube::api::DynamicObject;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 /// What the controller reads of one rendered object.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,52 +62,19 @@ pub fn name_of(briefs: &[Brief], kind: &str) -> Option<String> {
         .map(|b| b.key.name.clone())
 }
 
-/// Models above which the map is emptied of entries of models not seen since (bounded memory
-/// whatever comes and goes); a render lost that way is only done again.
-const CLEAR_ABOVE: usize = 3 * 20_000;
-
-type Entries = HashMap<(String, Step), (String, Vec<Brief>)>;
-
-#[derive(Clone, Default)]
-pub struct Renders(Arc<Mutex<Entries>>);
-
-impl Renders {
-    /// The last render of `step` for the model `uid`, if its input digest was `digest`.
-    pub fn get(&self, uid: &str, step: Step, digest: &str) -> Option<Vec<Brief>> {
-        let map = self.0.lock().expect("not poisoned");
-        match map.get(&(uid.to_string(), step)) {
+impl Memory {
+    /// The last render of `step` for the model `model` (its memory key), if its input digest
+    /// was `digest`.
+    pub fn last_render(&self, model: &str, step: Step, digest: &str) -> Option<Vec<Brief>> {
+        self.peek(model, |m| match m.renders.get(&step) {
             Some((d, briefs)) if d == digest => Some(briefs.clone()),
             _ => None,
-        }
+        })
+        .flatten()
     }
 
-    pub fn record(&self, uid: &str, step: Step, digest: String, briefs: Vec<Brief>) {
-        let mut map = self.0.lock().expect("not poisoned");
-        if map.len() > CLEAR_ABOVE {
-            map.clear();
-        }
-        map.insert((uid.to_string(), step), (digest, briefs));
-    }
-
-    /// Forgets the model `uid` (it was deleted).
-    /// Keeps only the models whose uid `keep` says.
-    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .retain(|(u, _), _| keep(u));
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .retain(|(u, _), _| u != uid);
+    pub fn record_render(&self, model: &str, step: Step, digest: String, briefs: Vec<Brief>) {
+        self.with(model, |m| m.renders.insert(step, (digest, briefs)));
     }
 }
 
@@ -131,14 +97,25 @@ mod tests {
 
     #[test]
     fn a_render_is_kept_for_its_input_only() {
-        let r = Renders::default();
-        r.record("u1", Step::Expose, "d1".into(), vec![brief("svc")]);
-        assert_eq!(r.get("u1", Step::Expose, "d1"), Some(vec![brief("svc")]));
-        assert_eq!(r.get("u1", Step::Expose, "d2"), None, "the input changed");
-        assert_eq!(r.get("u1", Step::Serve, "d1"), None, "another step");
-        assert_eq!(r.get("u2", Step::Expose, "d1"), None, "another model");
+        let r = Memory::default();
+        r.record_render("u1", Step::Expose, "d1".into(), vec![brief("svc")]);
+        assert_eq!(
+            r.last_render("u1", Step::Expose, "d1"),
+            Some(vec![brief("svc")])
+        );
+        assert_eq!(
+            r.last_render("u1", Step::Expose, "d2"),
+            None,
+            "the input changed"
+        );
+        assert_eq!(r.last_render("u1", Step::Serve, "d1"), None, "another step");
+        assert_eq!(
+            r.last_render("u2", Step::Expose, "d1"),
+            None,
+            "another model"
+        );
         r.forget("u1");
-        assert_eq!(r.get("u1", Step::Expose, "d1"), None);
+        assert_eq!(r.last_render("u1", Step::Expose, "d1"), None);
     }
 
     #[test]

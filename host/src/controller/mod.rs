@@ -18,6 +18,7 @@ mod applied;
 mod download_logs;
 mod events;
 mod last_renders;
+mod memory;
 mod prune;
 pub mod run;
 mod status_write;
@@ -35,10 +36,9 @@ use crate::metrics::Metrics;
 use crate::plugins::Runtime;
 use crate::selection::Selection;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use memory::Memory;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use steps::{Applier, run_steps};
 use tracing::warn;
@@ -54,14 +54,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Running downloads' figures, read from their logs.
     pub progress: crate::progress::Tracker,
-    /// Consecutive failures per model, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<MLModel>, u32>>,
-    /// Statuses written that the model cache may not show yet.
-    written: written::Written,
-    /// Objects applied that the caches may not show yet.
-    applied: applied::Applied,
-    /// Each model's last render of each step.
-    renders: last_renders::Renders,
+    /// What is remembered of each model between reconciles (failures, the status written,
+    /// objects applied, last renders), with one forget.
+    memory: Memory,
 }
 
 /// How often the memories are swept of models that are gone.
@@ -73,47 +68,24 @@ impl Context {
     /// sees its deletion: without this sweep, a model deleted while failing would keep its
     /// backoff count, and every deleted model its renders, for the process's life.
     pub(crate) fn forget_gone(&self, live: &[Arc<MLModel>]) {
-        let refs: std::collections::HashSet<ObjectRef<MLModel>> = live
-            .iter()
-            .map(|m| ObjectRef::from_obj(m.as_ref()))
-            .collect();
-        let uids: std::collections::HashSet<String> = live.iter().filter_map(|m| m.uid()).collect();
-        self.failures
-            .lock()
-            .expect("not poisoned")
-            .retain(|key, _| refs.contains(key));
-        self.written.retain(|key| refs.contains(key));
-        self.applied.retain(|uid| uids.contains(uid));
-        self.renders.retain(|uid| uids.contains(uid));
+        let keys: std::collections::HashSet<String> = live.iter().map(|m| memory::key(m)).collect();
+        self.memory.retain(|key| keys.contains(key));
     }
 
     /// Forgets everything remembered of `model` (it is being deleted).
     fn forget(&self, model: &MLModel) {
-        self.written.forget(model);
-        let uid = model.uid().unwrap_or_default();
-        self.applied.forget(&uid);
-        self.renders.forget(&uid);
-        self.failures
-            .lock()
-            .expect("not poisoned")
-            .remove(&ObjectRef::from_obj(model));
+        self.memory.forget(&memory::key(model));
     }
 
     /// A reconcile of `model` succeeded: its backoff starts again.
     fn reconciled(&self, model: &MLModel) {
-        self.failures
-            .lock()
-            .expect("not poisoned")
-            .remove(&ObjectRef::from_obj(model));
+        self.memory.update(&memory::key(model), |m| m.failures = 0);
     }
 
-    /// Entries the per-model memories hold (for tests of the sweep).
+    /// Models the memory holds (for tests of the sweep).
     #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {
-        self.failures.lock().expect("not poisoned").len()
-            + self.written.len()
-            + self.applied.len()
-            + self.renders.len()
+        self.memory.len()
     }
 }
 
@@ -134,13 +106,10 @@ pub(crate) async fn forget_gone_models(
 }
 
 fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(model.as_ref());
-    let n = {
-        let mut f = ctx.failures.lock().expect("not poisoned");
-        let n = f.entry(key).or_insert(0);
-        *n += 1;
-        *n
-    };
+    let n = ctx.memory.with(&memory::key(&model), |m| {
+        m.failures += 1;
+        m.failures
+    });
     let delay = Duration::from_millis(500 * 2u64.pow(n.min(8))).min(Duration::from_secs(120));
     warn!(model = %model.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

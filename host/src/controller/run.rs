@@ -21,7 +21,7 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Config, ResourceExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tracing::{info, warn};
 
 #[derive(Args, Debug, Clone)]
@@ -276,10 +276,7 @@ pub async fn run_controllers(
             stores,
             metrics: metrics.clone(),
             progress: tracker,
-            failures: Mutex::default(),
-            written: Default::default(),
-            applied: Default::default(),
-            renders: Default::default(),
+            memory: Default::default(),
         });
         let (models, writer) = reflector::store();
         // The cache drops managed fields (nothing reads them). A model is reconciled when what

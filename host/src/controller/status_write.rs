@@ -40,12 +40,12 @@ pub async fn write(
     obs: &Observation,
 ) -> Result<Option<Duration>, Error> {
     let mut come_back = None;
-    let old = ctx.written.current(model);
+    let old = ctx.memory.current_status(model);
     let new = status::compute(Timestamp::now(), model, obs, old.as_ref());
     if status::changed(old.as_ref(), &new) {
         // A model's first status counts from its creation: a model that walks fast is first
         // written a step or two further on.
-        let since = ctx.written.since_last(model).or_else(|| age(model));
+        let since = ctx.memory.since_last_write(model).or_else(|| age(model));
         let window = match &old {
             Some(old) if old.phase == new.phase => DETAILS,
             _ => COALESCE,
@@ -57,7 +57,7 @@ pub async fn write(
         };
         let held = match &old {
             Some(old) if !urgent && old.phase != new.phase => {
-                COALESCE.saturating_sub(ctx.written.pending_for(model))
+                COALESCE.saturating_sub(ctx.memory.pending_for(model))
             }
             _ => Duration::ZERO,
         };
@@ -69,7 +69,7 @@ pub async fn write(
                 "writing status"
             );
             patch_status(&ctx.client, model, &new).await?;
-            ctx.written.record(model, &new);
+            ctx.memory.record_write(model, &new);
             if let Some((succeeded, took)) = status::download_ended(old.as_ref(), &new, obs) {
                 ctx.metrics.download_ended(succeeded, took);
             }
@@ -81,7 +81,7 @@ pub async fn write(
             come_back = Some(wait);
         }
     } else {
-        ctx.written.settled(model);
+        ctx.memory.settled(model);
     }
     Ok(come_back)
 }

@@ -1,7 +1,7 @@
 //! `reconcile` against a fake API server ([`FakeApi`]) and caches filled by hand: no cluster.
 use super::fake_api::{Call, Expect, FakeApi, Reply};
+use super::memory::Memory;
 use super::watches::{Cache, Stores};
-use super::written::Written;
 use super::{Context, Recorder, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel};
 use crate::cached::{
@@ -17,7 +17,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 const NS: &str = "models";
 
@@ -107,44 +107,34 @@ impl Cluster {
     }
 }
 
-fn context(client: Client, cluster: &Cluster, written: Written) -> Arc<Context> {
-    context_sharing(client, cluster, written, &Memory::default())
+fn context(client: Client, cluster: &Cluster, written: Memory) -> Arc<Context> {
+    context_sharing(client, cluster, written, &Kept::default())
 }
 
-/// What an operator remembers between reconciles besides the status writes.
+/// What an operator keeps between reconciles besides its memory of the models.
 #[derive(Default)]
-struct Memory {
-    applied: super::applied::Applied,
-    renders: super::last_renders::Renders,
+struct Kept {
     metrics: Arc<Metrics>,
     /// The plugins (default: the built-ins).
     runtime: Option<Runtime>,
 }
 
-fn context_sharing(
-    client: Client,
-    cluster: &Cluster,
-    written: Written,
-    memory: &Memory,
-) -> Arc<Context> {
+fn context_sharing(client: Client, cluster: &Cluster, memory: Memory, kept: &Kept) -> Arc<Context> {
     Arc::new(Context {
         recorder: Recorder::new(client.clone(), MANAGER, None),
         client,
-        runtime: memory.runtime.clone().unwrap_or_else(runtime),
+        runtime: kept.runtime.clone().unwrap_or_else(runtime),
         selection: Default::default(),
         stores: cluster.stores(),
-        metrics: memory.metrics.clone(),
+        metrics: kept.metrics.clone(),
         progress: Default::default(),
-        failures: Mutex::default(),
-        written,
-        applied: memory.applied.clone(),
-        renders: memory.renders.clone(),
+        memory,
     })
 }
 
 /// One reconcile of `model` against a fake API server playing `scenario`; the requests made.
 async fn reconcile_once(model: &MLModel, cluster: &Cluster, scenario: Vec<Expect>) -> Vec<Call> {
-    reconcile_with(model, cluster, scenario, Written::default())
+    reconcile_with(model, cluster, scenario, Memory::default())
         .await
         .0
 }
@@ -155,7 +145,7 @@ async fn reconcile_with(
     model: &MLModel,
     cluster: &Cluster,
     scenario: Vec<Expect>,
-    written: Written,
+    written: Memory,
 ) -> (Vec<Call>, Action) {
     let (client, api) = FakeApi::start(scenario);
     let ctx = context(client, cluster, written);
@@ -273,7 +263,7 @@ async fn a_model_whose_objects_are_current_costs_no_request() {
 async fn steps_on_the_way_are_coalesced_and_milestones_are_not() {
     let model = echo_model();
     let mut cluster = Cluster::default();
-    let written = Written::default();
+    let written = Memory::default();
     let (calls, _) = reconcile_with(
         &model,
         &cluster,
@@ -360,7 +350,7 @@ async fn a_model_walks_step_by_step_to_ready_then_costs_no_request() {
         .unwrap(),
     );
     // Deploying is held back for the coalescing window: the server may be ready a moment later.
-    let written = Written::default();
+    let written = Memory::default();
     let mut scenario = serve_and_expose_scenario(&model, 0);
     scenario.pop();
     let (calls, action) = reconcile_with(&model, &cluster, scenario, written.clone()).await;
@@ -629,7 +619,7 @@ fn renders_counted(metrics: &Metrics) -> u64 {
 async fn what_was_just_applied_is_neither_applied_nor_rendered_again() {
     let model = echo_model();
     let cluster = Cluster::default();
-    let (written, memory) = (Written::default(), Memory::default());
+    let (written, memory) = (Memory::default(), Kept::default());
     let (client, api) = FakeApi::start(new_model_scenario(&model));
     let ctx = context_sharing(client, &cluster, written.clone(), &memory);
     reconcile(Arc::new(model.clone()), ctx).await.unwrap();
@@ -696,13 +686,13 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
         "{:?}",
         runtime.load_errors()
     );
-    let memory = Memory {
+    let memory = Kept {
         runtime: Some(runtime),
-        ..Memory::default()
+        ..Kept::default()
     };
     let failed_with = |model: &MLModel, scenario: Vec<_>| {
         let (client, api) = FakeApi::start(scenario);
-        let ctx = context_sharing(client, &Cluster::default(), Written::default(), &memory);
+        let ctx = context_sharing(client, &Cluster::default(), Memory::default(), &memory);
         let model = Arc::new(model.clone());
         async move {
             reconcile(model, ctx).await.unwrap();
@@ -743,7 +733,7 @@ async fn a_plugin_that_failed_to_load_fails_only_the_models_that_ask_for_it() {
 
     let echo = echo_model();
     let (client, api) = FakeApi::start(new_model_scenario(&echo));
-    let ctx = context_sharing(client, &Cluster::default(), Written::default(), &memory);
+    let ctx = context_sharing(client, &Cluster::default(), Memory::default(), &memory);
     reconcile(Arc::new(echo.clone()), ctx).await.unwrap();
     let calls = api.verify();
     assert_eq!(calls[2].body["status"]["phase"], "Downloading");
@@ -768,7 +758,7 @@ async fn models_deleted_unseen_leave_nothing_in_memory() {
         .collect();
     let scenario = models.iter().flat_map(|m| new_model_scenario(m)).collect();
     let (client, api) = FakeApi::start(scenario);
-    let ctx = context(client, &Cluster::default(), Written::default());
+    let ctx = context(client, &Cluster::default(), Memory::default());
     for m in &models {
         reconcile(m.clone(), ctx.clone())
             .await
@@ -786,5 +776,32 @@ async fn models_deleted_unseen_leave_nothing_in_memory() {
     let kept = ctx.remembered();
     assert!(kept > 0 && kept < 10, "kept {kept} of {before}");
     ctx.forget_gone(&[]);
+    assert_eq!(ctx.remembered(), 0);
+}
+
+/// A model deleted with a reconcile seeing it go (a deletion timestamp: a finalizer of someone
+/// else's holds it) is forgotten at once, its failures included: one entry per model, one forget.
+#[tokio::test]
+async fn a_failed_model_seen_deleted_is_forgotten_whole() {
+    let mut m = echo_model();
+    m.metadata.uid = Some("uid-gone".into());
+    let (client, api) = FakeApi::start(new_model_scenario(&m));
+    let ctx = context(client, &Cluster::default(), Memory::default());
+    reconcile(Arc::new(m.clone()), ctx.clone()).await.unwrap();
+    api.verify();
+    super::error_policy(
+        Arc::new(m.clone()),
+        &crate::error::Error::NoNamespace,
+        ctx.clone(),
+    );
+    assert_eq!(
+        ctx.remembered(),
+        1,
+        "the model's renders, writes and failures"
+    );
+    m.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
     assert_eq!(ctx.remembered(), 0);
 }

@@ -1,4 +1,4 @@
-//! The status this operator last wrote per model.
+//! The status this operator last wrote per model (its part of the [`Memory`]).
 //!
 //! The model cache can lag the operator's own status write: a reconcile in that window (woken by
 //! a Job or pod change) would compare against the status before the write, and count a finished
@@ -9,113 +9,65 @@
 //! written was first seen holds it back a little, so that a step passed in passing (Deploying,
 //! when the server is ready a moment later) is written with the next one.
 
+use super::memory::{Memory, key};
 use crate::api::{MLModel, MLModelStatus};
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Entries older than this say nothing any more (far beyond the coalescing window); they are
-/// dropped when the map grows, so models deleted unseen cost nothing for long.
-const KEEP: Duration = Duration::from_secs(60);
-const PRUNE_ABOVE: usize = 1024;
-
-struct Write {
+/// A status written, over which version of which model.
+pub(super) struct Write {
     uid: Option<String>,
     over: Option<String>,
     status: MLModelStatus,
     at: Instant,
 }
 
-#[derive(Default)]
-struct Maps {
-    writes: HashMap<ObjectRef<MLModel>, Write>,
-    /// When a change of phase not written yet was first seen, by model.
-    pending: HashMap<ObjectRef<MLModel>, Instant>,
-}
-
-#[derive(Clone, Default)]
-pub struct Written(Arc<Mutex<Maps>>);
-
-impl Written {
+impl Memory {
     /// The status the model has now: the cached one, or ours if the cache has not caught up.
-    pub fn current(&self, model: &MLModel) -> Option<MLModelStatus> {
-        let map = self.0.lock().expect("not poisoned");
-        match map.writes.get(&ObjectRef::from_obj(model)) {
+    pub fn current_status(&self, model: &MLModel) -> Option<MLModelStatus> {
+        let ours = self.peek(&key(model), |m| match &m.write {
             Some(w) if w.uid == model.uid() && w.over == model.resource_version() => {
                 Some(w.status.clone())
             }
-            _ => model.status.clone(),
-        }
+            _ => None,
+        });
+        ours.flatten().or_else(|| model.status.clone())
     }
 
-    /// How long ago this operator last wrote the model's status, if it did lately.
-    pub fn since_last(&self, model: &MLModel) -> Option<Duration> {
-        let map = self.0.lock().expect("not poisoned");
-        map.writes
-            .get(&ObjectRef::from_obj(model))
-            .filter(|w| w.uid == model.uid())
-            .map(|w| w.at.elapsed())
+    /// How long ago this operator last wrote the model's status, if it did.
+    pub fn since_last_write(&self, model: &MLModel) -> Option<Duration> {
+        self.peek(&key(model), |m| {
+            m.write
+                .as_ref()
+                .filter(|w| w.uid == model.uid())
+                .map(|w| w.at.elapsed())
+        })
+        .flatten()
     }
 
     /// Remembers a status written over the model as cached.
-    pub fn record(&self, model: &MLModel, status: &MLModelStatus) {
-        let mut map = self.0.lock().expect("not poisoned");
-        if map.writes.len() > PRUNE_ABOVE {
-            map.writes.retain(|_, w| w.at.elapsed() < KEEP);
-        }
-        let key = ObjectRef::from_obj(model);
-        map.pending.remove(&key);
-        map.writes.insert(
-            key,
-            Write {
+    pub fn record_write(&self, model: &MLModel, status: &MLModelStatus) {
+        self.with(&key(model), |m| {
+            m.pending = None;
+            m.write = Some(Write {
                 uid: model.uid(),
                 over: model.resource_version(),
                 status: status.clone(),
                 at: Instant::now(),
-            },
-        );
+            });
+        })
     }
 
     /// How long the change of phase not written yet has been seen (zero when seen first now).
     pub fn pending_for(&self, model: &MLModel) -> Duration {
-        let mut map = self.0.lock().expect("not poisoned");
-        if map.pending.len() > PRUNE_ABOVE {
-            map.pending.retain(|_, at| at.elapsed() < KEEP);
-        }
-        map.pending
-            .entry(ObjectRef::from_obj(model))
-            .or_insert_with(Instant::now)
-            .elapsed()
+        self.with(&key(model), |m| {
+            m.pending.get_or_insert_with(Instant::now).elapsed()
+        })
     }
 
     /// The status is what was written: nothing is pending.
     pub fn settled(&self, model: &MLModel) {
-        let mut map = self.0.lock().expect("not poisoned");
-        if !map.pending.is_empty() {
-            map.pending.remove(&ObjectRef::from_obj(model));
-        }
-    }
-
-    /// Keeps only the models `keep` says.
-    pub fn retain(&self, mut keep: impl FnMut(&ObjectRef<MLModel>) -> bool) {
-        let mut map = self.0.lock().expect("not poisoned");
-        map.writes.retain(|key, _| keep(key));
-        map.pending.retain(|key, _| keep(key));
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        let map = self.0.lock().expect("not poisoned");
-        map.writes.len() + map.pending.len()
-    }
-
-    pub fn forget(&self, model: &MLModel) {
-        let mut map = self.0.lock().expect("not poisoned");
-        let key = ObjectRef::from_obj(model);
-        map.writes.remove(&key);
-        map.pending.remove(&key);
+        self.update(&key(model), |m| m.pending = None);
     }
 }
 
@@ -144,23 +96,23 @@ mod tests {
 
     #[test]
     fn a_stale_cache_reads_as_the_status_written_over_it() {
-        let w = Written::default();
+        let w = Memory::default();
         let cached = model("u1", "10", Phase::Downloading);
-        w.record(
+        w.record_write(
             &cached,
             &MLModelStatus {
                 phase: Some(Phase::Deploying),
                 ..Default::default()
             },
         );
-        assert_eq!(phase(w.current(&cached)), Some(Phase::Deploying));
+        assert_eq!(phase(w.current_status(&cached)), Some(Phase::Deploying));
     }
 
     #[test]
     fn a_newer_cache_wins() {
-        let w = Written::default();
+        let w = Memory::default();
         let cached = model("u1", "10", Phase::Downloading);
-        w.record(
+        w.record_write(
             &cached,
             &MLModelStatus {
                 phase: Some(Phase::Deploying),
@@ -168,17 +120,17 @@ mod tests {
             },
         );
         let caught_up = model("u1", "11", Phase::Ready);
-        assert_eq!(phase(w.current(&caught_up)), Some(Phase::Ready));
+        assert_eq!(phase(w.current_status(&caught_up)), Some(Phase::Ready));
         assert!(
-            w.since_last(&caught_up).is_some(),
+            w.since_last_write(&caught_up).is_some(),
             "the time of the write is kept"
         );
     }
 
     #[test]
     fn a_recreated_model_of_the_same_name_is_not_confused_with_the_old() {
-        let w = Written::default();
-        w.record(
+        let w = Memory::default();
+        w.record_write(
             &model("u1", "10", Phase::Pending),
             &MLModelStatus {
                 phase: Some(Phase::Ready),
@@ -186,6 +138,6 @@ mod tests {
             },
         );
         let new = model("u2", "10", Phase::Pending);
-        assert_eq!(phase(w.current(&new)), Some(Phase::Pending));
+        assert_eq!(phase(w.current_status(&new)), Some(Phase::Pending));
     }
 }

@@ -126,7 +126,7 @@ fn dockerfile_builds_the_crates_binary_with_the_wasm_target_and_runs_it_as_non_r
     assert!(
         runs.iter()
             .any(|r| r.contains("rustup target add wasm32-wasip2")),
-        "host/build.rs needs the wasm32-wasip2 target: {runs:?}"
+        "host/runtime/build.rs needs the wasm32-wasip2 target: {runs:?}"
     );
     let build = runs
         .iter()
@@ -142,7 +142,7 @@ fn dockerfile_builds_the_crates_binary_with_the_wasm_target_and_runs_it_as_non_r
     );
 
     // Every COPY source exists and is not excluded by .dockerignore; every workspace member
-    // (the plugins host/build.rs builds) is in the context.
+    // (the plugins host/runtime/build.rs builds) is in the context.
     let ignore = read(".dockerignore");
     let included: Vec<&str> = ignore
         .lines()

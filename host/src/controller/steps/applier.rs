@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 pub struct Applier<'a> {
     pub(super) ctx: &'a Context,
     pub(super) model: &'a MLModel,
-    pub(super) uid: String,
+    /// The model's key in the controller's memory.
+    pub(super) key: String,
     pub(super) ns: &'a str,
     /// Applied hash of every owned object, by kind and name.
     pub(super) applied_hashes: HashMap<ObjectKey, Option<String>>,
@@ -37,7 +38,7 @@ impl<'a> Applier<'a> {
         Applier {
             ctx,
             model,
-            uid: model.uid().unwrap_or_default(),
+            key: super::super::memory::key(model),
             ns,
             applied_hashes: owned
                 .inventory()
@@ -59,8 +60,8 @@ impl<'a> Applier<'a> {
         }
         match self
             .ctx
-            .applied
-            .trusted_for(&self.uid, &brief.key, &brief.hash)
+            .memory
+            .apply_trusted_for(&self.key, &brief.key, &brief.hash)
         {
             Some(left) => {
                 self.recheck = Some(self.recheck.map_or(left, |r| r.min(left)));
@@ -72,9 +73,9 @@ impl<'a> Applier<'a> {
 
     /// Whether this operator applied the object as rendered lately.
     pub(super) fn just_applied(&self, brief: &Brief) -> bool {
-        let applied = &self.ctx.applied;
-        applied
-            .trusted_for(&self.uid, &brief.key, &brief.hash)
+        self.ctx
+            .memory
+            .apply_trusted_for(&self.key, &brief.key, &brief.hash)
             .is_some()
     }
 
@@ -142,7 +143,7 @@ impl<'a> Applier<'a> {
     ) -> Result<Vec<Brief>, Stop> {
         let runtime = &self.ctx.runtime;
         let digest = runtime.input_digest(plugin, self.model, step, revision);
-        if let Some(briefs) = self.ctx.renders.get(&self.uid, step, &digest)
+        if let Some(briefs) = self.ctx.memory.last_render(&self.key, step, &digest)
             && briefs.iter().all(|b| self.in_place(b))
         {
             self.rendered.extend(briefs.iter().map(|b| b.key.clone()));
@@ -174,8 +175,8 @@ impl<'a> Applier<'a> {
             briefs.push(brief);
         }
         self.ctx
-            .renders
-            .record(&self.uid, step, digest, briefs.clone());
+            .memory
+            .record_render(&self.key, step, digest, briefs.clone());
         Ok(briefs)
     }
 
@@ -199,7 +200,9 @@ impl<'a> Applier<'a> {
             }
             apply::apply(client, self.ns, obj).await.map_err(refused)?;
         }
-        self.ctx.applied.record(&self.uid, &brief.key, &brief.hash);
+        self.ctx
+            .memory
+            .record_apply(&self.key, &brief.key, &brief.hash);
         Ok(())
     }
 }
