@@ -15,7 +15,7 @@
 #
 # The host crate embeds the default plugins, which its build script compiles for wasm32-wasip2;
 # a nightly often lacks that target, so the plugins are built with the repository's own
-# toolchain (MLMODEL_PLUGIN_TOOLCHAIN, see host/build.rs).
+# toolchain (MLMODEL_PLUGIN_TOOLCHAIN, see host/runtime/build.rs).
 #
 # Exit status: 0 if no target found anything, 1 otherwise (the artifacts are named in the summary;
 # reproduce one with `cargo +nightly fuzz run TARGET ARTIFACT` from the repository root).
