@@ -6,61 +6,9 @@
 //! in the cache with the hash they were applied with, there is nothing to call or apply. What the
 //! controller reads of a render afterwards (kinds, names, hashes, a Service's port) is kept here,
 //! not the objects.
+use super::brief::Brief;
 use super::memory::Memory;
-use crate::apply;
-use crate::inference;
-use crate::interpret::ObjectKey;
 use crate::plugins::Step;
-use kube::api::DynamicObject;
-
-/// What the controller reads of one rendered object.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Brief {
-    pub key: ObjectKey,
-    /// The applied hash it carries (`mlmodel.dev/applied-hash`).
-    pub hash: String,
-    /// A Service's first port.
-    pub port: Option<i64>,
-    /// How clients call the server, if the object (a serve workload) declares it.
-    pub inference: Option<inference::Declared>,
-    /// A workload's container port named `http` (where `spec.validation` asks its pods).
-    pub http_port: Option<i64>,
-}
-
-impl Brief {
-    /// `obj` stamped with `hash`.
-    pub fn of(obj: &DynamicObject, hash: String) -> Self {
-        Brief {
-            key: ObjectKey {
-                kind: apply::kind_of(obj).to_string(),
-                name: obj.metadata.name.clone().unwrap_or_default(),
-            },
-            hash,
-            port: obj
-                .data
-                .pointer("/spec/ports/0/port")
-                .and_then(|p| p.as_i64()),
-            inference: inference::declared(obj.metadata.annotations.as_ref()),
-            http_port: obj
-                .data
-                .pointer("/spec/template/spec/containers")
-                .and_then(|c| c.as_array())
-                .into_iter()
-                .flatten()
-                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
-                .find(|p| p["name"] == "http")
-                .and_then(|p| p["containerPort"].as_i64()),
-        }
-    }
-}
-
-/// The name of the first object of `kind`.
-pub fn name_of(briefs: &[Brief], kind: &str) -> Option<String> {
-    briefs
-        .iter()
-        .find(|b| b.key.kind == kind)
-        .map(|b| b.key.name.clone())
-}
 
 impl Memory {
     /// The last render of `step` for the model `model` (its memory key), if its input digest
@@ -81,6 +29,9 @@ impl Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::brief::name_of;
+    use crate::interpret::ObjectKey;
+    use kube::api::DynamicObject;
 
     fn brief(name: &str) -> Brief {
         Brief {

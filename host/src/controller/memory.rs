@@ -1,20 +1,28 @@
 //! Everything the controller remembers of a model between reconciles, in one entry per model
 //! with one `forget`: its consecutive failures (the backoff), the status it last wrote
 //! (`written.rs`), the objects it applied lately (`applied.rs`) and its last renders
-//! (`last_renders.rs`). Those files say what each part means; this one only holds them.
+//! (`last_renders.rs`). Those files say what each part means; this one only holds them (and
+//! imports none of them).
 //!
 //! An entry leaves when its model is deleted (`forget`) or, for a model that left the cache
 //! unseen (no finalizer: no reconcile sees the deletion), at the next sweep against the cache
 //! (`retain`, every minute): nothing of a deleted model stays for the process's life.
-use super::last_renders::Brief;
-use super::written::Write;
-use crate::api::MLModel;
+use super::brief::Brief;
+use crate::api::{MLModel, MLModelStatus};
 use crate::interpret::ObjectKey;
 use crate::plugins::Step;
 use kube::ResourceExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// A status written, over which version of which model.
+pub(super) struct Write {
+    pub(super) uid: Option<String>,
+    pub(super) over: Option<String>,
+    pub(super) status: MLModelStatus,
+    pub(super) at: Instant,
+}
 
 /// What is remembered of one model.
 #[derive(Default)]

@@ -15,6 +15,7 @@
 //! - [`run`]: the process (metrics and health server, leader election, signals) and
 //!   [`run::run_controllers`], one controller per watched namespace.
 mod applied;
+mod brief;
 mod download_logs;
 mod events;
 mod last_renders;

@@ -9,18 +9,10 @@
 //! written was first seen holds it back a little, so that a step passed in passing (Deploying,
 //! when the server is ready a moment later) is written with the next one.
 
-use super::memory::{Memory, key};
+use super::memory::{Memory, Write, key};
 use crate::api::{MLModel, MLModelStatus};
 use kube::ResourceExt;
 use std::time::{Duration, Instant};
-
-/// A status written, over which version of which model.
-pub(super) struct Write {
-    uid: Option<String>,
-    over: Option<String>,
-    status: MLModelStatus,
-    at: Instant,
-}
 
 impl Memory {
     /// The status the model has now: the cached one, or ours if the cache has not caught up.

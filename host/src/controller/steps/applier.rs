@@ -1,7 +1,7 @@
 //! The applier: renders a step with its plugin and applies what changed (server-side apply,
 //! never adopting what the model does not own), remembering what it rendered for the prune.
 use super::super::Context;
-use super::super::last_renders::Brief;
+use super::super::brief::Brief;
 use super::super::watches::Owned;
 use super::{Blocked, Stop};
 use crate::api::MLModel;

@@ -1,5 +1,5 @@
 //! The download step: the wanted revision's claim and Job, and where the download stands.
-use super::super::last_renders::name_of;
+use super::super::brief::name_of;
 use super::super::watches::{Owned, find};
 use super::{Applier, Stop};
 use crate::interpret::{self, DownloadState};

@@ -1,6 +1,6 @@
 //! The serve step: the format check, the served revision's workload and how it is doing, a
 //! crashed server's last words, and `spec.validation`'s sample requests.
-use super::super::last_renders::name_of;
+use super::super::brief::name_of;
 use super::super::watches::{Owned, find};
 use super::{Applier, Blocked, Stop};
 use crate::api::MLModel;
