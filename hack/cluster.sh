@@ -67,11 +67,15 @@ healthy() {
     pid_of "$c" >/dev/null && probe "$c" || return 1
   done
   real_node || return 0
-  "$here/node.sh" healthy
+  "$here/node.sh" healthy || return 1
+  second_node || return 0
+  MLMODEL_NODE_INDEX=2 "$here/node.sh" healthy
 }
 
 # The real node is on unless MLMODEL_REAL_NODE=0 (then the cluster is kwok only, as before).
 real_node() { [ "${MLMODEL_REAL_NODE:-1}" != 0 ]; }
+# The second real node (hack/node.sh, MLMODEL_NODE_INDEX=2) unless MLMODEL_REAL_NODES=1.
+second_node() { real_node && [ "${MLMODEL_REAL_NODES:-2}" -ge 2 ]; }
 
 any_running() {
   local c
@@ -280,6 +284,7 @@ up() {
   wait_for kube-scheduler "the unschedulable guards to be Ready" 60 \
     kubectl -n kube-system rollout status daemonset/kwok-unschedulable-guard --timeout=1s
   if real_node; then "$here/node.sh" up; fi
+  if second_node; then MLMODEL_NODE_INDEX=2 "$here/node.sh" up; fi
   up_done=1
 
   log "up in $((SECONDS - t0))s: $nodes Ready kwok nodes, apiserver https://127.0.0.1:$apiserver_port, logs in $logs"
@@ -288,6 +293,7 @@ up() {
 
 down() {
   local i stopped=0
+  MLMODEL_NODE_INDEX=2 "$here/node.sh" down
   "$here/node.sh" down
   # Clients first, etcd last, so no component logs a storm of errors while the others go.
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[i]}"; done
@@ -305,6 +311,7 @@ status() {
     printf '%-24s %s\n' "$c" "$state"
   done
   if real_node; then "$here/node.sh" status || rc=1; fi
+  if second_node; then echo "second node:"; MLMODEL_NODE_INDEX=2 "$here/node.sh" status || rc=1; fi
   echo "kubeconfig: $kubeconfig"
   return "$rc"
 }

@@ -36,14 +36,19 @@ wait_for() {
 
 # start NAME ARGS...: runs exe_of NAME in the background, in its own session (so a Ctrl-C in the
 # terminal that ran `up` does not reach it), output to logs/NAME.log, pid to run/NAME.pid, its
-# arguments to run/NAME.args (NUL-separated, for `restart`). With APPEND_LOG=1 the log is kept.
+# arguments to run/NAME.args (NUL-separated, for `restart`). With APPEND_LOG=1 the log is kept;
+# with NETNS=NAME it runs in that network namespace.
 start() {
   local name=$1; shift
   printf '%s\0' "$@" >"$run/$name.args"
+  # $NETNS: the component runs in that network namespace (nsenter joins it and execs the binary,
+  # so the pid is the component's; the mount namespace stays the machine's).
+  local pre=()
+  [ -n "${NETNS:-}" ] && pre=(nsenter "--net=/run/netns/$NETNS")
   if [ "${APPEND_LOG:-0}" = 1 ]; then
-    setsid "$(exe_of "$name")" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+    setsid "${pre[@]}" "$(exe_of "$name")" "$@" >>"$logs/$name.log" 2>&1 </dev/null &
   else
-    setsid "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
+    setsid "${pre[@]}" "$(exe_of "$name")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
   fi
   echo $! >"$run/$name.pid"
   # A binary that dies at once (bad flag, port taken) should fail here, with its log.

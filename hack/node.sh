@@ -45,8 +45,46 @@ pod_cidr=10.88.0.0/16
 service_cidr=10.96.0.0/16          # hack/cluster.sh's --service-cluster-ip-range
 kwok_pod_cidr=10.244.0.0/16        # the kwok nodes' fake pod IPs
 bridge_ip=10.88.0.1
+first_bridge_ip=$bridge_ip         # the first node's: where the apiserver and the registry are reached
 node_name=${MLMODEL_NODE_NAME:-$(hostname | tr 'A-Z_.' 'a-z--')}
 node_components=(registry containerd kubelet kube-proxy)
+healthz_ip=127.0.0.1               # where the node's components answer their health probes
+taints='- {key: mlmodel.dev/real-node, value: "true", effect: NoSchedule}'
+cgroup_root=/
+export NETNS=
+
+# The second real node (MLMODEL_NODE_INDEX=2): its own network namespace joined to this machine by
+# a veth pair (10.87.2.1 here, 10.87.2.2 there), its own bridge and pod range (10.89.0.0/16,
+# routed here through the veth), containerd (own root, state and socket), kubelet (own root and
+# cgroup root) and kube-proxy (own iptables, in its namespace). It reaches the apiserver and the
+# registry at the first node's bridge address. Besides the first node's taint it carries
+# mlmodel.dev/second-node: only the pods of namespaces that tolerate it (the multi-node tests)
+# land there, so the one-node tests stay where they were.
+index=${MLMODEL_NODE_INDEX:-1}
+if [ "$index" = 2 ]; then
+  node_dir=$cache/node2
+  state=/run/mlmodel-operator-node2
+  sock=$state/containerd/containerd.sock
+  run=$run/node2
+  logs=$logs/node2
+  bridge=mlm2
+  pod_cidr=10.89.0.0/16
+  bridge_ip=10.89.0.1
+  healthz_ip=$bridge_ip
+  kubelet_port=23261
+  kubelet_healthz_port=23258
+  proxy_metrics_port=23259
+  proxy_healthz_port=23266
+  node_name=$node_name-2
+  node_components=(containerd kubelet kube-proxy)
+  taints="$taints
+- {key: mlmodel.dev/second-node, value: \"true\", effect: NoSchedule}"
+  # Two kubelets under one cgroup root would each remove the other's pod cgroups as strays.
+  cgroup_root=/mlmodel-node2
+  netns=mlm-n2
+  veth_host=mlm-n2 veth_host_ip=10.87.2.1 veth_node_ip=10.87.2.2
+  export NETNS=$netns
+fi
 
 log() { echo "node: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -65,8 +103,8 @@ probe() {
   case $1 in
     registry) curl -fsS -m 2 "http://127.0.0.1:$registry_port/v2/" ;;
     containerd) ctr version ;;
-    kubelet) curl -fsS -m 2 "http://127.0.0.1:$kubelet_healthz_port/healthz" ;;
-    kube-proxy) curl -fsS -m 2 "http://127.0.0.1:$proxy_healthz_port/healthz" ;;
+    kubelet) curl -fsS -m 2 "http://$healthz_ip:$kubelet_healthz_port/healthz" ;;
+    kube-proxy) curl -fsS -m 2 "http://$healthz_ip:$proxy_healthz_port/healthz" ;;
   esac >/dev/null 2>&1
 }
 
@@ -85,12 +123,14 @@ check_packages() {
 }
 
 node_kubeconfig() { # FILE USER
+  local apiserver_host=127.0.0.1
+  [ "$index" = 1 ] || apiserver_host=$first_bridge_ip
   cat >"$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: mlmodel-local
-  cluster: {server: "https://127.0.0.1:$apiserver_port", certificate-authority: "$pki/ca.crt"}
+  cluster: {server: "https://$apiserver_host:$apiserver_port", certificate-authority: "$pki/ca.crt"}
 users:
 - name: $2
   user: {client-certificate: "$pki/$2.crt", client-key: "$pki/$2.key"}
@@ -112,7 +152,9 @@ storage:
   filesystem: {rootdirectory: $registry_dir}
   delete: {enabled: true}
 http:
-  addr: 127.0.0.1:$registry_port
+  # Every address: the second node pulls from its own network namespace, through the first
+  # node's bridge address.
+  addr: 0.0.0.0:$registry_port
 EOF
   start registry serve "$node_dir/registry.yml"
   wait_for registry "the registry" 30 probe registry
@@ -156,16 +198,19 @@ containerd_up() {
   mkdir -p "$node_dir/containerd" "$node_dir/cni" "$node_dir/certs.d/$REGISTRY" "$state"
   # containerd pulls localhost:23500/... over plain http; docker.io and ghcr.io images are looked
   # up there first (a mirror), so manifests naming them work when the image was pushed locally.
+  # The registry as this node reaches it (the second node: not on its own loopback).
+  local at=$REGISTRY
+  [ "$index" = 1 ] || at=$first_bridge_ip:$registry_port
   cat >"$node_dir/certs.d/$REGISTRY/hosts.toml" <<EOF
-server = "http://$REGISTRY"
-[host."http://$REGISTRY"]
+server = "http://$at"
+[host."http://$at"]
   capabilities = ["pull", "resolve", "push"]
 EOF
   local upstream
   for upstream in docker.io ghcr.io; do
     mkdir -p "$node_dir/certs.d/$upstream"
     cat >"$node_dir/certs.d/$upstream/hosts.toml" <<EOF
-[host."http://$REGISTRY"]
+[host."http://$at"]
   capabilities = ["pull", "resolve"]
 EOF
   done
@@ -215,7 +260,54 @@ EOF
   wait_for containerd "containerd" 30 probe containerd
 }
 
+# The second node's network namespace: a veth pair to this machine, the bridge inside, routes
+# both ways (its pod range here, everything else there).
+second_network_up() {
+  [ -e "/run/netns/$netns" ] || ip netns add "$netns"
+  local n=(ip -n "$netns")
+  if ! ip link show "$veth_host" >/dev/null 2>&1; then
+    ip link add "$veth_host" type veth peer name eth0 netns "$netns"
+  fi
+  local addrs; addrs=$(ip -4 -o addr show dev "$veth_host")
+  [[ $addrs == *"inet $veth_host_ip/"* ]] || ip addr add "$veth_host_ip/30" dev "$veth_host"
+  ip link set "$veth_host" up
+  "${n[@]}" link set lo up
+  addrs=$("${n[@]}" -4 -o addr show dev eth0)
+  [[ $addrs == *"inet $veth_node_ip/"* ]] || "${n[@]}" addr add "$veth_node_ip/30" dev eth0
+  "${n[@]}" link set eth0 up
+  "${n[@]}" link show "$bridge" >/dev/null 2>&1 || "${n[@]}" link add "$bridge" type bridge
+  addrs=$("${n[@]}" -4 -o addr show dev "$bridge")
+  [[ $addrs == *"inet $bridge_ip/"* ]] || "${n[@]}" addr add "$bridge_ip/16" dev "$bridge"
+  "${n[@]}" link set "$bridge" up
+  "${n[@]}" route replace default via "$veth_host_ip"
+  ip route replace "$pod_cidr" via "$veth_node_ip"
+  ip netns exec "$netns" sysctl -qw net.ipv4.ip_forward=1
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && ip netns exec "$netns" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+  sysctl -qw net.ipv4.ip_forward=1
+}
+
+# The kubelet's cgroup root, in every hierarchy (cgroup v1) or the unified one (v2).
+cgroup_root_up() {
+  [ "$cgroup_root" = / ] && return 0
+  if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+    mkdir -p "/sys/fs/cgroup$cgroup_root"
+  else
+    local h
+    for h in /sys/fs/cgroup/*/; do
+      [ -L "${h%/}" ] && continue
+      mkdir -p "$h${cgroup_root#/}" 2>/dev/null || true
+    done
+  fi
+}
+
 network_up() {
+  if [ "$index" != 1 ]; then second_network_up; return; fi
+  # /run/netns a shared mount of itself before any pod's namespace is mounted there, as
+  # `ip netns add` (the second node) would make it later: done after, that bind would hide the
+  # mounts already made below it, and nothing could unmount them.
+  mkdir -p /run/netns
+  mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+  mount --make-shared /run/netns
   # The bridge exists before the kubelet starts: its address is the node's IP (the kubelet
   # refuses loopback) and the apiserver's advertised address, which pods reach.
   if ! ip link show "$bridge" >/dev/null 2>&1; then
@@ -246,7 +338,7 @@ kind: KubeletConfiguration
 address: $bridge_ip
 port: $kubelet_port
 readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
+healthzBindAddress: $healthz_ip
 healthzPort: $kubelet_healthz_port
 authentication:
   anonymous: {enabled: false}
@@ -255,10 +347,11 @@ authentication:
 authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$sock
 cgroupDriver: cgroupfs
+cgroupRoot: $cgroup_root
 failCgroupV1: false
 failSwapOn: false
 registerWithTaints:
-- {key: mlmodel.dev/real-node, value: "true", effect: NoSchedule}
+$taints
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
@@ -279,8 +372,8 @@ kube_proxy_up() {
   sign kube-proxy "/CN=system:kube-proxy" "$CLIENT_EXT"
   node_kubeconfig "$node_dir/kube-proxy.kubeconfig" kube-proxy
   start kube-proxy --kubeconfig="$node_dir/kube-proxy.kubeconfig" --hostname-override="$node_name" \
-    --proxy-mode=iptables --cluster-cidr="$pod_cidr" --masquerade-all \
-    --metrics-bind-address="127.0.0.1:$proxy_metrics_port" --healthz-bind-address="127.0.0.1:$proxy_healthz_port" \
+    --proxy-mode=iptables --cluster-cidr=10.88.0.0/15 --masquerade-all \
+    --metrics-bind-address="$healthz_ip:$proxy_metrics_port" --healthz-bind-address="$healthz_ip:$proxy_healthz_port" \
     --conntrack-max-per-core=0
   wait_for kube-proxy "kube-proxy" 60 probe kube-proxy
 }
@@ -291,6 +384,7 @@ provisioner_up() {
   mountpoint -q "$small" || mount -t tmpfs -o size=16m,mode=0755 mlmodel-small-volumes "$small"
   sed -e "s#@REGISTRY@#$REGISTRY#g" -e "s#@LOCAL_PATH_VERSION@#$LOCAL_PATH_VERSION#g" \
     -e "s#@BUSYBOX_TAG@#$BUSYBOX_TAG#g" -e "s#@VOLUMES@#$node_dir/volumes#g" -e "s#@SMALL_VOLUMES@#$small#g" \
+    -e "s#@NODE2@#$node_name-2#g" -e "s#@VOLUMES2@#$cache/node2/volumes#g" \
     "$here/cluster/local-path.yaml" | kubectl apply -f - >/dev/null
 }
 
@@ -299,13 +393,17 @@ up() {
   bin=$("$here/build-tools.sh")
   mkdir -p "$node_dir" "$run" "$logs"
   local t0=$SECONDS
-  registry_up
-  images_up
+  if [ "$index" = 1 ]; then
+    registry_up
+    images_up
+  fi
   network_up
+  cgroup_root_up
   containerd_up
   kubelet_up
   kube_proxy_up
   wait_for kubelet "node $node_name to be Ready" 90 kubectl wait --for=condition=Ready "node/$node_name" --timeout=1s
+  [ "$index" = 1 ] || { log "real node $node_name Ready in $((SECONDS - t0))s (pods on $bridge $pod_cidr in netns $netns)"; return 0; }
   provisioner_up
   wait_for kubelet "the local-path provisioner" 120 \
     kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout=1s
@@ -327,10 +425,17 @@ down() {
   stop containerd
   pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $sock" 2>/dev/null || true
   local m
-  for m in $(awk -v a="$node_dir/kubelet/root" -v b="$state" '$2 ~ "^"a || $2 ~ "^"b || $2 ~ "^/run/netns/cni-" {print $2}' /proc/mounts | sort -r); do
+  for m in $(awk -v a="$node_dir/kubelet/root" -v b="$state" '$2 ~ "^"a"(/|$)" || $2 ~ "^"b"(/|$)" || (first && $2 ~ "^/run/netns/cni-") {print $2}' first=$([ "$index" = 1 ] && echo 1 || echo 0) /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  rm -rf /run/netns/cni-* "$state/cni-ipam" "$node_dir/kubelet/root/pods" 2>/dev/null || true
+  if [ "$index" = 1 ]; then rm -rf /run/netns/cni-* 2>/dev/null || true; fi
+  rm -rf "$state/cni-ipam" "$node_dir/kubelet/root/pods" 2>/dev/null || true
+  if [ "$index" != 1 ]; then
+    # Its namespace takes its iptables rules, bridge and veth with it; the route here goes with the veth.
+    ip netns del "$netns" 2>/dev/null || true
+    ip link del "$veth_host" 2>/dev/null || true
+    return 0
+  fi
   [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
   umount "$node_dir/small-volumes" 2>/dev/null || true
   ip link del "$bridge" 2>/dev/null || true

@@ -16,3 +16,4 @@ mod deploy_install;
 mod operator_process;
 mod real_inference;
 mod real_node;
+mod real_nodes;
