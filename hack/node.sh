@@ -51,6 +51,7 @@ node_components=(registry containerd kubelet kube-proxy)
 healthz_ip=127.0.0.1               # where the node's components answer their health probes
 taints='- {key: mlmodel.dev/real-node, value: "true", effect: NoSchedule}'
 cgroup_root=/
+pod_logs=/var/log/pods
 export NETNS=
 
 # The second real node (MLMODEL_NODE_INDEX=2): its own network namespace joined to this machine by
@@ -79,8 +80,10 @@ if [ "$index" = 2 ]; then
   node_components=(containerd kubelet kube-proxy)
   taints="$taints
 - {key: mlmodel.dev/second-node, value: \"true\", effect: NoSchedule}"
-  # Two kubelets under one cgroup root would each remove the other's pod cgroups as strays.
+  # Two kubelets under one cgroup root would each remove the other's pod cgroups as strays;
+  # sharing /var/log/pods, each deletes the other's pods' logs as orphans.
   cgroup_root=/mlmodel-node2
+  pod_logs=$cache/node2/pod-logs
   netns=mlm-n2
   veth_host=mlm-n2 veth_host_ip=10.87.2.1 veth_node_ip=10.87.2.2
   export NETNS=$netns
@@ -348,6 +351,7 @@ authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$sock
 cgroupDriver: cgroupfs
 cgroupRoot: $cgroup_root
+podLogsDir: $pod_logs
 failCgroupV1: false
 failSwapOn: false
 registerWithTaints:

@@ -168,8 +168,10 @@ impl Slimmed for Pod {
         s.resource_claim_statuses = None;
         if let Some(conditions) = &mut s.conditions {
             conditions.retain(|c| {
-                matches!(c.type_.as_str(), "PodScheduled" | "ContainersReady")
-                    || c.type_ == crate::conditions::VALIDATED_GATE
+                matches!(
+                    c.type_.as_str(),
+                    "PodScheduled" | "ContainersReady" | "Ready" | "DisruptionTarget"
+                ) || c.type_ == crate::conditions::VALIDATED_GATE
             });
         }
         for cs in s.container_statuses.iter_mut().flatten() {
@@ -284,9 +286,14 @@ mod tests {
         let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
-            ["PodScheduled", "ContainersReady", "mlmodel.dev/validated"]
+            [
+                "Ready",
+                "PodScheduled",
+                "ContainersReady",
+                "mlmodel.dev/validated"
+            ]
         );
-        assert_eq!(conditions[0].reason.as_deref(), Some("Unschedulable"));
+        assert_eq!(conditions[1].reason.as_deref(), Some("Unschedulable"));
         let cs = &status.container_statuses.unwrap()[0];
         assert_eq!(cs.restart_count, 2);
         assert_eq!(cs.image, "i", "named in an image pull failure");

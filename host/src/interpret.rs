@@ -208,6 +208,15 @@ pub enum ServingState {
         ready: i32,
         wanted: i32,
     },
+    /// Every replica is of the served revision, but not all are ready: why, from the first pod
+    /// that is not (a first rollout starting, or a model that lost replicas: the status tells
+    /// them apart by what it said before).
+    Short {
+        ready: i32,
+        wanted: i32,
+        reason: Reason,
+        message: String,
+    },
     Failed {
         reason: Reason,
         message: String,
@@ -273,7 +282,7 @@ pub fn pod_failure(pods: &[&CachedPod]) -> Option<(Reason, String)> {
                 && c.reason.as_deref() == Some("Unschedulable")
             {
                 return Some((
-                    Reason::Passed("Unschedulable".into()),
+                    Reason::Unschedulable,
                     format!(
                         "pod {name} cannot be scheduled: {}",
                         c.message.clone().unwrap_or_default()
@@ -374,11 +383,92 @@ pub fn serving_state(dep: Option<&CachedDeployment>, pods: &[&CachedPod]) -> Ser
             wanted,
         };
     }
+    if observed && updated >= wanted && total <= wanted {
+        let (reason, why) = shortfall(pods);
+        return ServingState::Short {
+            ready,
+            wanted,
+            reason,
+            message: format!("{ready}/{wanted} replicas ready; {why}"),
+        };
+    }
     ServingState::Progressing {
         ready,
         wanted,
         message: format!("{ready}/{wanted} replicas ready"),
     }
+}
+
+/// Why a replica of the revision is not ready, from the first pod that is not: its node
+/// stopped reporting (the node lifecycle controller marked it not ready while its containers
+/// last said ready, or named the node unreachable), it was evicted, it cannot be scheduled, or
+/// it is not ready yet.
+pub fn shortfall(pods: &[&CachedPod]) -> (Reason, String) {
+    let condition = |pod: &CachedPod, type_: &str| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_).cloned())
+    };
+    for pod in pods {
+        let name = pod.name_any();
+        let ready = condition(pod, "Ready");
+        if ready
+            .as_ref()
+            .is_some_and(|c| ConditionStatus::True.is(&c.status))
+        {
+            continue;
+        }
+        let status = pod.status.clone().unwrap_or_default();
+        // The kubelet says why a pod is not ready (`ContainersNotReady`, `ReadinessGatesNotReady`);
+        // the node lifecycle controller only turns the condition False, leaving containers that
+        // last said ready.
+        let containers_ready = status
+            .container_statuses
+            .as_ref()
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c.ready));
+        let gated = ready
+            .as_ref()
+            .is_some_and(|c| c.reason.as_deref() == Some("ReadinessGatesNotReady"));
+        if status.reason.as_deref() == Some("NodeLost") || (containers_ready && !gated) {
+            let detail = status
+                .message
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "its node stopped reporting".into());
+            return (Reason::NodeLost, format!("pod {name}: {detail}"));
+        }
+        if let Some(c) =
+            condition(pod, "DisruptionTarget").filter(|c| ConditionStatus::True.is(&c.status))
+        {
+            let why = c.message.or(c.reason).unwrap_or_default();
+            return (Reason::Evicted, format!("pod {name} was evicted: {why}"));
+        }
+        if let Some(c) =
+            condition(pod, "PodScheduled").filter(|c| ConditionStatus::False.is(&c.status))
+        {
+            return (
+                Reason::Unschedulable,
+                format!(
+                    "pod {name} cannot be scheduled: {}",
+                    c.message.unwrap_or_default()
+                ),
+            );
+        }
+        let waiting = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+        let doing = waiting.map(|w| format!(" ({w})")).unwrap_or_default();
+        return (
+            Reason::ReplicasNotReady,
+            format!("pod {name} is not ready yet{doing}"),
+        );
+    }
+    (
+        Reason::ReplicasNotReady,
+        "a replica is not created yet".into(),
+    )
 }
 
 /// The revision a pod or object carries (the host's label), if any.
@@ -748,6 +838,64 @@ mod tests {
                 k("Job", "m-download-old"),
                 k("Service", "m")
             ]
+        );
+    }
+
+    /// Why a replica is not ready, from its pod: a node that stopped reporting (containers
+    /// last ready, the pod not), an eviction, the scheduler, or not ready yet. A pod held by
+    /// the validation gate is not taken for a lost node.
+    #[test]
+    fn a_missing_replica_says_why() {
+        let ready = |status: &str, reason: &str| json!({"type": "Ready", "status": status, "reason": reason});
+        let running = json!([{"name": "c", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"running": {}}}]);
+        let lost = pod(
+            json!({"phase": "Running", "conditions": [ready("False", "")],
+            "containerStatuses": running}),
+        );
+        assert_eq!(shortfall(&[&lost]).0, Reason::NodeLost);
+        let named = pod(json!({"phase": "Running", "reason": "NodeLost",
+            "message": "Node n2 which was running pod p is unresponsive",
+            "conditions": [ready("False", "")], "containerStatuses": running}));
+        assert_eq!(
+            shortfall(&[&named]),
+            (
+                Reason::NodeLost,
+                "pod p: Node n2 which was running pod p is unresponsive".into()
+            )
+        );
+        let gated = pod(json!({"phase": "Running",
+            "conditions": [ready("False", "ReadinessGatesNotReady")], "containerStatuses": running}));
+        assert_eq!(shortfall(&[&gated]).0, Reason::ReplicasNotReady);
+        let evicted = pod(
+            json!({"phase": "Running", "conditions": [ready("False", "ContainersNotReady"),
+            {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+             "message": "Eviction API: evicting"}]}),
+        );
+        assert_eq!(
+            shortfall(&[&evicted]),
+            (
+                Reason::Evicted,
+                "pod p was evicted: Eviction API: evicting".into()
+            )
+        );
+        let pending = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/5 nodes are available"}]}),
+        );
+        assert_eq!(shortfall(&[&pending]).0, Reason::Unschedulable);
+        let ok = pod(json!({"phase": "Running", "conditions": [ready("True", "")]}));
+        let starting = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "c",
+            "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(
+            shortfall(&[&ok, &starting]),
+            (
+                Reason::ReplicasNotReady,
+                "pod p is not ready yet (ContainerCreating)".into()
+            )
         );
     }
 }

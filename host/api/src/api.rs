@@ -46,7 +46,7 @@ pub const MANAGER: &str = "mlmodel-operator";
     status = "MLModelStatus",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Replicas","type":"string","jsonPath":".status.replicas"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"string","jsonPath":".status.replicasReady"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.download.progress.summary"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.serviceEndpoint"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.reason"}"#,
@@ -602,16 +602,20 @@ pub enum Phase {
     Downloading,
     Deploying,
     Ready,
+    /// It was Ready, and fewer replicas of the same revision are ready now (a node lost or
+    /// drained, a replica that cannot be scheduled): the reason says why.
+    Degraded,
     Failed,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Pending,
         Phase::CreatingStorage,
         Phase::Downloading,
         Phase::Deploying,
         Phase::Ready,
+        Phase::Degraded,
         Phase::Failed,
     ];
 
@@ -622,6 +626,7 @@ impl Phase {
             Phase::Downloading => "Downloading",
             Phase::Deploying => "Deploying",
             Phase::Ready => "Ready",
+            Phase::Degraded => "Degraded",
             Phase::Failed => "Failed",
         }
     }
@@ -671,6 +676,9 @@ pub struct MLModelStatus {
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// Ready replicas of those asked, as `kubectl get` shows them: `1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_ready: Option<String>,
     /// How a client calls the served model: protocol, URL, model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceStatus>,

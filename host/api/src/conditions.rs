@@ -80,6 +80,15 @@ pub enum Reason {
     Deploying,
     Exposing,
     Ready,
+    // Phase `Degraded` (and condition `Ready`): why replicas of the served revision are not ready.
+    /// A replica's node stopped reporting (the node lifecycle controller marked it not ready).
+    NodeLost,
+    /// A replica was evicted (a drain, a taint, the API's eviction).
+    Evicted,
+    /// A replica cannot be scheduled (the scheduler's message says why).
+    Unschedulable,
+    /// A replica is not ready yet (starting, or its probe fails).
+    ReplicasNotReady,
     // A step the user must unblock.
     NameConflict,
     ApplyFailed,
@@ -176,6 +185,10 @@ mod tests {
                 "Deploying",
                 "Exposing",
                 "Ready",
+                "NodeLost",
+                "Evicted",
+                "Unschedulable",
+                "ReplicasNotReady",
                 "NameConflict",
                 "ApplyFailed",
                 "InvalidPluginConfig",

@@ -250,7 +250,7 @@ pub fn check(
         }
         let mut object = into_object(value)
             .map_err(|e| invalid(object.clone(), format!("malformed object: {e}")))?;
-        decorate(&mut object, host);
+        decorate(&mut object, step, host);
         objects.push(object);
     }
     Ok(objects)
@@ -504,7 +504,7 @@ fn into_object(value: Value) -> Result<DynamicObject, serde_json::Error> {
     })
 }
 
-fn decorate(object: &mut DynamicObject, host: &HostAdditions<'_>) {
+fn decorate(object: &mut DynamicObject, step: Step, host: &HostAdditions<'_>) {
     let meta = &mut object.metadata;
     meta.namespace = Some(host.namespace.to_string());
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
@@ -530,6 +530,41 @@ fn decorate(object: &mut DynamicObject, host: &HostAdditions<'_>) {
                 gates.push(serde_json::json!({"conditionType": gate}));
             }
         }
+    }
+    if step == Step::Serve {
+        spread_replicas(object);
+    }
+}
+
+/// A serving Deployment of two replicas or more that says nothing of its spread gets a soft one
+/// over nodes: one node lost or drained then takes only its share of the replicas. Soft
+/// (`ScheduleAnyway`): on one node, or with replicas bound to one node's volume, they still run.
+/// Only the pods of one rollout count (`pod-template-hash`), so an update spreads as well.
+fn spread_replicas(object: &mut DynamicObject) {
+    if object.types.as_ref().is_none_or(|t| t.kind != "Deployment") {
+        return;
+    }
+    let replicas = object
+        .data
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64);
+    let selector = object.data.pointer("/spec/selector").cloned();
+    let (Some(replicas), Some(selector)) = (replicas, selector) else {
+        return;
+    };
+    if replicas < 2 {
+        return;
+    }
+    if let Some(Value::Object(spec)) = object.data.pointer_mut("/spec/template/spec") {
+        spec.entry("topologySpreadConstraints").or_insert_with(|| {
+            serde_json::json!([{
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": selector,
+                "matchLabelKeys": ["pod-template-hash"],
+            }])
+        });
     }
 }
 
@@ -637,6 +672,57 @@ mod tests {
         let mut same = obj("v1", "ConfigMap", "c");
         same["metadata"]["namespace"] = json!("ns");
         assert!(run(Step::Serve, &[same]).is_ok());
+    }
+
+    /// Two replicas or more of a serving Deployment are spread over nodes (softly) unless the
+    /// plugin said how; one replica, and the other steps, are left as rendered.
+    #[test]
+    fn serving_replicas_are_spread_over_nodes_unless_the_plugin_says_how() {
+        let labels = BTreeMap::new();
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: &labels,
+            owner: None,
+            readiness_gate: None,
+            credentials_secret: None,
+        };
+        let with_replicas = |n: i64| {
+            let mut d = deployment();
+            d["spec"]["replicas"] = json!(n);
+            d["spec"]["selector"] = json!({"matchLabels": {"app": "m"}});
+            d
+        };
+        let spread = |step: Step, d: Value| {
+            let out = check(
+                "p",
+                step,
+                &[d.to_string()],
+                1 << 20,
+                &host,
+                &Allowances::default(),
+            )
+            .unwrap();
+            out[0]
+                .data
+                .pointer("/spec/template/spec/topologySpreadConstraints")
+                .cloned()
+        };
+        let two = spread(Step::Serve, with_replicas(2)).expect("a spread for 2 replicas");
+        assert_eq!(two[0]["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(two[0]["whenUnsatisfiable"], "ScheduleAnyway");
+        assert_eq!(
+            two[0]["labelSelector"],
+            json!({"matchLabels": {"app": "m"}})
+        );
+        assert_eq!(spread(Step::Serve, with_replicas(1)), None);
+        let mut own = with_replicas(3);
+        own["spec"]["template"]["spec"]["topologySpreadConstraints"] =
+            json!([{"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]);
+        assert_eq!(
+            spread(Step::Serve, own).unwrap()[0]["topologyKey"],
+            "zone",
+            "the plugin's own spread is kept"
+        );
     }
 
     /// `spec.validation`: the host holds a readiness gate on every pod the serve step makes.

@@ -133,6 +133,14 @@ pub(super) fn serving(stamp: &Stamp, obs: &Observation) -> Condition {
             Reason::RollingOut,
             format!("{message} (revision {served})"),
         ),
+        ServingState::Short {
+            reason, message, ..
+        } => stamp.cond(
+            ConditionType::Serving,
+            ConditionStatus::False,
+            reason.clone(),
+            format!("{message} (revision {served})"),
+        ),
         ServingState::Missing => stamp.cond(
             ConditionType::Serving,
             ConditionStatus::False,

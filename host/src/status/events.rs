@@ -63,7 +63,12 @@ pub fn download_ended(
 /// model's first status, unless it is a milestone already (the controller counts its wait from
 /// the model's creation).
 pub fn urgent(old: Option<&MLModelStatus>, new: &MLModelStatus) -> bool {
-    let milestone = |s: &MLModelStatus| matches!(s.phase, Some(Phase::Ready | Phase::Failed));
+    let milestone = |s: &MLModelStatus| {
+        matches!(
+            s.phase,
+            Some(Phase::Ready | Phase::Degraded | Phase::Failed)
+        )
+    };
     let Some(old) = old else {
         return milestone(new);
     };
@@ -109,7 +114,8 @@ pub fn events(old: Option<&MLModelStatus>, new: &MLModelStatus) -> Vec<EventNote
     let same = old.is_some_and(|o| o.phase == new.phase && o.reason == new.reason);
     let phase = new.phase.unwrap_or_default();
     let reason = Reason::from_wire(&new.reason.clone().unwrap_or_else(|| phase.to_string()));
-    let bad_news = phase == Phase::Failed || reason == Reason::DownloadStalled;
+    let bad_news =
+        matches!(phase, Phase::Failed | Phase::Degraded) || reason == Reason::DownloadStalled;
     let ready = !same && phase == Phase::Ready;
     // One Event when the same write says both: the Ready Event tells what was downloaded.
     if let Some(done) = just_downloaded

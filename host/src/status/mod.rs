@@ -1,7 +1,7 @@
 //! Status from what the reconcile saw: phase, reason, message and conditions, plus the Event a
 //! change deserves. Pure (the caller gives the time), so every phase rule is unit-tested: one
 //! room per concern (`conditions`, `phase`, `download`, `events`), `compute` assembles them.
-use crate::api::{MLModel, MLModelStatus};
+use crate::api::{MLModel, MLModelStatus, Phase};
 use crate::conditions::{ConditionStatus, Reason};
 use crate::inference;
 use crate::interpret::{DownloadState, ServingState};
@@ -74,8 +74,15 @@ pub fn compute(
     let exposed = conditions::exposed(&stamp, obs);
     let serving_ok = holds(&serving);
     let exposed_ok = exposed.as_ref().is_none_or(holds);
-    let (phase, reason, message) =
-        phase::phase(model, obs, &downloaded, &serving, serving_ok, exposed_ok);
+    let (phase, reason, message) = phase::phase(
+        model,
+        obs,
+        previous,
+        &downloaded,
+        &serving,
+        serving_ok,
+        exposed_ok,
+    );
     let ready = conditions::ready(&stamp, obs, serving_ok && exposed_ok, &reason, &message);
     let mut conditions = vec![downloaded, serving];
     conditions.extend(exposed);
@@ -84,6 +91,7 @@ pub fn compute(
     let (replicas, ready_replicas) = match &obs.serving {
         ServingState::Available { ready, wanted }
         | ServingState::Progressing { ready, wanted, .. }
+        | ServingState::Short { ready, wanted, .. }
         | ServingState::Failed { ready, wanted, .. } => (Some(*wanted), Some(*ready)),
         ServingState::Missing => (None, None),
     };
@@ -93,7 +101,9 @@ pub fn compute(
     }
     let download = Some(download);
     let endpoint = obs.expose.as_ref().and_then(|e| e.clone());
-    let inference = obs.serve_revision.as_ref().filter(|_| serving_ok).map(|_| {
+    // A degraded model still serves its revision (with fewer replicas).
+    let serves = serving_ok || phase == Phase::Degraded;
+    let inference = obs.serve_revision.as_ref().filter(|_| serves).map(|_| {
         let declared = obs.inference.clone().unwrap_or_default();
         inference::status(&declared, endpoint.as_ref().map(|e| e.url.as_str()))
     });
@@ -115,11 +125,14 @@ pub fn compute(
         observed_generation: generation,
         service_endpoint: endpoint.as_ref().map(|e| e.endpoint.clone()),
         url: endpoint.map(|e| e.url),
-        revision: obs.serve_revision.clone().filter(|_| serving_ok),
+        revision: obs.serve_revision.clone().filter(|_| serves),
         download,
         plugins: obs.plugins.clone(),
         replicas,
         ready_replicas,
+        replicas_ready: replicas
+            .zip(ready_replicas)
+            .map(|(w, r)| format!("{r}/{w}")),
         inference,
     }
 }
@@ -632,5 +645,99 @@ mod tests {
         let mut m2 = m.clone();
         m2.metadata.generation = Some(4);
         assert!(urgent(Some(&ready), &compute(now(), &m2, &o, Some(&ready))));
+    }
+
+    /// A model Ready at its revision that loses a replica is Degraded, with why, at once and
+    /// with a Warning; the same shortfall in a first rollout is only Deploying; back to Ready
+    /// when the replicas are.
+    #[test]
+    fn a_ready_model_that_loses_a_replica_is_degraded_with_why() {
+        let m = model();
+        let mut o = obs();
+        o.download = succeeded();
+        o.serve_revision = Some("r2".into());
+        o.expose = Some(Some(Endpoint {
+            endpoint: "m.ns.svc:80".into(),
+            url: "http://m.ns.svc:80".into(),
+        }));
+        let short = ServingState::Short {
+            ready: 1,
+            wanted: 2,
+            reason: Reason::NodeLost,
+            message: "1/2 replicas ready; pod p-1: its node stopped reporting".into(),
+        };
+        o.serving = short.clone();
+        let first = compute(now(), &m, &o, None);
+        assert_eq!(
+            first.phase,
+            Some(Phase::Deploying),
+            "a first rollout: {first:?}"
+        );
+
+        o.serving = ServingState::Available {
+            ready: 2,
+            wanted: 2,
+        };
+        let ready = compute(now(), &m, &o, Some(&first));
+        assert_eq!(ready.phase, Some(Phase::Ready));
+        assert_eq!(ready.replicas_ready.as_deref(), Some("2/2"));
+
+        o.serving = short;
+        let degraded = compute(now(), &m, &o, Some(&ready));
+        assert_eq!(degraded.phase, Some(Phase::Degraded));
+        assert_eq!(degraded.reason.as_deref(), Some("NodeLost"));
+        assert_eq!(degraded.replicas_ready.as_deref(), Some("1/2"));
+        assert_eq!(
+            degraded.revision.as_deref(),
+            Some("r2"),
+            "it still serves r2"
+        );
+        let ready_cond = degraded.condition(ConditionType::Ready).unwrap();
+        assert_eq!(
+            (ready_cond.status.as_str(), ready_cond.reason.as_str()),
+            ("False", "NodeLost")
+        );
+        assert!(urgent(Some(&ready), &degraded));
+        let notes = events(Some(&ready), &degraded);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].warning && notes[0].reason == Reason::NodeLost,
+            "{notes:?}"
+        );
+        // Still short next time: still Degraded (it was at this revision).
+        assert_eq!(
+            compute(now(), &m, &o, Some(&degraded)).phase,
+            Some(Phase::Degraded)
+        );
+
+        // A replica that cannot come back while another serves: Degraded, not Failed; with
+        // none left, Failed.
+        o.serving = ServingState::Failed {
+            reason: Reason::Unschedulable,
+            message: "pod p-2 cannot be scheduled: 0/5 nodes are available".into(),
+            ready: 1,
+            wanted: 2,
+        };
+        let one_left = compute(now(), &m, &o, Some(&degraded));
+        assert_eq!(one_left.phase, Some(Phase::Degraded));
+        assert_eq!(one_left.reason.as_deref(), Some("Unschedulable"));
+        o.serving = ServingState::Failed {
+            reason: Reason::Unschedulable,
+            message: "pod p-2 cannot be scheduled".into(),
+            ready: 0,
+            wanted: 2,
+        };
+        assert_eq!(
+            compute(now(), &m, &o, Some(&one_left)).phase,
+            Some(Phase::Failed)
+        );
+
+        o.serving = ServingState::Available {
+            ready: 2,
+            wanted: 2,
+        };
+        let back = compute(now(), &m, &o, Some(&degraded));
+        assert_eq!(back.phase, Some(Phase::Ready));
+        assert!(urgent(Some(&degraded), &back));
     }
 }

@@ -1,7 +1,7 @@
 //! The phase: one word for what is happening now, with its reason and message.
 use super::Observation;
 use super::conditions::downloading;
-use crate::api::{MLModel, Phase};
+use crate::api::{MLModel, MLModelStatus, Phase};
 use crate::conditions::Reason;
 use crate::interpret::{DownloadState, ServingState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 pub(super) fn phase(
     model: &MLModel,
     obs: &Observation,
+    previous: Option<&MLModelStatus>,
     downloaded: &Condition,
     serving: &Condition,
     serving_ok: bool,
@@ -30,6 +31,8 @@ pub(super) fn phase(
             Reason::DownloadFailed,
             format!("download of {url} failed ({reason}): {message}"),
         )
+    } else if let Some((reason, message)) = degraded(model, obs, previous) {
+        (Phase::Degraded, reason, message)
     } else if let ServingState::Failed {
         reason, message, ..
     } = &obs.serving
@@ -65,5 +68,38 @@ pub(super) fn phase(
         )
     } else {
         (Phase::Deploying, Reason::Deploying, serving.message.clone())
+    }
+}
+
+/// A model that was Ready at this revision and generation, with fewer replicas ready now: why
+/// (a replica that cannot come back fails the model only when none is left serving).
+fn degraded(
+    model: &MLModel,
+    obs: &Observation,
+    previous: Option<&MLModelStatus>,
+) -> Option<(Reason, String)> {
+    let served = obs.serve_revision.as_deref()?;
+    let was_serving = previous.is_some_and(|p| {
+        matches!(p.phase, Some(Phase::Ready | Phase::Degraded))
+            && p.revision.as_deref() == Some(served)
+            && p.observed_generation == model.metadata.generation
+    });
+    if !was_serving || served != obs.wanted_revision {
+        return None;
+    }
+    match &obs.serving {
+        ServingState::Short {
+            reason, message, ..
+        } => Some((reason.clone(), message.clone())),
+        ServingState::Failed {
+            reason,
+            message,
+            ready,
+            wanted,
+        } if *ready > 0 => Some((
+            reason.clone(),
+            format!("{ready}/{wanted} replicas ready; {message}"),
+        )),
+        _ => None,
     }
 }

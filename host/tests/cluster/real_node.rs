@@ -23,7 +23,7 @@ use std::time::Duration;
 pub(crate) const HOST_IP: &str = "10.88.0.1";
 
 /// Bytes that do not compress to nothing, different for each seed.
-fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
+pub(crate) fn model_bytes(seed: u8, len: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
     (0..len)
         .map(|_| {
@@ -161,7 +161,12 @@ pub(crate) async fn real_env(prefix: &str) -> Env {
 }
 
 /// A model served by the built-in `file-server` plugin (busybox httpd) from a claim of the real node's StorageClass.
-fn file_model(name: &str, url: &str, sha256: Option<&str>, extra: serde_json::Value) -> MLModel {
+pub(crate) fn file_model(
+    name: &str,
+    url: &str,
+    sha256: Option<&str>,
+    extra: serde_json::Value,
+) -> MLModel {
     let mut config = serde_json::json!({
         "download": {"storageClassName": "local-path", "backoffLimit": 0},
     });

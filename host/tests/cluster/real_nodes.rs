@@ -97,6 +97,7 @@ fn answers(log: &str) -> BTreeMap<String, BTreeMap<String, usize>> {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn pods_on_two_real_nodes_reach_each_other_and_a_service_over_both() {
+    let _one_at_a_time = SECOND_NODE.lock().await;
     let client = common::client().await;
     let (first, second) = real_nodes(&client).await;
     let (n1, n2) = (hostname(&first), hostname(&second));
@@ -207,4 +208,124 @@ async fn pods_on_two_real_nodes_reach_each_other_and_a_service_over_both() {
             "{through_service:?}"
         );
     }
+}
+
+/// Tests that stop a component of the second node, or count on it, run one at a time.
+static SECOND_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts the second node's kubelet again when dropped, whatever the test did meanwhile.
+struct KubeletBack;
+
+impl Drop for KubeletBack {
+    fn drop(&mut self) {
+        let status =
+            std::process::Command::new(crate::common::flow::repo_root().join("hack/node.sh"))
+                .args(["restart", "kubelet"])
+                .env("MLMODEL_NODE_INDEX", "2")
+                .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "restarting the second node's kubelet"
+        );
+    }
+}
+
+/// A model Ready with two replicas on the second node; that node's kubelet stops (a node lost):
+/// the model turns `Degraded`, reason `NodeLost`, `0/2` in `kubectl get`'s Replicas column, and
+/// back to `Ready` (`2/2`) once the kubelet is back.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_model_whose_node_is_lost_is_degraded_then_ready_again() {
+    let client = common::client().await;
+    let (_, second) = real_nodes(&client).await;
+    let node2 = hostname(&second);
+    let selector = format!("kubernetes.io/hostname={node2}");
+    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let annotations = [
+        (
+            "scheduler.alpha.kubernetes.io/node-selector",
+            selector.as_str(),
+        ),
+        (
+            "scheduler.alpha.kubernetes.io/defaultTolerations",
+            tolerations,
+        ),
+    ];
+    let opts = mlmodel_operator::plugins::RuntimeOptions {
+        operator_image: common::operator_image(),
+        ..Default::default()
+    };
+    let env =
+        crate::common::flow::Env::start_with("real-lost", common::RESTRICTED, &annotations, opts)
+            .await;
+    let data = crate::real_node::model_bytes(7, 64 * 1024);
+    let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
+    let mut model = crate::real_node::file_model("lost", &server.url("/m.bin"), None, json!({}));
+    model.spec.replicas = 2;
+    let _one_at_a_time = SECOND_NODE.lock().await;
+    env.create(model).await;
+    let ready = env
+        .wait_phase(
+            "lost",
+            mlmodel_operator::api::Phase::Ready,
+            Duration::from_secs(240),
+        )
+        .await;
+    assert_eq!(ready.status.unwrap().replicas_ready.as_deref(), Some("2/2"));
+
+    // The node lost: its kubelet stops reporting (its containers go on, as on a partitioned node).
+    let pid_file = common::kubeconfig_path()
+        .parent()
+        .unwrap()
+        .join("run/node2/kubelet.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("the second node's kubelet pid");
+    let back = KubeletBack;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", pid.trim()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t0 = std::time::Instant::now();
+    let degraded = env
+        .wait_until(
+            "the model Degraded, NodeLost",
+            Duration::from_secs(180),
+            || async {
+                let m = env.get("lost").await;
+                let st = m.status?;
+                (st.phase == Some(mlmodel_operator::api::Phase::Degraded)
+                    && st.reason.as_deref() == Some("NodeLost"))
+                .then_some(st)
+            },
+        )
+        .await;
+    println!(
+        "Degraded {:?} after the kubelet stopped: {:?} ({:?})",
+        t0.elapsed(),
+        degraded.message,
+        degraded.replicas_ready
+    );
+    assert_eq!(degraded.replicas_ready.as_deref(), Some("0/2"));
+    assert!(
+        degraded
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lost"),
+        "{degraded:?}"
+    );
+
+    drop(back);
+    let t0 = std::time::Instant::now();
+    let again = env
+        .wait_phase(
+            "lost",
+            mlmodel_operator::api::Phase::Ready,
+            Duration::from_secs(180),
+        )
+        .await;
+    println!("Ready again {:?} after the kubelet came back", t0.elapsed());
+    assert_eq!(again.status.unwrap().replicas_ready.as_deref(), Some("2/2"));
 }

@@ -219,6 +219,7 @@ pub(super) async fn validate(
         let (ready, wanted) = match &obs.serving {
             ServingState::Available { ready, wanted }
             | ServingState::Progressing { ready, wanted, .. }
+            | ServingState::Short { ready, wanted, .. }
             | ServingState::Failed { ready, wanted, .. } => (*ready, *wanted),
             ServingState::Missing => (0, applier.model.spec.replicas),
         };
