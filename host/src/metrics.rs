@@ -81,6 +81,7 @@ pub struct Metrics {
     plugin_render_duration: HistogramFamily<PluginLabels>,
     plugins_loaded: Family<PluginInfoLabels, Gauge>,
     plugin_load_errors: Gauge,
+    plugin_artifacts_rejected: Gauge,
     downloads: Family<ResultLabels, Counter>,
     download_duration: HistogramFamily<ResultLabels>,
     leader: Gauge,
@@ -107,6 +108,7 @@ impl Metrics {
             plugin_render_duration: Family::new_with_constructor(render_buckets),
             plugins_loaded: Family::default(),
             plugin_load_errors: Gauge::default(),
+            plugin_artifacts_rejected: Gauge::default(),
             downloads: Family::default(),
             download_duration: Family::new_with_constructor(download_buckets),
             leader: Gauge::default(),
@@ -158,6 +160,11 @@ impl Metrics {
             "plugin_load_errors",
             "Plugin files that failed to load",
             m.plugin_load_errors.clone(),
+        );
+        m.registry.register(
+            "plugin_artifacts_rejected",
+            "Cached compiled plugins refused since the start: their bytes did not match the digest recorded when this operator compiled them (compiled again)",
+            m.plugin_artifacts_rejected.clone(),
         );
         m.registry.register(
             "downloads",
@@ -312,6 +319,8 @@ impl Metrics {
             self.plugin_load_errors
                 .set(runtime.load_errors().len() as i64);
         }
+        self.plugin_artifacts_rejected
+            .set(crate::plugins::artifacts_rejected() as i64);
     }
 }
 

@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::compiler::{self, ChildError, Compiler};
 use super::stdio::BoundedPipe;
+use crate::artifact_mac;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({ path: "../../wit", world: "plugin" });
@@ -227,6 +228,8 @@ pub(crate) struct PluginEngine {
     compiler: Compiler,
     /// Where a child compiles when there is no cache directory.
     scratch: Option<Scratch>,
+    /// The key of the cache's artifact digests (with a cache directory).
+    artifact_key: Option<artifact_mac::Key>,
 }
 
 /// A directory only this process uses, removed with it (mapped artifacts outlive their names).
@@ -294,7 +297,7 @@ pub(crate) fn compile_to_file(limits: &Limits, bytes: &[u8], out: &Path) -> Resu
         .map_err(wasm_err)
         .context("configuring wasmtime")?;
     let component = compile_component(&engine, bytes)?;
-    write_cache(&component, out)
+    write_cache(&component.serialize().map_err(wasm_err)?, out)
 }
 
 fn compile_component(engine: &Engine, bytes: &[u8]) -> Result<Component> {
@@ -328,6 +331,18 @@ impl PluginEngine {
             },
             _ => (compiler, None),
         };
+        // Compiled code is native code: a cached artifact runs only if it carries the digest
+        // this operator recorded when it compiled it. Without a usable key, no cache.
+        let (cache_dir, artifact_key) = match cache_dir {
+            Some(dir) => match artifact_mac::Key::load_or_create(&dir) {
+                Ok(key) => (Some(dir), Some(key)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "the compiled-plugin cache has no key only this operator can read: not using it");
+                    (None, None)
+                }
+            },
+            None => (None, None),
+        };
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
@@ -347,6 +362,7 @@ impl PluginEngine {
             ticker,
             compiler,
             scratch,
+            artifact_key,
         })
     }
 
@@ -359,14 +375,26 @@ impl PluginEngine {
     pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool)> {
         let name = format!("{sha256}-{}.cwasm", self.engine_key);
         let cached = self.cache_dir.as_ref().map(|d| d.join(&name));
-        if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the same
-            // settings (the key says so) into the operator's own cache directory; wasmtime also
-            // checks the header and refuses an artifact from another configuration.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok((component, true)),
+        if let (Some(path), Some(key)) = (
+            cached.as_deref().filter(|p| p.is_file()),
+            &self.artifact_key,
+        ) {
+            match key.verified(path) {
+                // SAFETY: these bytes are what this operator's engine serialized with these
+                // settings: their keyed digest, recorded when it wrote them, says so (read
+                // once, checked, then mapped from a private copy: the cached file is not read
+                // again). wasmtime also checks the header against this engine.
+                Ok(bytes) => {
+                    match write_private_bytes(&bytes).and_then(|p| map_private(&self.engine, &p)) {
+                        Ok(component) => return Ok((component, true)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable cached plugin artifact")
+                        }
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin artifact")
+                    artifact_mac::REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cached plugin artifact not as this operator compiled it: compiling again");
                 }
             }
         }
@@ -375,10 +403,17 @@ impl PluginEngine {
                 .clone()
                 .or_else(|| self.scratch.as_ref().map(|s| s.0.join(&name)))
         {
-            match compiler::in_child(bytes, &out, &child_args(&self.limits)) {
+            // The child's artifact is read once: its digest is recorded and it is mapped from
+            // a private copy of those very bytes (the file in the cache is not read again).
+            let from_child =
+                compiler::in_child(bytes, &out, &child_args(&self.limits)).and_then(|()| {
+                    self.take_from_child(&out, cached.is_some())
+                        .map_err(|e| ChildError::Failed(format!("{e:#}")))
+                });
+            match from_child {
                 // SAFETY: written by `Component::serialize` of this binary's engine with these
-                // settings (the child's arguments), into our cache or private directory.
-                Ok(()) => match unsafe { Component::deserialize_file(&self.engine, &out) } {
+                // settings (the child's arguments), read once, copied to a file of ours.
+                Ok(private) => match map_private(&self.engine, &private) {
                     Ok(component) => return Ok((component, false)),
                     Err(e) => {
                         tracing::warn!(error = %e, "the compiler process's artifact is unusable: compiling here")
@@ -393,21 +428,16 @@ impl PluginEngine {
         let compiled = compile_component(&self.engine, bytes)?;
         // The compiler's artifact is anonymous memory, all of it resident for the process's
         // life; the same artifact mapped from a file is resident only where it is used. So it
-        // is written out and loaded back: into the cache when there is one, else into a private
-        // temporary file, unlinked once mapped.
-        let written = match &cached {
-            Some(path) => write_cache(&compiled, path).map(|()| (path.clone(), false)),
-            None => write_private(&compiled).map(|path| (path, true)),
-        };
-        let mapped = written.and_then(|(path, temporary)| {
-            // SAFETY: the file was just written by `serialize` of this very engine, into the
-            // operator's own cache directory or a file it created exclusively (mode 0600).
-            let mapped = unsafe { Component::deserialize_file(&self.engine, &path) };
-            if temporary {
-                // The mapping outlives the name.
-                let _ = std::fs::remove_file(&path);
+        // is written out and loaded back from a private temporary file, unlinked once mapped;
+        // the same bytes go to the cache, if there is one, with their digest (computed from
+        // these bytes, not read back).
+        let mapped = compiled.serialize().map_err(wasm_err).and_then(|bytes| {
+            if let (Some(path), Some(key)) = (&cached, &self.artifact_key)
+                && let Err(e) = write_cache(&bytes, path).and_then(|()| key.record(path, &bytes))
+            {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot cache the compiled plugin");
             }
-            mapped.map_err(wasm_err)
+            write_private_bytes(&bytes).and_then(|p| map_private(&self.engine, &p))
         });
         match mapped {
             Ok(component) => Ok((component, false)),
@@ -737,28 +767,50 @@ fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
+impl PluginEngine {
+    /// The child's artifact at `out`, read once: its digest recorded when it is in the cache,
+    /// its bytes copied to a private file to map; a file in the scratch directory is removed.
+    fn take_from_child(&self, out: &Path, in_cache: bool) -> Result<PathBuf> {
+        let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+        match (&self.artifact_key, in_cache) {
+            (Some(key), true) => key.record(out, &bytes)?,
+            _ => {
+                let _ = std::fs::remove_file(out);
+            }
+        }
+        write_private_bytes(&bytes)
+    }
+}
+
+/// Maps an artifact from a private file of ours, and unlinks it (the mapping outlives the name).
+fn map_private(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: the caller wrote the file exclusively (mode 0600) from verified bytes.
+    let mapped = unsafe { Component::deserialize_file(engine, path) };
+    let _ = std::fs::remove_file(path);
+    mapped.map_err(wasm_err)
+}
+
 fn wasmtime_version() -> &'static str {
     // Bumped with the pinned dependency; the engine hash covers settings and target.
     "48.0.8"
 }
 
-fn write_cache(component: &Component, path: &Path) -> Result<()> {
+fn write_cache(bytes: &[u8], path: &Path) -> Result<()> {
     let dir = path.parent().context("cache path has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bytes = component.serialize().map_err(wasm_err)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
-/// Writes the artifact into a new file of the temporary directory, named for this process and
+/// Writes an artifact into a new file of the temporary directory, named for this process and
 /// call, that only this process can have made.
-fn write_private(component: &Component) -> Result<PathBuf> {
+fn write_private_bytes(bytes: &[u8]) -> Result<PathBuf> {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path =
         std::env::temp_dir().join(format!("mlmodel-operator-{}-{n}.cwasm", std::process::id()));
-    write_new(&path, &component.serialize().map_err(wasm_err)?)?;
+    write_new(&path, bytes)?;
     Ok(path)
 }
 
@@ -802,6 +854,52 @@ fn outside_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 mod tests {
     use super::*;
     use crate::artifact::sha256_hex;
+
+    /// A cached artifact becomes native code: it runs only as this operator compiled it (its
+    /// keyed digest recorded beside it). A changed byte, a missing digest, or a key others can
+    /// read send the plugin to the compiler again.
+    #[test]
+    fn a_cached_artifact_runs_only_if_its_recorded_digest_matches() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("mlmodel-artifact-mac-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bytes = crate::registry::builtin_bytes("service").unwrap();
+        let sha = sha256_hex(bytes);
+        let compile = || {
+            PluginEngine::new(Limits::default(), Some(dir.clone()), Compiler::InProcess)
+                .unwrap()
+                .compile(bytes, &sha)
+                .unwrap()
+                .1
+        };
+        assert!(!compile(), "the first time: compiled");
+        assert!(compile(), "as compiled: from the cache");
+        let artifact = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .expect("an artifact in the cache");
+
+        let mut data = std::fs::read(&artifact).unwrap();
+        let middle = data.len() / 2;
+        data[middle] ^= 0xff;
+        std::fs::write(&artifact, &data).unwrap();
+        let before = artifact_mac::REJECTED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!compile(), "a changed byte: compiled again");
+        assert!(artifact_mac::REJECTED.load(std::sync::atomic::Ordering::Relaxed) > before);
+        assert!(compile(), "compiled again, recorded again");
+
+        let mut mac = artifact.clone().into_os_string();
+        mac.push(".mac");
+        std::fs::remove_file(&mac).unwrap();
+        assert!(!compile(), "a file with no digest of ours: compiled again");
+
+        let key = dir.join("artifacts.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!compile(), "a key others can read: no cache");
+        assert!(!compile(), "still none");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_core_module_is_told_apart_from_a_component() {

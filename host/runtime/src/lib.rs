@@ -16,6 +16,7 @@
 //! [`Runtime`] is the entry point: `resolve` the plugin a model wants, then `render`.
 pub mod args;
 mod artifact;
+mod artifact_mac;
 mod compiler;
 mod context;
 mod engine;
@@ -39,6 +40,12 @@ pub use registry::{
     builtin_bytes, inspect, is_builtin,
 };
 pub use step::Step;
+
+/// Cached compiled plugins refused since the process started (not as this operator compiled
+/// them: compiled again).
+pub fn artifacts_rejected() -> u64 {
+    artifact_mac::REJECTED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
