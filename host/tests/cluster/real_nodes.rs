@@ -68,7 +68,7 @@ async fn running_ip(pods: &Api<Pod>, name: &str) -> String {
     pod.status.unwrap().pod_ip.unwrap()
 }
 
-/// `GET /` of `target:port`, 12 times, from a pod on `node`: the answers, one a line.
+/// A client script: `GET /` of each `target:port`, 12 times; the answers, one a line, each after its target.
 fn fetch_script(targets: &[(String, u16)]) -> String {
     let mut script = String::new();
     for (ip, port) in targets {
