@@ -163,7 +163,7 @@ impl Slimmed for Pod {
         s.pod_ips = None;
         s.qos_class = None;
         s.start_time = None;
-        s.init_container_statuses = None;
+        // Init container states stay: per-pod storage downloads in them.
         s.ephemeral_container_statuses = None;
         s.resource_claim_statuses = None;
         if let Some(conditions) = &mut s.conditions {
@@ -174,7 +174,8 @@ impl Slimmed for Pod {
                 ) || c.type_ == crate::conditions::VALIDATED_GATE
             });
         }
-        for cs in s.container_statuses.iter_mut().flatten() {
+        let statuses = s.container_statuses.iter_mut().flatten();
+        for cs in statuses.chain(s.init_container_statuses.iter_mut().flatten()) {
             cs.image_id = String::new();
             cs.container_id = None;
             cs.volume_mounts = None;

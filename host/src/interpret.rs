@@ -131,6 +131,87 @@ fn parse_report(message: &str) -> Option<FetchReport> {
     serde_json::from_str(line.trim()).ok()
 }
 
+/// Reads the downloads of per-pod storage: the init containers of the revision's serving
+/// `pods`. Succeeded once every pod's init containers have ended well (the report from any of
+/// them); Failed while a pod's last attempt failed (the kubelet tries again, with backoff, and a
+/// pod that then succeeds clears it); else Running.
+pub fn per_pod_download_state(pods: &[&CachedPod]) -> DownloadState {
+    if pods.is_empty() {
+        return DownloadState::NotStarted;
+    }
+    let inits = |p: &CachedPod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.clone())
+            .unwrap_or_default()
+    };
+    let mut report = None;
+    let mut done = 0;
+    let mut attempts = 1;
+    for pod in pods {
+        let statuses = inits(pod);
+        attempts = attempts.max(statuses.iter().map(|c| c.restart_count + 1).max().unwrap_or(1));
+        let ended_well = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+        };
+        if !statuses.is_empty() && statuses.iter().all(ended_well) {
+            done += 1;
+            report = report.or_else(|| {
+                statuses
+                    .iter()
+                    .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.as_deref())
+                    .find_map(parse_report)
+            });
+            continue;
+        }
+        let failed = statuses.iter().find_map(|c| {
+            let t = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
+            let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
+            (t.exit_code != 0 && !running).then_some(t)
+        });
+        if let Some(t) = failed {
+            let raw = t.message.clone().unwrap_or_default();
+            let (reason, message) = match parse_report(&raw) {
+                Some(r) if r.reason.is_some() => (
+                    Reason::Passed(r.reason.unwrap_or_default()),
+                    r.message.unwrap_or_else(|| "the downloader failed".into()),
+                ),
+                _ if !raw.trim().is_empty() => (Reason::DownloadFailed, raw.trim().to_string()),
+                _ => (
+                    Reason::DownloadFailed,
+                    format!("the download in the serving pod exited with code {}", t.exit_code),
+                ),
+            };
+            return DownloadState::Failed {
+                reason,
+                message,
+                attempts,
+            };
+        }
+    }
+    if done == pods.len() {
+        return DownloadState::Succeeded {
+            report: report.map(Box::new),
+            started: None,
+            finished: None,
+            attempts,
+        };
+    }
+    DownloadState::Running {
+        attempts,
+        max_attempts: None,
+        started: None,
+        retried: Vec::new(),
+    }
+}
+
 /// Reads a download Job and its pods.
 pub fn download_state(job: Option<&CachedJob>, pods: &[&CachedPod]) -> DownloadState {
     let Some(job) = job else {

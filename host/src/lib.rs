@@ -27,6 +27,8 @@ pub mod redact;
 pub mod render_cli;
 pub mod selection;
 pub mod server;
+pub mod per_pod;
 pub mod status;
+pub mod storage;
 pub mod telemetry;
 pub mod validation;

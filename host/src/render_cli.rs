@@ -78,7 +78,7 @@ pub fn render_model(
     let download = select(runtime, Step::Download, model)?;
     let revision = revision
         .map(str::to_string)
-        .unwrap_or_else(|| names::revision(model, &download.name));
+        .unwrap_or_else(|| names::revision(model, &download.name, crate::storage::choose(model, None).mode));
     let steps: Vec<Step> = if steps.is_empty() {
         Step::ALL
             .into_iter()

@@ -3,21 +3,36 @@
 //! the framework's (`tensorflow` -> `tensorflow-serving`, `echo` -> `echo-server`, `sklearn` ->
 //! `mlserver`, any other framework -> the plugin of that name; `download-job` and `service` for
 //! the other steps). The plugin runtime then resolves the name ([`Runtime::resolve`]).
-use crate::api::MLModel;
+use crate::api::{MLModel, StorageMode, StorageStatus};
 use crate::plugins::{LoadedPlugin, PluginError, Runtime, Step, Wanted};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The operator's choices of plugin per step (its flags); none by default.
+/// The operator's choices for models that name none (its flags): the plugin per step and the
+/// storage mode; none by default.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
     defaults: BTreeMap<Step, String>,
+    storage: Option<StorageMode>,
 }
 
 impl Selection {
     /// `defaults`: the plugin per step when a model's annotation names none.
     pub fn new(defaults: BTreeMap<Step, String>) -> Selection {
-        Selection { defaults }
+        Selection {
+            defaults,
+            storage: None,
+        }
+    }
+
+    /// The storage mode of every model whose spec names none (`--storage-mode`).
+    pub fn with_storage(self, storage: Option<StorageMode>) -> Selection {
+        Selection { storage, ..self }
+    }
+
+    /// Where `model`'s serving pods read its files, and why ([`crate::storage::choose`]).
+    pub fn storage(&self, model: &MLModel) -> StorageStatus {
+        crate::storage::choose(model, self.storage)
     }
 
     /// The plugin `model` wants for `step`, and what chose it.

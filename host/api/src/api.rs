@@ -105,6 +105,14 @@ pub struct MLModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<PluginsSpec>,
 
+    /// Where the serving pods read the files: `Shared` (one claim per revision, every replica
+    /// mounts it: needs a `ReadWriteMany` class for replicas on several nodes) or `PerPod` (each
+    /// serving pod downloads its own copy into an `emptyDir` of `storageSize` before its server
+    /// starts: replicas run on any node, on any storage). Unset: the operator chooses (status
+    /// `storage` says what and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_mode: Option<StorageMode>,
+
     /// A sample request every new serving pod must answer before it takes traffic: the
     /// operator sends it to the pod once its containers are ready and holds the pod's readiness
     /// gate until the answer is right, so a revision that loads but answers wrongly never
@@ -591,6 +599,33 @@ fn default_replicas() -> i32 {
     1
 }
 
+/// Where the serving pods read the model's files (`spec.storageMode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum StorageMode {
+    /// One claim per revision, filled once by the download Job, mounted by every replica.
+    Shared,
+    /// Each serving pod downloads its own copy into an `emptyDir` (an init container).
+    PerPod,
+}
+
+impl StorageMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageMode::Shared => "Shared",
+            StorageMode::PerPod => "PerPod",
+        }
+    }
+}
+
+/// The storage mode in use, and what chose it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    pub mode: StorageMode,
+    /// Why this mode: the model's `spec.storageMode`, or the operator's choice and its reason.
+    pub reason: String,
+}
+
 /// One word for `kubectl get`.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
@@ -682,6 +717,9 @@ pub struct MLModelStatus {
     /// How a client calls the served model: protocol, URL, model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceStatus>,
+    /// Where the serving pods read the files, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
 }
 
 /// How a client inside the cluster calls the served model, as its serve plugin declared it.

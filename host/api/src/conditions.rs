@@ -95,6 +95,9 @@ pub enum Reason {
     InvalidPluginConfig,
     /// The downloaded files are of a format the serve plugin does not load.
     ModelFormatMismatch,
+    /// The plugins cannot do the storage mode asked (per-pod needs a download Job and a
+    /// serving Deployment).
+    StorageModeUnsupported,
     /// `spec.validation.expect` is not JSON.
     InvalidValidation,
     /// A new serving pod answered the sample request of `spec.validation` wrongly (its
@@ -193,6 +196,7 @@ mod tests {
                 "ApplyFailed",
                 "InvalidPluginConfig",
                 "ModelFormatMismatch",
+                "StorageModeUnsupported",
                 "InvalidValidation",
                 "ValidationFailed",
                 "PluginNotFound",

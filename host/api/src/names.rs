@@ -3,7 +3,7 @@
 //! Every name is a valid DNS-1035 label (<= 63 characters, lowercase alphanumerics and '-',
 //! starting with a letter) whatever the model's own name (up to 253 characters, dots allowed),
 //! and stable across reconciles: long names are cut and given a hashed suffix.
-use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel};
+use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel, StorageMode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -117,12 +117,16 @@ struct RevisionInputs<'a> {
     credentials: Option<&'a str>,
     plugin: &'a str,
     config: &'a serde_json::Value,
+    /// Only `PerPod` is written, so the revisions of shared claims stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage: Option<&'static str>,
 }
 
 /// A short hash of what the user asked to download (URL, sha256, credentials reference, download
-/// plugin name and its config). It deliberately ignores the plugin's binary, so upgrading the
-/// operator or a plugin never downloads every model again.
-pub fn revision(model: &MLModel, download_plugin: &str) -> String {
+/// plugin name and its config) and where it is stored (a per-pod revision is another set of
+/// pods, and its shared claim is pruned once they serve). It deliberately ignores the plugin's
+/// binary, so upgrading the operator or a plugin never downloads every model again.
+pub fn revision(model: &MLModel, download_plugin: &str, storage: StorageMode) -> String {
     let spec = &model.spec;
     let config = model.spec.step_config("download");
     let inputs = RevisionInputs {
@@ -134,6 +138,7 @@ pub fn revision(model: &MLModel, download_plugin: &str) -> String {
             .map(|s| s.name.as_str()),
         plugin: download_plugin.split('@').next().unwrap_or(download_plugin),
         config: &config,
+        storage: (storage == StorageMode::PerPod).then_some(storage.as_str()),
     };
     let json = serde_json::to_string(&inputs).expect("revision inputs serialise");
     short_hash(&json, 10)

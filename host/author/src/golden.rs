@@ -94,7 +94,8 @@ pub fn revision(model: &MLModel) -> String {
         .map(|a| a.trim())
         .filter(|a| !a.is_empty())
         .unwrap_or(DEFAULT_DOWNLOAD_PLUGIN);
-    names::revision(model, download)
+    // A plugin renders the same for both storage modes; the shared revision is the stable one.
+    names::revision(model, download, mlmodel_api::api::StorageMode::Shared)
 }
 
 /// `input.json` of a case: the two documents the host hands the plugin.

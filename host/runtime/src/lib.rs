@@ -22,7 +22,7 @@ mod context;
 mod engine;
 mod error;
 pub mod oci;
-mod podsecurity;
+pub mod podsecurity;
 pub mod policy;
 mod registry;
 mod stdio;

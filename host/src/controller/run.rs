@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Expose plugin used when a model's annotation names none.
     #[arg(long)]
     pub default_expose_plugin: Option<String>,
+    /// Storage mode of models whose `spec.storageMode` names none: `Shared` or `PerPod`;
+    /// unset: chosen per model (one replica or a ReadWriteMany claim: Shared; else PerPod).
+    #[arg(long, env = "MLMODEL_STORAGE_MODE", value_parser = parse_storage_mode)]
+    pub storage_mode: Option<crate::api::StorageMode>,
     /// Watch only these namespaces (repeatable or comma-separated); all when empty.
     #[arg(long = "namespace", env = "MLMODEL_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
@@ -84,7 +88,7 @@ impl RunArgs {
                 defaults.insert(step, name.clone());
             }
         }
-        Selection::new(defaults)
+        Selection::new(defaults).with_storage(self.storage_mode)
     }
 
     pub fn runtime_options(&self) -> RuntimeOptions {
@@ -334,4 +338,12 @@ pub async fn run_controllers(
     });
     futures::future::try_join_all(controllers).await?;
     Ok(())
+}
+
+fn parse_storage_mode(text: &str) -> Result<crate::api::StorageMode, String> {
+    match text {
+        "Shared" => Ok(crate::api::StorageMode::Shared),
+        "PerPod" => Ok(crate::api::StorageMode::PerPod),
+        other => Err(format!("{other:?}: want Shared or PerPod")),
+    }
 }

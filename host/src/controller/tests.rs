@@ -170,7 +170,7 @@ fn create(path: String) -> Expect {
 /// The applies a new echo model starts with (the download step) and its status: a step on the
 /// way, no Event.
 fn new_model_scenario(model: &MLModel) -> Vec<Expect> {
-    let revision = names::revision(model, "download-job");
+    let revision = names::revision(model, "download-job", crate::api::StorageMode::Shared);
     let mut scenario = Vec::new();
     scenario.push(create(format!(
         "/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}"
@@ -449,7 +449,7 @@ async fn an_existing_object_of_another_owner_is_not_adopted() {
 #[tokio::test]
 async fn its_own_object_not_yet_in_the_cache_is_applied() {
     let model = echo_model();
-    let revision = names::revision(&model, "download-job");
+    let revision = names::revision(&model, "download-job", crate::api::StorageMode::Shared);
     let pvc = format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/echo-model-model-{revision}");
     let ours = serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": format!("echo-model-model-{revision}"), "namespace": NS, "uid": "u",
@@ -529,7 +529,7 @@ async fn pruning_deletes_with_the_uid_of_the_owned_object() {
 
 /// A finished download pod of `model` whose termination log reports files of `format`.
 fn download_pod(model: &MLModel, format: &str) -> CachedPod {
-    let revision = names::revision(model, "download-job");
+    let revision = names::revision(model, "download-job", crate::api::StorageMode::Shared);
     let report = serde_json::json!({"status": "ok", "bytes": 91005, "files": 1, "format": format,
         "largest": [{"path": "tf_model.h5", "bytes": 91005}]});
     serde_json::from_value(serde_json::json!({
@@ -804,4 +804,46 @@ async fn a_failed_model_seen_deleted_is_forgotten_whole() {
     ));
     reconcile(Arc::new(m), ctx.clone()).await.unwrap();
     assert_eq!(ctx.remembered(), 0);
+}
+
+#[tokio::test]
+async fn replicas_on_a_read_write_once_claim_each_download_in_their_pod() {
+    let mut model = echo_model();
+    model.spec.replicas = 2;
+    // No claim, no Job: the server (with the download in it) and the Service at once.
+    let calls = reconcile_once(
+        &model,
+        &Cluster::default(),
+        serve_and_expose_scenario(&model, 0),
+    )
+    .await;
+    assert!(calls.iter().all(|c| !c.unexpected), "{calls:#?}");
+    let pod = &calls[0].body["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["name"], "fetch", "{pod}");
+    assert_eq!(init["command"][1], "fetch", "{init}");
+    let mount = &init["volumeMounts"][0]["name"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| &v["name"] == mount)
+        .unwrap();
+    assert_eq!(
+        volume["emptyDir"]["sizeLimit"], model.spec.storage_size,
+        "{volume}"
+    );
+    assert!(volume.get("persistentVolumeClaim").is_none(), "{volume}");
+    let status = &calls[2].body["status"];
+    assert_eq!(status["storage"]["mode"], "PerPod", "{status}");
+    assert!(
+        status["storage"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ReadWriteOnce"),
+        "{status}"
+    );
+    // The revision says where the files are: not the shared claim's.
+    let shared = names::revision(&model, "download-job", crate::api::StorageMode::Shared);
+    assert_ne!(status["download"]["revision"], shared, "{status}");
 }

@@ -31,6 +31,8 @@ pub struct Observation {
     pub progress: Option<progress::Sample>,
     /// How clients call the served revision, as its serve plugin declared it.
     pub inference: Option<inference::Declared>,
+    /// Where the serving pods read the files, and why.
+    pub storage: Option<crate::api::StorageStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +136,7 @@ pub fn compute(
             .zip(ready_replicas)
             .map(|(w, r)| format!("{r}/{w}")),
         inference,
+        storage: obs.storage.clone(),
     }
 }
 
@@ -189,6 +192,7 @@ mod tests {
             plugins: BTreeMap::new(),
             progress: None,
             inference: None,
+            storage: None,
         }
     }
 

@@ -135,14 +135,22 @@ impl<'a> Applier<'a> {
     /// brief. When the step's input is unchanged since its last render and everything that
     /// render gave is in place, the plugin is not called. The render runs off the controller's
     /// threads ([`crate::plugins::Runtime::render_async`]): a slow plugin holds up its own model only.
+    ///
+    /// `per_pod_download`: the download plugin whose Job each serving pod runs (per-pod
+    /// storage, [`crate::per_pod::fold`]); its render is part of this step's input.
     pub(super) async fn render_and_apply(
         &mut self,
         step: Step,
         plugin: &Arc<LoadedPlugin>,
         revision: &str,
+        per_pod_download: Option<&Arc<LoadedPlugin>>,
     ) -> Result<Vec<Brief>, Stop> {
         let runtime = &self.ctx.runtime;
-        let digest = runtime.input_digest(plugin, self.model, step, revision);
+        let mut digest = runtime.input_digest(plugin, self.model, step, revision);
+        if let Some(download) = per_pod_download {
+            let of_download = runtime.input_digest(download, self.model, Step::Download, revision);
+            digest = format!("{digest}+{of_download}");
+        }
         if let Some(briefs) = self.ctx.memory.last_render(&self.key, step, &digest)
             && briefs.iter().all(|b| self.in_place(b))
         {
@@ -161,6 +169,9 @@ impl<'a> Applier<'a> {
             t0.elapsed(),
         );
         let mut objs = rendered?;
+        if let Some(download) = per_pod_download {
+            self.fold_download(&mut objs, download, revision).await?;
+        }
         let model_name = self.model.name_any();
         let label = names::label_value(&model_name);
         let mut briefs = Vec::with_capacity(objs.len());
@@ -178,6 +189,38 @@ impl<'a> Applier<'a> {
             .memory
             .record_render(&self.key, step, digest, briefs.clone());
         Ok(briefs)
+    }
+
+    /// Per-pod storage: renders the download step and folds it into the serving Deployment.
+    async fn fold_download(
+        &self,
+        serve: &mut [DynamicObject],
+        download: &Arc<LoadedPlugin>,
+        revision: &str,
+    ) -> Result<(), Stop> {
+        let t0 = Instant::now();
+        let rendered = self
+            .ctx
+            .runtime
+            .render_async(download.clone(), self.model, Step::Download, revision)
+            .await;
+        let failure = rendered.as_ref().err().map(PluginError::reason);
+        self.ctx.metrics.rendered(
+            &download.name,
+            Step::Download.as_str(),
+            failure.as_ref().map(Reason::as_str),
+            t0.elapsed(),
+        );
+        crate::per_pod::fold(serve, &rendered?, &self.model.spec.storage_size).map_err(|why| {
+            Blocked::new(
+                Reason::StorageModeUnsupported,
+                format!(
+                    "storage mode PerPod with download plugin {}: {why}; set spec.storageMode: Shared, or choose plugins that render a Job and a Deployment",
+                    download.name
+                ),
+            )
+            .into()
+        })
     }
 
     /// Applies one rendered object: created (one request) when the caches do not show it, after

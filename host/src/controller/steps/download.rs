@@ -2,6 +2,7 @@
 use super::super::brief::name_of;
 use super::super::watches::{Owned, find};
 use super::{Applier, Stop};
+use crate::api::StorageMode;
 use crate::interpret::{self, DownloadState};
 use crate::names;
 use crate::plugins::{LoadedPlugin, Step};
@@ -15,10 +16,22 @@ pub(super) async fn download(
     plugin: &Arc<LoadedPlugin>,
     obs: &mut Observation,
 ) -> Result<String, Stop> {
-    let wanted = names::revision(applier.model, &plugin.name);
+    let storage = applier.ctx.selection.storage(applier.model);
+    let wanted = names::revision(applier.model, &plugin.name, storage.mode);
     obs.wanted_revision = wanted.clone();
+    let per_pod = storage.mode == StorageMode::PerPod;
+    obs.storage = Some(storage);
+    if per_pod {
+        // Each serving pod downloads for itself (the serve step folds this step's render into
+        // its pods): no claim, no Job; the download is read from those pods.
+        obs.storage_exists = true;
+        obs.download = interpret::per_pod_download_state(
+            &owned.pods_of(Step::Serve.as_str(), Some(&wanted)),
+        );
+        return Ok(wanted);
+    }
     let objs = applier
-        .render_and_apply(Step::Download, plugin, &wanted)
+        .render_and_apply(Step::Download, plugin, &wanted, None)
         .await?;
     // A claim the API server just accepted exists, whether or not the cache shows it yet.
     obs.storage_exists = match objs.iter().find(|b| b.key.kind == "PersistentVolumeClaim") {

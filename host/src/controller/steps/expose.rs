@@ -14,7 +14,7 @@ pub(super) async fn expose(
     obs: &mut Observation,
 ) -> Result<(), Stop> {
     let objs = applier
-        .render_and_apply(Step::Expose, plugin, revision)
+        .render_and_apply(Step::Expose, plugin, revision, None)
         .await?;
     let ns = applier.ns;
     let svc = objs.iter().find(|b| b.key.kind == "Service");

@@ -12,6 +12,7 @@ mod serve;
 pub use applier::Applier;
 
 use super::watches::Owned;
+use crate::api::StorageMode;
 use crate::conditions::Reason;
 use crate::error::Error;
 use crate::interpret::{self, DownloadState};
@@ -121,7 +122,13 @@ async fn in_order(
 ) -> Result<(), Stop> {
     let plugins = select::select_plugins(applier, obs)?;
     let wanted = download::download(applier, owned, &plugins.download, obs).await?;
-    let downloaded = matches!(obs.download, DownloadState::Succeeded { .. });
+    let per_pod = obs
+        .storage
+        .as_ref()
+        .is_some_and(|s| s.mode == StorageMode::PerPod);
+    // Per-pod storage downloads in the serving pods: they start at once, and the pods of the
+    // revision before serve until the new ones are ready.
+    let downloaded = per_pod || matches!(obs.download, DownloadState::Succeeded { .. });
     let served = obs.serve_revision.clone();
     // Serve the downloaded revision, or keep serving the old one.
     let Some(serve_rev) =
@@ -137,7 +144,16 @@ async fn in_order(
     {
         serve::check_format(&plugins.serve, report)?;
     }
-    serve::serve(applier, owned, &plugins.serve, &serve_rev, obs).await?;
+    let per_pod_download = per_pod.then_some(&plugins.download);
+    serve::serve(
+        applier,
+        owned,
+        &plugins.serve,
+        per_pod_download,
+        &serve_rev,
+        obs,
+    )
+    .await?;
     if let Some(plugin) = &plugins.expose {
         expose::expose(applier, owned, plugin, &serve_rev, obs).await?;
     }

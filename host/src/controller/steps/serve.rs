@@ -54,6 +54,7 @@ pub(super) fn observe_serving(model: &MLModel, owned: &Owned) -> Observation {
         plugins: BTreeMap::new(),
         progress: None,
         inference: None,
+        storage: None,
     };
     let served = owned
         .deployments
@@ -79,11 +80,12 @@ pub(super) async fn serve(
     applier: &mut Applier<'_>,
     owned: &Owned,
     plugin: &Arc<LoadedPlugin>,
+    per_pod_download: Option<&Arc<LoadedPlugin>>,
     revision: &str,
     obs: &mut Observation,
 ) -> Result<(), Stop> {
     let objs = applier
-        .render_and_apply(Step::Serve, plugin, revision)
+        .render_and_apply(Step::Serve, plugin, revision, per_pod_download)
         .await?;
     obs.serve_revision = Some(revision.to_string());
     obs.inference = objs.iter().find_map(|b| b.inference.clone());
