@@ -471,7 +471,8 @@ def owned_objects(api, ns):
 
 def container_args(obj):
     spec = obj["spec"]["template"]["spec"]
-    return [a for c in spec.get("containers", []) for a in (c.get("args") or []) + (c.get("command") or [])]
+    containers = spec.get("initContainers", []) + spec.get("containers", [])
+    return [a for c in containers for a in (c.get("args") or []) + (c.get("command") or [])]
 
 
 def check(api, ns, models):
@@ -526,9 +527,11 @@ def check(api, ns, models):
             continue
         mine = by_model.get(m.name, [])
         revision = st.get("revision") or (st.get("download") or {}).get("revision")
-        jobs = [o for k, o in mine if k == "Job"]
-        if not any(m.url() in container_args(j) for j in jobs):
-            problems.append(f"{m.name}: no download Job for {m.url()}")
+        # Per-pod storage downloads in the serving pods' init containers, not in a Job.
+        per_pod = (st.get("storage") or {}).get("mode") == "PerPod"
+        downloads = [o for k, o in mine if k == ("Deployment" if per_pod else "Job")]
+        if not any(m.url() in container_args(j) for j in downloads):
+            problems.append(f"{m.name}: no download ({'serving pods' if per_pod else 'Job'}) for {m.url()}")
         if m.kind == "ok":
             if st.get("replicas") != m.replicas or st.get("readyReplicas") != m.replicas:
                 problems.append(f"{m.name}: replicas {st.get('readyReplicas')}/{st.get('replicas')}, want {m.replicas}")

@@ -162,7 +162,11 @@ fn summary(rt: &Runtime, model: &MLModel, revision: &str) {
 fn main() {
     let rt = runtime(None);
     let model = model();
-    let revision = names::revision(&model, "download-job");
+    let revision = names::revision(
+        &model,
+        "download-job",
+        mlmodel_operator::api::StorageMode::Shared,
+    );
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))

@@ -134,7 +134,11 @@ fn measure(name: &'static str, wasm: &Path, operator: &Path) -> Row {
 
     let cache_dir = scratch.join("cache");
     let model = model();
-    let revision = names::revision(&model, "download-job");
+    let revision = names::revision(
+        &model,
+        "download-job",
+        mlmodel_operator::api::StorageMode::Shared,
+    );
     // The first load compiles into the cache; the next ones load the artifact.
     runtime(&cache_dir, Limits::default())
         .load_file(wasm)

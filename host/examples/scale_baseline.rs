@@ -196,7 +196,11 @@ async fn one_model(
     counts.writes.fetch_add(1, Ordering::Relaxed);
 
     let download = select(runtime, Step::Download, &model)?;
-    let revision = names::revision(&model, &download.name);
+    let revision = names::revision(
+        &model,
+        &download.name,
+        mlmodel_operator::storage::choose(&model, None).mode,
+    );
     let model_name = model.name_any();
     let label = names::label_value(&model_name);
     for step in Step::ALL {

@@ -5,6 +5,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource};
@@ -22,6 +23,7 @@ pub fn api_resource(kind: &str) -> Option<ApiResource> {
         "PersistentVolumeClaim" => ApiResource::erase::<PersistentVolumeClaim>(&()),
         "Job" => ApiResource::erase::<Job>(&()),
         "ConfigMap" => ApiResource::erase::<ConfigMap>(&()),
+        "PodDisruptionBudget" => ApiResource::erase::<PodDisruptionBudget>(&()),
         "Deployment" => ApiResource::erase::<Deployment>(&()),
         "Pod" => ApiResource::erase::<Pod>(&()),
         "Service" => ApiResource::erase::<Service>(&()),

@@ -13,6 +13,7 @@ use k8s_openapi::api::{
     apps::v1::{Deployment, DeploymentStatus},
     batch::v1::{Job, JobStatus},
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, PodStatus, Service},
+    policy::v1::PodDisruptionBudget,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -46,6 +47,7 @@ pub type CachedDeployment = Slim<Deployment>;
 pub type CachedPvc = Slim<PersistentVolumeClaim>;
 pub type CachedService = Slim<Service>;
 pub type CachedConfigMap = Slim<ConfigMap>;
+pub type CachedPdb = Slim<PodDisruptionBudget>;
 
 impl<K: Slimmed> Slim<K> {
     pub fn new(metadata: ObjectMeta, spec: Option<K::Spec>, status: Option<K::Status>) -> Self {
@@ -224,7 +226,12 @@ macro_rules! metadata_only {
     )*};
 }
 
-metadata_only!(PersistentVolumeClaim, Service, ConfigMap);
+metadata_only!(
+    PersistentVolumeClaim,
+    Service,
+    ConfigMap,
+    PodDisruptionBudget
+);
 
 #[cfg(test)]
 mod tests {

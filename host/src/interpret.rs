@@ -132,9 +132,10 @@ fn parse_report(message: &str) -> Option<FetchReport> {
 }
 
 /// Reads the downloads of per-pod storage: the init containers of the revision's serving
-/// `pods`. Succeeded once every pod's init containers have ended well (the report from any of
-/// them); Failed while a pod's last attempt failed (the kubelet tries again, with backoff, and a
-/// pod that then succeeds clears it); else Running.
+/// `pods`. Succeeded once a pod's init containers have ended well (the revision is
+/// downloadable; a replica still downloading is a replica not ready yet, as after a drain);
+/// else Failed while a pod's last attempt failed (the kubelet tries again, with backoff); else
+/// Running.
 pub fn per_pod_download_state(pods: &[&CachedPod]) -> DownloadState {
     if pods.is_empty() {
         return DownloadState::NotStarted;
@@ -147,10 +148,17 @@ pub fn per_pod_download_state(pods: &[&CachedPod]) -> DownloadState {
     };
     let mut report = None;
     let mut done = 0;
+    let mut failure = None;
     let mut attempts = 1;
     for pod in pods {
         let statuses = inits(pod);
-        attempts = attempts.max(statuses.iter().map(|c| c.restart_count + 1).max().unwrap_or(1));
+        attempts = attempts.max(
+            statuses
+                .iter()
+                .map(|c| c.restart_count + 1)
+                .max()
+                .unwrap_or(1),
+        );
         let ended_well = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
             c.state
                 .as_ref()
@@ -186,21 +194,27 @@ pub fn per_pod_download_state(pods: &[&CachedPod]) -> DownloadState {
                 _ if !raw.trim().is_empty() => (Reason::DownloadFailed, raw.trim().to_string()),
                 _ => (
                     Reason::DownloadFailed,
-                    format!("the download in the serving pod exited with code {}", t.exit_code),
+                    format!(
+                        "the download in the serving pod exited with code {}",
+                        t.exit_code
+                    ),
                 ),
             };
-            return DownloadState::Failed {
-                reason,
-                message,
-                attempts,
-            };
+            failure = failure.or(Some((reason, message)));
         }
     }
-    if done == pods.len() {
+    if done > 0 {
         return DownloadState::Succeeded {
             report: report.map(Box::new),
             started: None,
             finished: None,
+            attempts,
+        };
+    }
+    if let Some((reason, message)) = failure {
+        return DownloadState::Failed {
+            reason,
+            message,
             attempts,
         };
     }
@@ -616,6 +630,49 @@ mod tests {
     }
     fn pod(status: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn per_pod_downloads_are_read_from_the_serving_pods_init_containers() {
+        let init = |state: serde_json::Value, last: serde_json::Value| {
+            pod(
+                json!({"initContainerStatuses": [{"name": "fetch", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 1, "state": state, "lastState": last}]}),
+            )
+        };
+        let running = init(json!({"running": {}}), json!({}));
+        let report = r#"{"bytes": 5, "sha256": "ab", "format": "files"}"#;
+        let done = init(
+            json!({"terminated": {"exitCode": 0, "message": report}}),
+            json!({}),
+        );
+        let refused =
+            r#"{"reason": "NotFound", "message": "the server answered 404 for the model URL"}"#;
+        let failing = init(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 2, "message": refused}}),
+        );
+        assert_eq!(per_pod_download_state(&[]), DownloadState::NotStarted);
+        assert!(matches!(
+            per_pod_download_state(&[&running]),
+            DownloadState::Running { attempts: 2, .. }
+        ));
+        match per_pod_download_state(&[&running, &failing]) {
+            DownloadState::Failed {
+                reason, message, ..
+            } => {
+                assert_eq!(reason.as_str(), "NotFound");
+                assert!(message.contains("404"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // One pod has the files: the revision is downloaded; the others are replicas on their way.
+        match per_pod_download_state(&[&failing, &done, &running]) {
+            DownloadState::Succeeded {
+                report: Some(r), ..
+            } => assert_eq!(r.sha256.as_deref(), Some("ab")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

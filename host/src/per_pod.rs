@@ -37,9 +37,9 @@ pub fn fold(
         .pointer("/spec/template/spec")
         .ok_or("the download Job has no pod template")?;
     let mut deployments = serve.iter_mut().filter(|o| kind(o) == "Deployment");
-    let dep = deployments
-        .next()
-        .ok_or("the serve plugin renders no Deployment: per-pod storage needs one to add the download to")?;
+    let dep = deployments.next().ok_or(
+        "the serve plugin renders no Deployment: per-pod storage needs one to add the download to",
+    )?;
     if deployments.next().is_some() {
         return Err("the serve plugin renders more than one Deployment: per-pod storage adds the download to one".into());
     }
@@ -50,7 +50,8 @@ pub fn fold(
         .ok_or("the serving Deployment has no pod template")?;
 
     // The serve plugin's volume of the claim becomes an emptyDir; its name stays.
-    let uses_claim = |v: &Value| v.pointer("/persistentVolumeClaim/claimName") == Some(&json!(claim));
+    let uses_claim =
+        |v: &Value| v.pointer("/persistentVolumeClaim/claimName") == Some(&json!(claim));
     let volumes = pod
         .entry("volumes")
         .or_insert_with(|| json!([]))
@@ -60,7 +61,10 @@ pub fn fold(
         .iter_mut()
         .find(|v| uses_claim(v))
         .ok_or_else(|| format!("the serving pod mounts no volume of claim {claim:?}: per-pod storage has nothing to fill"))?;
-    let volume_name = serve_volume["name"].as_str().unwrap_or_default().to_string();
+    let volume_name = serve_volume["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     *serve_volume = json!({"name": volume_name, "emptyDir": {"sizeLimit": size}});
 
     // The Job's other volumes come along (a name taken by the serving pod must mean the same).
@@ -87,7 +91,12 @@ pub fn fold(
     let mut inits = Vec::new();
     let taken: Vec<Value> = ["initContainers", "containers"]
         .iter()
-        .flat_map(|k| pod.get(*k).and_then(Value::as_array).cloned().unwrap_or_default())
+        .flat_map(|k| {
+            pod.get(*k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|c| c["name"].clone())
         .collect();
     for c in job_pod["containers"].as_array().into_iter().flatten() {
@@ -122,4 +131,74 @@ pub fn fold(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn claim() -> DynamicObject {
+        object(
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"}}),
+        )
+    }
+
+    fn job() -> DynamicObject {
+        object(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "fetch", "image": "op",
+                    "volumeMounts": [{"name": "data", "mountPath": "/models"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
+                    {"name": "ca", "configMap": {"name": "ca"}}]}}}}),
+        )
+    }
+
+    fn deployment() -> DynamicObject {
+        object(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "server", "image": "s",
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "model", "mountPath": "/m", "subPath": "r"}]}],
+                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "c", "readOnly": true}}]}}}}),
+        )
+    }
+
+    #[test]
+    fn the_job_runs_first_in_each_serving_pod_into_an_empty_dir() {
+        let mut serve = vec![deployment()];
+        let mut job = job();
+        job.data["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
+        fold(&mut serve, &[claim(), job], "2Gi").unwrap();
+        let pod = &serve[0].data["spec"]["template"]["spec"];
+        assert_eq!(pod["initContainers"][0]["name"], "fetch");
+        // The Job's mount of the claim now names the serving pod's volume.
+        assert_eq!(pod["initContainers"][0]["volumeMounts"][0]["name"], "model");
+        assert_eq!(
+            pod["volumes"][0],
+            json!({"name": "model", "emptyDir": {"sizeLimit": "2Gi"}})
+        );
+        assert_eq!(pod["volumes"][1]["configMap"]["name"], "ca");
+    }
+
+    #[test]
+    fn what_cannot_be_folded_says_why() {
+        let no_job = fold(&mut [deployment()], &[claim()], "1Gi").unwrap_err();
+        assert!(no_job.contains("no Job"), "{no_job}");
+        let mut clash = deployment();
+        clash.data["spec"]["template"]["spec"]["containers"][0]["name"] = json!("fetch");
+        let err = fold(&mut [clash], &[claim(), job()], "1Gi").unwrap_err();
+        assert!(err.contains("name of a serving container"), "{err}");
+        // The download container says nothing of privileges: the pod it joins breaks the
+        // restricted standard and is refused whole.
+        let err = fold(&mut [deployment()], &[claim(), job()], "1Gi").unwrap_err();
+        assert!(err.contains("restricted"), "{err}");
+    }
 }

@@ -76,9 +76,11 @@ pub fn render_model(
     revision: Option<&str>,
 ) -> Result<Vec<String>> {
     let download = select(runtime, Step::Download, model)?;
+    let storage = crate::storage::choose(model, None);
+    let per_pod = storage.mode == crate::api::StorageMode::PerPod;
     let revision = revision
         .map(str::to_string)
-        .unwrap_or_else(|| names::revision(model, &download.name, crate::storage::choose(model, None).mode));
+        .unwrap_or_else(|| names::revision(model, &download.name, storage.mode));
     let steps: Vec<Step> = if steps.is_empty() {
         Step::ALL
             .into_iter()
@@ -90,7 +92,22 @@ pub fn render_model(
     let mut docs = Vec::new();
     for step in steps {
         let plugin = select(runtime, step, model)?;
-        for object in runtime.render(&plugin, model, step, &revision)? {
+        let mut objects = runtime.render(&plugin, model, step, &revision)?;
+        if per_pod && step == Step::Download {
+            // What the operator applies: the download runs in the serving pods.
+            docs.push(format!(
+                "# step: download, plugin: {}@{}: storage PerPod ({}), run by each serving pod
+",
+                plugin.name, plugin.version, storage.reason
+            ));
+            continue;
+        }
+        if per_pod && step == Step::Serve {
+            let downloaded = runtime.render(&download, model, Step::Download, &revision)?;
+            crate::per_pod::fold(&mut objects, &downloaded, &model.spec.storage_size)
+                .map_err(|why| anyhow::anyhow!("storage PerPod: {why}"))?;
+        }
+        for object in objects {
             let yaml = serde_yaml::to_string(&object).context("printing YAML")?;
             docs.push(format!(
                 "# step: {step}, plugin: {}@{}\n{yaml}",

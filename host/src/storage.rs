@@ -84,7 +84,10 @@ mod tests {
     fn the_model_then_the_operator_decide_before_the_rule() {
         let asked = model(1, r#","storageMode":"PerPod""#);
         let s = choose(&asked, Some(StorageMode::Shared));
-        assert_eq!((s.mode, s.reason.as_str()), (StorageMode::PerPod, "spec.storageMode"));
+        assert_eq!(
+            (s.mode, s.reason.as_str()),
+            (StorageMode::PerPod, "spec.storageMode")
+        );
         let s = choose(&model(4, ""), Some(StorageMode::Shared));
         assert_eq!(s.mode, StorageMode::Shared);
         assert!(s.reason.contains("--storage-mode"));

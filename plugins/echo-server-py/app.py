@@ -51,7 +51,8 @@ class EchoServer(Plugin):
             container["resources"] = resources
         if pod.env:
             container["env"] = pod.env
-        return [k8s.serve_deployment(model, ctx, pod, container)]
+        budget = k8s.disruption_budget(model, ctx)
+        return [k8s.serve_deployment(model, ctx, pod, container)] + ([budget] if budget else [])
 
 
 Renderer, Inputs = export(EchoServer)

@@ -44,7 +44,8 @@ const echoServer: Plugin = {
     const resources = model.spec.resources ?? pod.resources;
     if (resources !== undefined) container.resources = resources;
     if (pod.env.length > 0) container.env = pod.env;
-    return [k8s.serveDeployment(model, ctx, pod, container)];
+    const budget = k8s.disruptionBudget(model, ctx);
+    return [k8s.serveDeployment(model, ctx, pod, container), ...(budget ? [budget] : [])];
   },
 };
 

@@ -646,7 +646,9 @@ fn check_output(
     allow: &policy::Allowances,
 ) -> Result<Vec<DynamicObject>, PluginError> {
     let labels = context::labels(model, step, revision);
+    let selector = names::selector_labels(&kube::ResourceExt::name_any(model));
     let host = policy::HostAdditions {
+        selector: &selector,
         namespace: context::namespace(model),
         labels: &labels,
         owner: owner_reference(model),

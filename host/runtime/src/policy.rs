@@ -100,6 +100,7 @@ pub fn allowed_kinds(step: Step) -> &'static [(&'static str, &'static str)] {
             ("apps/v1", "Deployment"),
             ("v1", "Pod"),
             ("v1", "ConfigMap"),
+            ("policy/v1", "PodDisruptionBudget"),
         ],
         Step::Expose => &[("v1", "Service")],
     }
@@ -138,6 +139,8 @@ pub struct HostAdditions<'a> {
     /// The one Secret the step's pods may reference without the admin's `secrets` allowance:
     /// the model's own `credentialsSecretRef`, in the download step.
     pub credentials_secret: Option<&'a str>,
+    /// The labels of the model's serving pods: what a disruption budget may select.
+    pub selector: &'a BTreeMap<String, String>,
 }
 
 /// Checks the plugin's `manifests` for `step` and returns them as objects with the host's
@@ -232,7 +235,7 @@ pub fn check(
         if let Some(problem) = type_error(kind, &value) {
             return Err(invalid(object, problem));
         }
-        let broken = content_violations(kind, &value, allow, host.credentials_secret);
+        let broken = content_violations(kind, &value, allow, host);
         if !broken.is_empty() {
             let more = broken.len().saturating_sub(MAX_LISTED);
             let mut rule = broken
@@ -291,6 +294,7 @@ fn type_error(kind: &str, value: &Value) -> Option<String> {
         "PersistentVolumeClaim" => decode::<PersistentVolumeClaim>(value),
         "Service" => decode::<Service>(value),
         "ConfigMap" => decode::<ConfigMap>(value),
+        "PodDisruptionBudget" => decode::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(value),
         _ => None,
     }
 }
@@ -300,10 +304,12 @@ fn content_violations(
     kind: &str,
     value: &Value,
     allow: &Allowances,
-    credentials: Option<&str>,
+    host: &HostAdditions<'_>,
 ) -> Vec<String> {
+    let credentials = host.credentials_secret;
     let spec = value.get("spec").unwrap_or(&Value::Null);
     match kind {
+        "PodDisruptionBudget" => disruption_budget_violations(spec, host.selector),
         "Pod" => pod_violations(spec, allow, credentials),
         "Deployment" | "Job" => match spec.pointer("/template/spec") {
             Some(pod) => pod_violations(pod, allow, credentials),
@@ -340,6 +346,42 @@ fn content_violations(
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// A disruption budget covers this model's serving pods only (a wider selector would hold up
+/// the evictions of other workloads) and lets at least one of them go at a time (a budget of
+/// none would stop every node drain): authority the model's author may not have.
+fn disruption_budget_violations(spec: &Value, selector: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let matches = spec.pointer("/selector/matchLabels");
+    let covers_own_only = selector
+        .iter()
+        .all(|(k, v)| matches.and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v));
+    if !covers_own_only {
+        out.push(format!(
+            "a disruption budget must select the model's serving pods by their labels ({}) in spec.selector.matchLabels",
+            selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if spec.get("minAvailable").is_some_and(|v| !v.is_null()) {
+        out.push("a disruption budget must use maxUnavailable, not minAvailable".into());
+    }
+    let allows_one = match spec.get("maxUnavailable") {
+        Some(Value::Number(n)) => n.as_i64().is_some_and(|n| n >= 1),
+        Some(Value::String(p)) => p
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p >= 1),
+        _ => false,
+    };
+    if !allows_one {
+        out.push("a disruption budget must allow at least one disruption (maxUnavailable of 1 or more, or a percentage above 0%): none would stop every drain of the nodes it runs on".into());
+    }
+    out
 }
 
 fn pod_violations(pod: &Value, allow: &Allowances, credentials: Option<&str>) -> Vec<String> {
@@ -533,6 +575,35 @@ fn decorate(object: &mut DynamicObject, step: Step, host: &HostAdditions<'_>) {
     }
     if step == Step::Serve {
         spread_replicas(object);
+        answer_while_leaving(object);
+    }
+}
+
+/// Seconds a leaving serving container keeps answering before it is stopped.
+const LEAVING_SECONDS: i64 = 5;
+
+/// A serving pod that is deleted (a drain, a rollout, a scale-down) leaves the Service's
+/// endpoints while it is told to stop, and every kube-proxy drops it a moment later: a server
+/// that stops at once refuses the requests routed to it meanwhile. Each container of a serving
+/// Deployment that says nothing of its stop gets a `preStop` sleep (no exec, no shell: the
+/// kubelet sleeps) of [`LEAVING_SECONDS`], within the pod's grace period.
+fn answer_while_leaving(object: &mut DynamicObject) {
+    if object.types.as_ref().is_none_or(|t| t.kind != "Deployment") {
+        return;
+    }
+    let Some(Value::Array(containers)) = object.data.pointer_mut("/spec/template/spec/containers")
+    else {
+        return;
+    };
+    for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+        let lifecycle = c
+            .entry("lifecycle")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(lifecycle) = lifecycle {
+            lifecycle
+                .entry("preStop")
+                .or_insert_with(|| serde_json::json!({"sleep": {"seconds": LEAVING_SECONDS}}));
+        }
     }
 }
 
@@ -585,8 +656,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const NO_SELECTOR: &BTreeMap<String, String> = &BTreeMap::new();
+
     fn run(step: Step, objects: &[Value]) -> Result<Vec<DynamicObject>, PluginError> {
         let labels = BTreeMap::from([("mlmodel.dev/model".to_string(), "m".to_string())]);
+        let selector =
+            BTreeMap::from([("app.kubernetes.io/instance".to_string(), "m".to_string())]);
         let owner = OwnerReference {
             api_version: "mlmodel.dev/v1alpha1".into(),
             kind: "MLModel".into(),
@@ -601,6 +676,7 @@ mod tests {
             owner: Some(owner),
             readiness_gate: None,
             credentials_secret: None,
+            selector: &selector,
         };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
         check(
@@ -680,6 +756,7 @@ mod tests {
     fn serving_replicas_are_spread_over_nodes_unless_the_plugin_says_how() {
         let labels = BTreeMap::new();
         let host = HostAdditions {
+            selector: NO_SELECTOR,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -727,9 +804,30 @@ mod tests {
 
     /// `spec.validation`: the host holds a readiness gate on every pod the serve step makes.
     #[test]
+    fn serving_containers_keep_answering_while_they_leave_unless_the_plugin_says_how() {
+        let mut own = deployment();
+        own["spec"]["template"]["spec"]["containers"][0]["lifecycle"] =
+            json!({"preStop": {"httpGet": {"path": "/drain", "port": 8080}}});
+        let objs = run(Step::Serve, &[deployment()]).unwrap();
+        let c = &objs[0].data["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["lifecycle"]["preStop"],
+            json!({"sleep": {"seconds": LEAVING_SECONDS}})
+        );
+        let objs = run(Step::Serve, &[own]).unwrap();
+        let c = &objs[0].data["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["path"], "/drain");
+        // A download Job's pod is not a server.
+        let objs = run(Step::Download, &[job()]).unwrap();
+        let c = &objs[0].data["spec"]["template"]["spec"]["containers"][0];
+        assert!(c.get("lifecycle").is_none(), "{c}");
+    }
+
+    #[test]
     fn the_host_adds_its_readiness_gate_to_pod_templates() {
         let labels = BTreeMap::new();
         let host = HostAdditions {
+            selector: NO_SELECTOR,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -774,6 +872,7 @@ mod tests {
     fn malformed_output_is_invalid() {
         let labels = BTreeMap::new();
         let host = HostAdditions {
+            selector: NO_SELECTOR,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -942,6 +1041,7 @@ mod tests {
     fn a_plugin_reaches_no_secret_but_the_models_credentials_in_the_download() {
         let labels = BTreeMap::new();
         let host = |credentials: Option<&'static str>| HostAdditions {
+            selector: NO_SELECTOR,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -1177,6 +1277,7 @@ mod tests {
     fn the_admin_can_widen_service_accounts_and_service_types_per_plugin() {
         let labels = BTreeMap::new();
         let host = HostAdditions {
+            selector: NO_SELECTOR,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -1223,6 +1324,15 @@ mod tests {
             let expect = case["expect"].as_str().unwrap();
             assert!(err.to_string().contains(expect), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn a_disruption_budget_of_the_models_pods_that_lets_one_go_passes() {
+        let budget = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "b"}, "spec": {"maxUnavailable": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "m", "extra": "x"}}}});
+        let objs = run(Step::Serve, &[budget]).expect("allowed");
+        assert_eq!(objs[0].metadata.namespace.as_deref(), Some("ns"));
     }
 
     #[test]

@@ -316,6 +316,7 @@ pub async fn run_controllers(
             .owns_shared_stream(triggers.deployments)
             .owns_shared_stream(triggers.services)
             .owns_shared_stream(triggers.configmaps)
+            .owns_shared_stream(triggers.pdbs)
             .watches_shared_stream(triggers.pods, |pod: Arc<CachedPod>| {
                 let name = pod.annotations().get(ANNOTATION_MODEL_NAME).cloned();
                 let ns = pod.namespace();

@@ -5,7 +5,7 @@ use super::watches::{Cache, Stores};
 use super::{Context, Recorder, reconcile};
 use crate::api::{ANNOTATION_SERVE_PLUGIN, MANAGER, MLModel};
 use crate::cached::{
-    CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
+    CachedConfigMap, CachedDeployment, CachedJob, CachedPdb, CachedPod, CachedPvc, CachedService,
 };
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
@@ -76,6 +76,7 @@ struct Cluster {
     deployments: Vec<CachedDeployment>,
     services: Vec<CachedService>,
     configmaps: Vec<CachedConfigMap>,
+    pdbs: Vec<CachedPdb>,
     pods: Vec<CachedPod>,
 }
 
@@ -87,6 +88,7 @@ impl Cluster {
             deployments: cache(index::controller_uid, &self.deployments),
             services: cache(index::controller_uid, &self.services),
             configmaps: cache(index::controller_uid, &self.configmaps),
+            pdbs: cache(index::controller_uid, &self.pdbs),
             pods: cache(index::model_label, &self.pods),
         }
     }
@@ -102,6 +104,7 @@ impl Cluster {
             Some("Deployment") => self.deployments.push(serde_json::from_value(obj).unwrap()),
             Some("Service") => self.services.push(serde_json::from_value(obj).unwrap()),
             Some("ConfigMap") => self.configmaps.push(serde_json::from_value(obj).unwrap()),
+            Some("PodDisruptionBudget") => self.pdbs.push(serde_json::from_value(obj).unwrap()),
             other => panic!("unexpected kind {other:?} in {call:?}"),
         }
     }
@@ -810,13 +813,16 @@ async fn a_failed_model_seen_deleted_is_forgotten_whole() {
 async fn replicas_on_a_read_write_once_claim_each_download_in_their_pod() {
     let mut model = echo_model();
     model.spec.replicas = 2;
-    // No claim, no Job: the server (with the download in it) and the Service at once.
-    let calls = reconcile_once(
-        &model,
-        &Cluster::default(),
-        serve_and_expose_scenario(&model, 0),
-    )
-    .await;
+    // No claim, no Job: the server (with the download in it), its disruption budget and the
+    // Service at once.
+    let mut scenario = serve_and_expose_scenario(&model, 0);
+    scenario.insert(
+        1,
+        create(format!(
+            "/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/echo-model-server"
+        )),
+    );
+    let calls = reconcile_once(&model, &Cluster::default(), scenario).await;
     assert!(calls.iter().all(|c| !c.unexpected), "{calls:#?}");
     let pod = &calls[0].body["spec"]["template"]["spec"];
     let init = &pod["initContainers"][0];
@@ -834,7 +840,13 @@ async fn replicas_on_a_read_write_once_claim_each_download_in_their_pod() {
         "{volume}"
     );
     assert!(volume.get("persistentVolumeClaim").is_none(), "{volume}");
-    let status = &calls[2].body["status"];
+    let budget = &calls[1].body["spec"];
+    assert_eq!(budget["maxUnavailable"], 1, "{budget}");
+    assert_eq!(
+        budget["selector"], calls[0].body["spec"]["selector"],
+        "the budget covers the serving pods"
+    );
+    let status = &calls[3].body["status"];
     assert_eq!(status["storage"]["mode"], "PerPod", "{status}");
     assert!(
         status["storage"]["reason"]

@@ -4,7 +4,7 @@
 use crate::api::{LABEL_MANAGED_BY, LABEL_MODEL, MANAGER, MLModel};
 use crate::apply::ANNOTATION_APPLIED_HASH;
 use crate::cached::{
-    CachedConfigMap, CachedDeployment, CachedJob, CachedPod, CachedPvc, CachedService,
+    CachedConfigMap, CachedDeployment, CachedJob, CachedPdb, CachedPod, CachedPvc, CachedService,
 };
 use crate::index::{self, Index};
 use crate::interpret::{self, ObjectKey};
@@ -56,6 +56,7 @@ pub struct Stores {
     pub deployments: Cache<CachedDeployment>,
     pub services: Cache<CachedService>,
     pub configmaps: Cache<CachedConfigMap>,
+    pub pdbs: Cache<CachedPdb>,
     pub pods: Cache<CachedPod>,
 }
 
@@ -66,6 +67,7 @@ pub struct Triggers {
     pub deployments: ReflectHandle<CachedDeployment>,
     pub services: ReflectHandle<CachedService>,
     pub configmaps: ReflectHandle<CachedConfigMap>,
+    pub pdbs: ReflectHandle<CachedPdb>,
     pub pods: ReflectHandle<CachedPod>,
 }
 
@@ -86,6 +88,7 @@ impl Watches {
         let deployments = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
         let services = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
         let configmaps = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
+        let pdbs = SharedWatch::start(scoped(client, ns), &owned, index::controller_uid);
         let pods = SharedWatch::start(scoped(client, ns), LABEL_MODEL, index::model_label);
         Watches {
             drivers: vec![
@@ -94,6 +97,7 @@ impl Watches {
                 deployments.driver,
                 services.driver,
                 configmaps.driver,
+                pdbs.driver,
                 pods.driver,
             ],
             stores: Stores {
@@ -102,6 +106,7 @@ impl Watches {
                 deployments: deployments.cache,
                 services: services.cache,
                 configmaps: configmaps.cache,
+                pdbs: pdbs.cache,
                 pods: pods.cache,
             },
             triggers: Triggers {
@@ -110,6 +115,7 @@ impl Watches {
                 deployments: deployments.trigger,
                 services: services.trigger,
                 configmaps: configmaps.trigger,
+                pdbs: pdbs.trigger,
                 pods: pods.trigger,
             },
         }
@@ -173,6 +179,7 @@ pub struct Owned {
     pub deployments: Vec<Arc<CachedDeployment>>,
     pub services: Vec<Arc<CachedService>>,
     pub configmaps: Vec<Arc<CachedConfigMap>>,
+    pub pdbs: Vec<Arc<CachedPdb>>,
     pub pods: Vec<Arc<CachedPod>>,
 }
 
@@ -195,6 +202,7 @@ impl Owned {
             deployments: owned_by(&stores.deployments, model),
             services: owned_by(&stores.services, model),
             configmaps: owned_by(&stores.configmaps, model),
+            pdbs: owned_by(&stores.pdbs, model),
             pods: stores.pods.get(&pods_key),
         }
     }
@@ -224,6 +232,7 @@ impl Owned {
         add(&mut out, "Deployment", &self.deployments);
         add(&mut out, "Service", &self.services);
         add(&mut out, "ConfigMap", &self.configmaps);
+        add(&mut out, "PodDisruptionBudget", &self.pdbs);
         out
     }
 

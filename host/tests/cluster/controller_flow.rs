@@ -199,6 +199,9 @@ async fn updates_replicas_without_download_and_url_without_downtime() {
     let env = Env::start("update", &[]).await;
     let mut model = sample_model("echo-model.yaml");
     model.spec.replicas = 2;
+    // One claim for every replica: a replicas change reuses it (per-pod storage, the choice
+    // for 2 replicas on a ReadWriteOnce claim, downloads in each new pod).
+    model.spec.storage_mode = Some(mlmodel_operator::api::StorageMode::Shared);
     let name = model.name_any();
     env.create(model).await;
     let first = env

@@ -43,6 +43,8 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 /// Unknown paths are 404.
 pub(crate) struct FileServer {
     port: u16,
+    /// The address each GET of a file came from, in order (HEADs and 404s are not counted).
+    gets: Arc<std::sync::Mutex<Vec<(String, std::net::IpAddr)>>>,
 }
 
 /// How a [`FileServer`] sends a body.
@@ -94,6 +96,8 @@ impl FileServer {
             panic!("bind {HOST_IP}: {e} (is the real node's bridge up? hack/node.sh)")
         });
         let port = listener.local_addr().unwrap().port();
+        let gets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = gets.clone();
         let shared: Arc<Vec<(String, Vec<u8>)>> =
             Arc::new(files.into_iter().map(|(p, b)| (p.to_string(), b)).collect());
         std::thread::spawn(move || {
@@ -101,6 +105,7 @@ impl FileServer {
                 let Ok(mut conn) = conn else { continue };
                 let files = shared.clone();
                 let missing = missing.clone();
+                let log = log.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut line = String::new();
@@ -126,6 +131,9 @@ impl FileServer {
                         .iter()
                         .find(|(p, _)| *p == path && !not_yet)
                         .map(|(_, b)| b.clone());
+                    if let (Some(_), false, Ok(peer)) = (&body, head, conn.peer_addr()) {
+                        log.lock().unwrap().push((path.clone(), peer.ip()));
+                    }
                     let _ = match body {
                         Some(b) => {
                             let _ = write!(
@@ -142,7 +150,16 @@ impl FileServer {
                 });
             }
         });
-        FileServer { port }
+        FileServer { port, gets }
+    }
+
+    /// Where each GET of `path` came from.
+    pub(crate) fn gets_of(&self, path: &str) -> Vec<std::net::IpAddr> {
+        let log = self.gets.lock().unwrap();
+        log.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, ip)| *ip)
+            .collect()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

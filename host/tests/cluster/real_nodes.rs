@@ -329,3 +329,296 @@ async fn a_model_whose_node_is_lost_is_degraded_then_ready_again() {
     println!("Ready again {:?} after the kubelet came back", t0.elapsed());
     assert_eq!(again.status.unwrap().replicas_ready.as_deref(), Some("2/2"));
 }
+
+/// Uncordons the second node when dropped, whatever the test did meanwhile.
+struct Uncordon(String);
+
+impl Drop for Uncordon {
+    fn drop(&mut self) {
+        let out = crate::deploy_support::kubectl(&common::kubeconfig_path())
+            .args(["uncordon", &self.0])
+            .output();
+        assert!(
+            out.is_ok_and(|o| o.status.success()),
+            "uncordoning {}",
+            self.0
+        );
+    }
+}
+
+/// The node a pod runs on, of the real ones: 1 or 2. Pods of the first node have addresses of
+/// 10.88.0.0/16; those of the second reach this machine from its range or its uplink.
+fn node_of_address(ip: &std::net::IpAddr) -> u8 {
+    if ip.to_string().starts_with("10.88.") {
+        1
+    } else {
+        2
+    }
+}
+
+/// 29 (4a, 4b): `replicas: 2` on `ReadWriteOnce` node-bound storage (local-path) runs one
+/// replica on each real node, each downloading its own copy (the origin sees one GET per
+/// node), both answering through the Service; then `kubectl drain` of the second node while
+/// requests run through the Service: none fails, the model turns `Degraded` and back to
+/// `Ready` (`2/2`) once the replica is rescheduled on the first node.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn replicas_on_read_write_once_storage_spread_over_nodes_and_a_drain_drops_no_request() {
+    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let annotations = [
+        (
+            "scheduler.alpha.kubernetes.io/node-selector",
+            "mlmodel.dev/real-node=true",
+        ),
+        (
+            "scheduler.alpha.kubernetes.io/defaultTolerations",
+            tolerations,
+        ),
+    ];
+    let opts = mlmodel_operator::plugins::RuntimeOptions {
+        operator_image: common::operator_image(),
+        ..Default::default()
+    };
+    let env =
+        crate::common::flow::Env::start_with("spread", common::RESTRICTED, &annotations, opts)
+            .await;
+    let data = crate::real_node::model_bytes(9, 1024 * 1024 + 3);
+    let sha = crate::real_node::sha256_hex(&data);
+    let server = crate::real_node::FileServer::start(vec![("/m.bin", data.clone())]);
+    let mut model =
+        crate::real_node::file_model("spread", &server.url("/m.bin"), Some(&sha), json!({}));
+    model.spec.replicas = 2;
+    let _one_at_a_time = SECOND_NODE.lock().await;
+    let client = env.client.clone();
+    let (first, second) = real_nodes(&client).await;
+    let (n1, n2) = (hostname(&first), hostname(&second));
+    let t0 = std::time::Instant::now();
+    env.create(model).await;
+    let ready = env
+        .wait_phase(
+            "spread",
+            mlmodel_operator::api::Phase::Ready,
+            Duration::from_secs(240),
+        )
+        .await;
+    println!("Ready with 2 replicas in {:?}", t0.elapsed());
+    let status = ready.status.unwrap();
+    assert_eq!(status.replicas_ready.as_deref(), Some("2/2"));
+    let storage = status.storage.expect("status.storage");
+    assert_eq!(
+        storage.mode,
+        mlmodel_operator::api::StorageMode::PerPod,
+        "{storage:?}"
+    );
+    assert_eq!(
+        status.download.as_ref().and_then(|d| d.sha256.clone()),
+        Some(sha.clone())
+    );
+
+    // One replica on each node, no claim, no download Job.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &env.ns);
+    let serving = ListParams::default().labels("mlmodel.dev/model=spread,mlmodel.dev/step=serve");
+    let placed: BTreeMap<String, String> = pods
+        .list(&serving)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.clone().unwrap(),
+                p.spec.unwrap().node_name.unwrap(),
+            )
+        })
+        .collect();
+    let mut nodes: Vec<&String> = placed.values().collect();
+    nodes.sort();
+    let mut want = vec![&n1, &n2];
+    want.sort();
+    assert_eq!(nodes, want, "one replica on each node: {placed:?}");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &env.ns);
+    assert!(
+        claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // The origin: one GET per node.
+    let origin: Vec<u8> = server
+        .gets_of("/m.bin")
+        .iter()
+        .map(node_of_address)
+        .collect();
+    println!("the origin's GETs came from nodes {origin:?}");
+    let mut per_node = origin.clone();
+    per_node.sort();
+    assert_eq!(per_node, [1, 2], "one download per node: {origin:?}");
+
+    // Both replicas answer through the Service (busybox httpd logs each request).
+    let services: Api<Service> = Api::namespaced(client.clone(), &env.ns);
+    let svc_ip = services
+        .get("spread")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let url = format!("http://{svc_ip}/m.bin");
+    for _ in 0..40 {
+        let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        assert!(
+            body[..] == data[..],
+            "the model's bytes through the Service"
+        );
+    }
+    let mut per_pod = BTreeMap::new();
+    for pod in placed.keys() {
+        let log = pods.logs(pod, &LogParams::default()).await.unwrap();
+        per_pod.insert(pod.clone(), log.matches("url:/m.bin").count());
+    }
+    println!("requests through the Service, per pod: {per_pod:?}");
+    assert!(
+        per_pod.values().all(|n| *n > 0),
+        "both replicas answer: {per_pod:?}"
+    );
+    assert!(per_pod.values().sum::<usize>() >= 40, "{per_pod:?}");
+
+    // A drain of the second node while requests run through the Service.
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let loop_http = http.clone();
+    let loop_url = url.clone();
+    let requests = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0usize, Vec::new());
+        loop {
+            if stop_rx.try_recv().is_ok() {
+                return (ok, failed);
+            }
+            match loop_http.get(&loop_url).send().await {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(b) if b.len() == 1024 * 1024 + 3 => ok += 1,
+                    Ok(b) => failed.push(format!("{} bytes", b.len())),
+                    Err(e) => failed.push(e.to_string()),
+                },
+                Ok(r) => failed.push(r.status().to_string()),
+                Err(e) => failed.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let phases_api = env.models();
+    let (seen_tx, mut seen_rx) = tokio::sync::oneshot::channel::<()>();
+    let phases = tokio::spawn(async move {
+        let mut seen: Vec<(String, String, String)> = Vec::new();
+        loop {
+            if seen_rx.try_recv().is_ok() {
+                return seen;
+            }
+            if let Ok(m) = phases_api.get("spread").await
+                && let Some(st) = m.status
+            {
+                let now = (
+                    format!("{:?}", st.phase.unwrap_or_default()),
+                    st.reason.unwrap_or_default(),
+                    st.replicas_ready.unwrap_or_default(),
+                );
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _uncordon = Uncordon(n2.clone());
+    let t0 = std::time::Instant::now();
+    let drain = tokio::task::spawn_blocking({
+        let n2 = n2.clone();
+        let selector = "mlmodel.dev/model=spread".to_string();
+        move || {
+            crate::deploy_support::kubectl(&common::kubeconfig_path())
+                .args([
+                    "drain",
+                    &n2,
+                    "--ignore-daemonsets",
+                    "--delete-emptydir-data",
+                    "--pod-selector",
+                    &selector,
+                    "--timeout=180s",
+                ])
+                .output()
+                .expect("kubectl drain")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        drain.status.success(),
+        "kubectl drain: {}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    println!("kubectl drain took {:?}", t0.elapsed());
+    let again = env
+        .wait_until(
+            "the model Ready 2/2 on the first node",
+            Duration::from_secs(180),
+            || async {
+                let m = env.get("spread").await;
+                let st = m.status?;
+                (st.phase == Some(mlmodel_operator::api::Phase::Ready)
+                    && st.replicas_ready.as_deref() == Some("2/2"))
+                .then_some(st)
+            },
+        )
+        .await;
+    println!("Ready again {:?} after the drain began", t0.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(()).unwrap();
+    seen_tx.send(()).unwrap();
+    let (ok, failed) = requests.await.unwrap();
+    let seen = phases.await.unwrap();
+    println!(
+        "during the drain: {ok} requests answered, {} failed; status went {seen:?}",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "requests failed during the drain: {failed:?}"
+    );
+    assert!(ok > 20, "{ok} requests");
+    assert!(
+        seen.iter()
+            .any(|(phase, _, replicas)| phase == "Degraded" && replicas == "1/2"),
+        "the model said Degraded 1/2 while a replica was away: {seen:?}"
+    );
+    assert_eq!(again.replicas_ready.as_deref(), Some("2/2"));
+    let now_on: Vec<String> = pods
+        .list(&serving)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.spec.unwrap().node_name.unwrap())
+        .collect();
+    assert!(
+        now_on.iter().all(|n| *n == n1),
+        "the replicas left the drained node: {now_on:?}"
+    );
+    println!(
+        "the origin's GETs came from nodes {:?} (the rescheduled replica downloads again)",
+        server
+            .gets_of("/m.bin")
+            .iter()
+            .map(node_of_address)
+            .collect::<Vec<_>>()
+    );
+}

@@ -52,8 +52,13 @@ fn render_prints_every_step_of_each_sample() {
         "serve",
     ]);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(kinds(&stdout), ["Deployment"]);
+    // Two replicas: a disruption budget, and each pod downloads its own copy (no claim).
+    assert_eq!(kinds(&stdout), ["Deployment", "PodDisruptionBudget"]);
     assert!(stdout.contains("tensorflow/serving:"), "{stdout}");
+    assert!(
+        stdout.contains("initContainers:") && stdout.contains("emptyDir:"),
+        "{stdout}"
+    );
 }
 
 #[test]

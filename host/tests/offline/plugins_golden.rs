@@ -38,7 +38,11 @@ fn default_plugins_render_the_samples_as_committed() {
         // As the cluster would hand it over: namespace and uid, so the owner reference shows.
         model.metadata.namespace = Some("models".into());
         model.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
-        let revision = names::revision(&model, "download-job", mlmodel_operator::api::StorageMode::Shared);
+        let revision = names::revision(
+            &model,
+            "download-job",
+            mlmodel_operator::api::StorageMode::Shared,
+        );
         for (plugin, step) in PLUGINS {
             let loaded = rt.get(plugin).unwrap();
             let objects = rt

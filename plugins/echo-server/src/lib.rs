@@ -60,7 +60,11 @@ impl Plugin for EchoServer {
         if !pod.env.is_empty() {
             container["env"] = json!(pod.env);
         }
-        Ok(vec![k8s::serve_deployment(model, ctx, &pod, container)])
+        let deployment = k8s::serve_deployment(model, ctx, &pod, container);
+        Ok([deployment]
+            .into_iter()
+            .chain(k8s::disruption_budget(model, ctx))
+            .collect())
     }
 }
 

@@ -159,7 +159,10 @@ impl Plugin for MlServer {
             list.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}));
         }
         k8s::set_inference(&mut deployment, "v2", name);
-        Ok(vec![deployment])
+        Ok([deployment]
+            .into_iter()
+            .chain(k8s::disruption_budget(model, ctx))
+            .collect())
     }
 }
 

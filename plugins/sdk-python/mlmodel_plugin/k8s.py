@@ -157,6 +157,23 @@ def serve_deployment(
     }
 
 
+def disruption_budget(model: "Model", ctx: "Context") -> Optional[Dict[str, Any]]:
+    """The disruption budget of a model of two replicas or more: one serving pod at a time may be
+    evicted, and a pod that is not ready may always be. ``None`` for one replica."""
+    if model.spec.replicas < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(ctx.names.workload, ctx),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": dict(ctx.selector_labels)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 #: Annotation on a serve plugin's workload: the protocol clients speak to the server (``v2``, the
 #: Open Inference Protocol; ``tfserving-rest``; ``http``). The host shows it in
 #: ``status.inference`` with the URL a client posts to.

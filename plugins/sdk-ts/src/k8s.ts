@@ -188,6 +188,24 @@ export function serveDeployment(
 }
 
 /**
+ * The disruption budget of a model of two replicas or more: one serving pod at a time may be
+ * evicted, and a pod that is not ready may always be. `undefined` for one replica.
+ */
+export function disruptionBudget(model: Model, ctx: Context): JsonObject | undefined {
+  if (model.spec.replicas < 2) return undefined;
+  return {
+    apiVersion: "policy/v1",
+    kind: "PodDisruptionBudget",
+    metadata: objectMeta(ctx.names.workload, ctx),
+    spec: {
+      maxUnavailable: 1,
+      selector: { matchLabels: { ...ctx.selectorLabels } },
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+    },
+  };
+}
+
+/**
  * Annotation on a serve plugin's workload: the protocol clients speak to the server (`v2`, the
  * Open Inference Protocol; `tfserving-rest`; `http`). The host shows it in `status.inference`
  * with the URL a client posts to.

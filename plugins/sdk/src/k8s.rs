@@ -182,6 +182,25 @@ pub fn serve_deployment(
     })
 }
 
+/// The disruption budget of a model of two replicas or more: one serving pod at a time may be
+/// evicted (a drain waits for the replacement to be ready before it takes the next), and a pod
+/// that is not ready may always be (a crash-looping server must not hold up a drain). `None`
+/// for one replica: a budget would then either block every drain or allow the only pod to go.
+pub fn disruption_budget(model: &Model, ctx: &Context) -> Option<Value> {
+    (model.spec.replicas >= 2).then(|| {
+        json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": object_meta(&ctx.names.workload, ctx),
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": ctx.selector_labels},
+                "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            },
+        })
+    })
+}
+
 /// Annotation on a serve plugin's workload: the protocol clients speak to the server, `v2` (the
 /// Open Inference Protocol), `tfserving-rest` or `http`. The host shows it in `status.inference`
 /// with the URL a client posts to.

@@ -88,7 +88,10 @@ impl Plugin for TensorflowServing {
         }
         let mut deployment = k8s::serve_deployment(model, ctx, &pod, container);
         k8s::set_inference(&mut deployment, "tfserving-rest", name);
-        Ok(vec![deployment])
+        Ok([deployment]
+            .into_iter()
+            .chain(k8s::disruption_budget(model, ctx))
+            .collect())
     }
 }
 

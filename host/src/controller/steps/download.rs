@@ -25,9 +25,8 @@ pub(super) async fn download(
         // Each serving pod downloads for itself (the serve step folds this step's render into
         // its pods): no claim, no Job; the download is read from those pods.
         obs.storage_exists = true;
-        obs.download = interpret::per_pod_download_state(
-            &owned.pods_of(Step::Serve.as_str(), Some(&wanted)),
-        );
+        obs.download =
+            interpret::per_pod_download_state(&owned.pods_of(Step::Serve.as_str(), Some(&wanted)));
         return Ok(wanted);
     }
     let objs = applier
