@@ -81,7 +81,10 @@ impl Plugin for FileServer {
         if !pod.env.is_empty() {
             container["env"] = json!(pod.env);
         }
-        let deployment = k8s::serve_deployment(model, ctx, &pod, container);
+        let mut deployment = k8s::serve_deployment(model, ctx, &pod, container);
+        // httpd as the pod's first process would ignore SIGTERM (PID 1 has no default signal
+        // actions) and every stop would wait out the grace period: the pause process is PID 1.
+        deployment["spec"]["template"]["spec"]["shareProcessNamespace"] = json!(true);
         Ok([deployment]
             .into_iter()
             .chain(k8s::disruption_budget(model, ctx))
