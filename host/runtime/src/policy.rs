@@ -576,6 +576,44 @@ fn decorate(object: &mut DynamicObject, step: Step, host: &HostAdditions<'_>) {
     if step == Step::Serve {
         spread_replicas(object);
         answer_while_leaving(object);
+        leave_lost_nodes(object);
+    }
+}
+
+/// Seconds a serving pod stays bound to a node that stopped reporting before it is evicted
+/// and replaced elsewhere (Kubernetes' default, added at admission, is 300).
+const LOST_NODE_SECONDS: i64 = 30;
+
+/// A serving replica on a node that stopped reporting answers nothing the Service can count on:
+/// each serving Deployment's pods tolerate an unreachable or not-ready node for
+/// [`LOST_NODE_SECONDS`] instead of five minutes, unless the plugin says otherwise for that
+/// taint. A download holds no node: a replica downloads again where it lands (per-pod storage),
+/// and one bound to a node's volume waits for that node whatever this says.
+fn leave_lost_nodes(object: &mut DynamicObject) {
+    if object.types.as_ref().is_none_or(|t| t.kind != "Deployment") {
+        return;
+    }
+    let Some(Value::Object(spec)) = object.data.pointer_mut("/spec/template/spec") else {
+        return;
+    };
+    let Value::Array(tolerations) = spec
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()))
+    else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/not-ready",
+    ] {
+        if !tolerations.iter().any(|t| t["key"] == key) {
+            tolerations.push(serde_json::json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": LOST_NODE_SECONDS,
+            }));
+        }
     }
 }
 
@@ -821,6 +859,34 @@ mod tests {
         let objs = run(Step::Download, &[job()]).unwrap();
         let c = &objs[0].data["spec"]["template"]["spec"]["containers"][0];
         assert!(c.get("lifecycle").is_none(), "{c}");
+    }
+
+    #[test]
+    fn serving_pods_leave_a_lost_node_after_30_seconds_unless_the_plugin_says_how() {
+        let objs = run(Step::Serve, &[deployment()]).unwrap();
+        let t = &objs[0].data["spec"]["template"]["spec"]["tolerations"];
+        assert_eq!(t.as_array().unwrap().len(), 2, "{t}");
+        assert!(
+            t.as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["tolerationSeconds"] == LOST_NODE_SECONDS)
+        );
+        let mut own = deployment();
+        own["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 600}]);
+        let objs = run(Step::Serve, &[own]).unwrap();
+        let t = objs[0].data["spec"]["template"]["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(t[0]["tolerationSeconds"], 600, "the plugin's own stays");
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert!(
+            run(Step::Download, &[job()]).unwrap()[0].data["spec"]["template"]["spec"]
+                .get("tolerations")
+                .is_none()
+        );
     }
 
     #[test]

@@ -639,3 +639,139 @@ async fn replicas_on_read_write_once_storage_spread_over_nodes_and_a_drain_drops
             .collect::<Vec<_>>()
     );
 }
+
+/// Starts these components of the second node again (in order) when dropped.
+struct ComponentsBack(&'static [&'static str]);
+
+impl Drop for ComponentsBack {
+    fn drop(&mut self) {
+        for component in self.0 {
+            let status =
+                std::process::Command::new(crate::common::flow::repo_root().join("hack/node.sh"))
+                    .args(["restart", component])
+                    .env("MLMODEL_NODE_INDEX", "2")
+                    .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "restarting the second node's {component}"
+            );
+        }
+    }
+}
+
+/// 29 (4c): a model with a replica on each real node; the second node is lost (its kubelet and
+/// container runtime stop): the model says `Degraded`, `NodeLost`, within the node lifecycle
+/// controller's grace, and is `Ready` (`2/2`) again with both replicas on the first node once
+/// the lost replica is evicted (serving pods leave a lost node after 30 s) and replaced.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
+    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let annotations = [
+        (
+            "scheduler.alpha.kubernetes.io/node-selector",
+            "mlmodel.dev/real-node=true",
+        ),
+        (
+            "scheduler.alpha.kubernetes.io/defaultTolerations",
+            tolerations,
+        ),
+    ];
+    let opts = mlmodel_operator::plugins::RuntimeOptions {
+        operator_image: common::operator_image(),
+        ..Default::default()
+    };
+    let env =
+        crate::common::flow::Env::start_with("lost-two", common::RESTRICTED, &annotations, opts)
+            .await;
+    let data = crate::real_node::model_bytes(11, 256 * 1024);
+    let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
+    let mut model = crate::real_node::file_model("away", &server.url("/m.bin"), None, json!({}));
+    model.spec.replicas = 2;
+    let _one_at_a_time = SECOND_NODE.lock().await;
+    let client = env.client.clone();
+    let (first, _) = real_nodes(&client).await;
+    let n1 = hostname(&first);
+    env.create(model).await;
+    env.wait_until("Ready 2/2", Duration::from_secs(240), || async {
+        let st = env.get("away").await.status?;
+        (st.phase == Some(mlmodel_operator::api::Phase::Ready)
+            && st.replicas_ready.as_deref() == Some("2/2"))
+        .then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &env.ns);
+    let serving = ListParams::default().labels("mlmodel.dev/model=away,mlmodel.dev/step=serve");
+    let live_nodes = || async {
+        let mut nodes: Vec<String> = pods
+            .list(&serving)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.spec?.node_name)
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    let before = live_nodes().await;
+    assert!(
+        before.len() == 2 && before[0] != before[1],
+        "a replica on each node: {before:?}"
+    );
+
+    // The node lost: its kubelet and its container runtime stop.
+    let back = ComponentsBack(&["containerd", "kubelet"]);
+    let run = common::kubeconfig_path()
+        .parent()
+        .unwrap()
+        .join("run/node2");
+    for component in ["kubelet", "containerd"] {
+        let pid = std::fs::read_to_string(run.join(format!("{component}.pid")))
+            .unwrap_or_else(|e| panic!("the second node's {component} pid: {e}"));
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let degraded = env
+        .wait_until("Degraded, NodeLost", Duration::from_secs(180), || async {
+            let st = env.get("away").await.status?;
+            (st.phase == Some(mlmodel_operator::api::Phase::Degraded)
+                && st.reason.as_deref() == Some("NodeLost"))
+            .then_some(st)
+        })
+        .await;
+    let lost_after = t0.elapsed();
+    assert_eq!(
+        degraded.replicas_ready.as_deref(),
+        Some("1/2"),
+        "{degraded:?}"
+    );
+    let ready = env
+        .wait_until(
+            "Ready 2/2 on the remaining node",
+            Duration::from_secs(240),
+            || async {
+                let st = env.get("away").await.status?;
+                let on = live_nodes().await;
+                (st.phase == Some(mlmodel_operator::api::Phase::Ready)
+                    && st.replicas_ready.as_deref() == Some("2/2")
+                    && on.iter().all(|n| *n == n1))
+                .then_some(st)
+            },
+        )
+        .await;
+    println!(
+        "node lost: Degraded NodeLost after {lost_after:?} ({:?}); Ready 2/2 on {n1} after {:?}",
+        degraded.message,
+        t0.elapsed()
+    );
+    assert_eq!(ready.replicas_ready.as_deref(), Some("2/2"));
+    drop(back);
+}
