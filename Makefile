@@ -116,7 +116,7 @@ bench-progress: setup tools ## API load of download progress with DOWNLOADS in f
 # run, SCENARIO=name runs one.
 SEED ?=
 SCENARIO ?=
-chaos: setup tools ## operator kills, apiserver restarts, etcd pauses, partitions, relists, real-node faults
+chaos: setup tools ## operator kills, apiserver restarts, etcd pauses, partitions, relists, real-node and two-node faults
 	@hack/cluster.sh status >/dev/null 2>&1 || hack/cluster.sh up
 	@# The release binary (also the real node's image, for its downloads): built by operator-image.sh.
 	@KUBECONFIG=$(CLUSTER_DIR)/kubeconfig MLMODEL_TEST_OPERATOR_IMAGE=$$(hack/operator-image.sh | tail -n 1) \

@@ -17,6 +17,9 @@ Scenarios (--scenario, repeatable; default all):
   relist      the operator cut off while models change and the apiserver restarts (its watch
               cache forgets), so its watches resume from a resourceVersion that is gone (410):
               it must list again and converge
+  nodes       on the two real nodes, models of two replicas (one per node) serving requests
+              through their Services while the second node is drained, loses its kubelet, or has
+              its container runtime restarted, at seeded instants (hack/chaos_nodes.py)
   real-node   on the real node: the download container killed mid-transfer (the next attempt
               resumes: the file server counts the bytes it sent), the kubelet restarted while
               a model serves, and a volume that fills (DiskFull, nothing served)
@@ -63,6 +66,7 @@ OWNED = {
     "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "Service": "/api/v1/namespaces/{ns}/services",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
 }
 LABEL_MODEL, LABEL_STEP, LABEL_REVISION = "mlmodel.dev/model", "mlmodel.dev/step", "mlmodel.dev/revision"
 FAIL, MESSAGE = "kwok.mlmodel.dev/fail", "kwok.mlmodel.dev/message"
@@ -862,7 +866,7 @@ def table(results):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
 
 
-SCENARIOS = ["kills", "kills-ha", "apiserver", "etcd", "partition", "relist", "real-node"]
+SCENARIOS = ["kills", "kills-ha", "apiserver", "etcd", "partition", "relist", "real-node", "nodes"]
 
 
 def main():
@@ -914,6 +918,9 @@ def main():
         elif name == "real-node":
             import chaos_node
             r = chaos_node.run(ctx)
+        elif name == "nodes":
+            import chaos_nodes
+            r = chaos_nodes.run(ctx)
         r["seconds"] = round(time.time() - t, 1)
         results.append(r)
         extra = {k: v for k, v in r.items() if k not in ("problems",)}
