@@ -6,7 +6,8 @@
 //! volume and the fetcher can rename into place atomically (a mount point cannot be renamed).
 //!
 //! Config (`spec.plugins.config.download`): `image` (default: the operator's image),
-//! `storageClassName`, `backoffLimit` (3), `activeDeadlineSeconds` (3600), `extraArgs` (appended
+//! `storageClassName`, `accessModes` (the claim's, default `[ReadWriteOnce]`; `ReadWriteMany` lets
+//! every replica of any node mount one download: the operator then shares it), `backoffLimit` (3), `activeDeadlineSeconds` (3600), `extraArgs` (appended
 //! to the fetch argv), and the pod settings of [`PodSettings`].
 use mlmodel_plugin_sdk::k8s::{self, PodSettings};
 use mlmodel_plugin_sdk::serde_json::{Value, json};
@@ -28,6 +29,7 @@ impl Plugin for DownloadJob {
         "env",
         "resources",
         "storageClassName",
+        "accessModes",
         "extraArgs",
         "backoffLimit",
         "activeDeadlineSeconds",
@@ -37,8 +39,22 @@ impl Plugin for DownloadJob {
         let config = &ctx.config;
         let pod = PodSettings::from_config(config)?;
 
+        let mut access_modes = config.string_list("accessModes")?;
+        if let Some(bad) = access_modes.iter().find(|m| {
+            !matches!(
+                m.as_str(),
+                "ReadWriteOnce" | "ReadWriteMany" | "ReadOnlyMany" | "ReadWriteOncePod"
+            )
+        }) {
+            return Err(format!(
+                "config accessModes: {bad:?} is not an access mode (ReadWriteOnce, ReadWriteMany, ReadOnlyMany, ReadWriteOncePod)"
+            ));
+        }
+        if access_modes.is_empty() {
+            access_modes.push("ReadWriteOnce".into());
+        }
         let mut claim_spec = json!({
-            "accessModes": ["ReadWriteOnce"],
+            "accessModes": access_modes,
             "resources": {"requests": {"storage": model.spec.storage_size}},
         });
         if let Some(class) = config.str("storageClassName")? {
