@@ -775,3 +775,62 @@ async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
     assert_eq!(ready.replicas_ready.as_deref(), Some("2/2"));
     drop(back);
 }
+
+/// The design before per-pod storage, shown: one `ReadWriteOnce` claim of node-bound storage
+/// (`local-path`) shared by two replicas holds both on the claim's node, whatever the spread
+/// asks, so that node's loss or drain takes the whole model down (the reason `PerPod` is the
+/// choice for 2+ replicas on such a claim).
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_shared_node_bound_claim_holds_every_replica_on_its_node() {
+    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let annotations = [
+        (
+            "scheduler.alpha.kubernetes.io/node-selector",
+            "mlmodel.dev/real-node=true",
+        ),
+        (
+            "scheduler.alpha.kubernetes.io/defaultTolerations",
+            tolerations,
+        ),
+    ];
+    let opts = mlmodel_operator::plugins::RuntimeOptions {
+        operator_image: common::operator_image(),
+        ..Default::default()
+    };
+    let env =
+        crate::common::flow::Env::start_with("shared", common::RESTRICTED, &annotations, opts)
+            .await;
+    let data = crate::real_node::model_bytes(13, 64 * 1024);
+    let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
+    let mut model = crate::real_node::file_model("one", &server.url("/m.bin"), None, json!({}));
+    model.spec.replicas = 2;
+    model.spec.storage_mode = Some(mlmodel_operator::api::StorageMode::Shared);
+    let _one_at_a_time = SECOND_NODE.lock().await;
+    env.create(model).await;
+    let ready = env
+        .wait_phase(
+            "one",
+            mlmodel_operator::api::Phase::Ready,
+            Duration::from_secs(240),
+        )
+        .await;
+    let storage = ready.status.unwrap().storage.unwrap();
+    assert_eq!(storage.reason, "spec.storageMode");
+    assert_eq!(server.gets_of("/m.bin").len(), 1, "one download in all");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let nodes: std::collections::BTreeSet<String> = pods
+        .list(&ListParams::default().labels("mlmodel.dev/model=one,mlmodel.dev/step=serve"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    println!("a shared local-path claim: both replicas on {nodes:?}");
+    assert_eq!(
+        nodes.len(),
+        1,
+        "both replicas on the claim's node: {nodes:?}"
+    );
+}
