@@ -50,6 +50,11 @@ fuzz_target!(|data: &[u8]| {
             Vec::new()
         },
         secrets: flags & 32 != 0,
+        images: if flags & 64 != 0 {
+            vec!["registry.example/".into()]
+        } else {
+            Vec::new()
+        },
     };
     let text = String::from_utf8_lossy(rest);
     let manifests: Vec<String> = text.split(SEPARATOR).map(str::to_string).collect();
@@ -68,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
+    let selector = BTreeMap::from([("app.kubernetes.io/instance".to_string(), "m".to_string())]);
     let host = HostAdditions {
+        selector: &selector,
+        images: HOST_IMAGES,
         namespace: NAMESPACE,
         labels: &labels,
         owner: Some(owner.clone()),
@@ -186,10 +194,25 @@ fn refused_anyway(pod: &PodSpec) -> bool {
 /// The restricted Pod Security Standard and the host's own pod rules, on the typed pod spec.
 /// The one Secret the policy may let through without the `secrets` allowance.
 const CREDENTIALS: &str = "model-credentials";
+/// The images the host allows every plugin here (the operator's and the seeds').
+const HOST_IMAGES: &[String] = &[];
+
+/// Whether the policy may run `image`: the host's images, or the allowance's prefix.
+fn image_ok(image: &str, allow: &Allowances) -> bool {
+    HOST_IMAGES.iter().any(|i| i == image)
+        || allow.images.iter().any(|p| image.starts_with(p.as_str()))
+}
 
 fn check_pod(pod: &PodSpec, allow: &Allowances) {
     if refused_anyway(pod) {
         return;
+    }
+    let containers = pod.containers.iter().map(|c| c.image.as_deref());
+    let inits = pod.init_containers.iter().flatten().map(|c| c.image.as_deref());
+    let ephemeral = pod.ephemeral_containers.iter().flatten().map(|c| c.image.as_deref());
+    for image in containers.chain(inits).chain(ephemeral) {
+        let image = image.unwrap_or_default();
+        assert!(image_ok(image, allow), "the image {image:?} runs unallowed");
     }
     if !allow.secrets {
         // Every Secret name anywhere in the pod spec: only the model's credentials may be one.

@@ -50,7 +50,8 @@ pub fn run(args: RenderArgs) -> Result<()> {
     if let Some(image) = args.operator_image.clone() {
         opts.operator_image = image;
     }
-    let runtime = Runtime::new(opts)?;
+    // Which images run is the operator's --plugin-allow, not known here.
+    let runtime = Runtime::new(opts.allow_any_image())?;
     for (path, error) in runtime.load_errors() {
         eprintln!("warning: plugin {} not loaded: {error}", path.display());
     }

@@ -82,6 +82,20 @@ pub struct RuntimeOptions {
     pub compiler: Compiler,
 }
 
+impl RuntimeOptions {
+    /// Every image allowed to every plugin: for tools that render without the admin's list
+    /// (`render`, `plugins test`); the operator itself takes the admin's `--plugin-allow`.
+    pub fn allow_any_image(mut self) -> Self {
+        let any = policy::Allowances {
+            images: vec![policy::ANY_IMAGE.to_string()],
+            ..Default::default()
+        };
+        let every = self.allowances.remove("*").unwrap_or_default().merge(any);
+        self.allowances.insert("*".into(), every);
+        self
+    }
+}
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
@@ -156,6 +170,10 @@ struct Inner {
     generation: tokio::sync::watch::Sender<u64>,
     /// Turns of [`Runtime::render_async`]: `limits.render_threads` renders at once.
     render_turns: tokio::sync::Semaphore,
+    /// Images every plugin may run: the operator's own and the built-ins' defaults.
+    host_images: Vec<String>,
+    /// What the admin allows each plugin, with what it allows every plugin (`*`) merged in.
+    allowances: BTreeMap<String, policy::Allowances>,
 }
 
 /// The loaded set (name, version, sha256, source) and the failures, one log line each.
@@ -216,9 +234,21 @@ impl Runtime {
                 &opts.replace_builtins,
             );
         }
+        let host_images = std::iter::once(opts.operator_image.clone())
+            .chain(policy::BUILTIN_IMAGES.iter().map(|i| i.to_string()))
+            .collect();
+        let every = opts.allowances.get("*").cloned().unwrap_or_default();
+        let mut allowances: BTreeMap<String, policy::Allowances> = opts
+            .allowances
+            .iter()
+            .map(|(name, a)| (name.clone(), a.clone().merge(every.clone())))
+            .collect();
+        allowances.insert("*".into(), every);
         let inner = Inner {
             engine,
             oci,
+            host_images,
+            allowances,
             opts,
             snapshot: RwLock::new(Arc::new(snapshot)),
             reloading: Mutex::new(()),
@@ -485,15 +515,7 @@ impl Runtime {
         revision: &str,
         manifests: &[String],
     ) -> Result<Vec<DynamicObject>, PluginError> {
-        check_output(
-            plugin,
-            model,
-            step,
-            revision,
-            manifests,
-            self.inner.engine.limits(),
-            self.allowances(plugin),
-        )
+        check_output(self, plugin, model, step, revision, manifests)
     }
 
     /// The two JSON documents of the render input for `step` of `model` (`model`, `context`),
@@ -572,15 +594,7 @@ impl Runtime {
                 message,
                 stderr: String::new(),
             })?;
-        check_output(
-            name,
-            model,
-            step,
-            revision,
-            &manifests,
-            self.inner.engine.limits(),
-            self.allowances(name),
-        )
+        check_output(self, name, model, step, revision, &manifests)
     }
 
     /// The active plugin called `name`.
@@ -602,14 +616,10 @@ impl Runtime {
         &self.inner.opts
     }
 
-    /// What the admin allows plugin `name` (the defaults when nothing was said).
+    /// What the admin allows plugin `name`, with what it allows every plugin (`*`).
     fn allowances(&self, name: &str) -> &policy::Allowances {
-        static NONE: std::sync::OnceLock<policy::Allowances> = std::sync::OnceLock::new();
-        self.inner
-            .opts
-            .allowances
-            .get(name)
-            .unwrap_or_else(|| NONE.get_or_init(policy::Allowances::default))
+        let all = &self.inner.allowances;
+        all.get(name).unwrap_or_else(|| &all["*"])
     }
 }
 
@@ -636,19 +646,24 @@ fn check_config(plugin: &LoadedPlugin, model: &MLModel, step: Step) -> Result<()
     })
 }
 
+/// Checks what `plugin` rendered for `step` of `model` against the output policy, with what
+/// the admin allows it, and adds the host's part.
 fn check_output(
+    rt: &Runtime,
     plugin: &str,
     model: &MLModel,
     step: Step,
     revision: &str,
     manifests: &[String],
-    limits: &Limits,
-    allow: &policy::Allowances,
 ) -> Result<Vec<DynamicObject>, PluginError> {
+    let images = &rt.inner.host_images;
+    let allow = rt.allowances(plugin);
+    let limits = rt.inner.engine.limits();
     let labels = context::labels(model, step, revision);
     let selector = names::selector_labels(&kube::ResourceExt::name_any(model));
     let host = policy::HostAdditions {
         selector: &selector,
+        images,
         namespace: context::namespace(model),
         labels: &labels,
         owner: owner_reference(model),

@@ -30,6 +30,53 @@ pub struct Allowances {
     /// Pods may reference any Secret of the model's namespace (volumes, environment, image
     /// pulls); without it, only the model's own credentials, in the download step.
     pub secrets: bool,
+    /// Images its pods may run besides [`BUILTIN_IMAGES`] and the operator's own, as
+    /// [`image_allowed`] reads a pattern: `REPO` (any tag or digest of it), `REPO:TAG` or
+    /// `REPO@sha256:HEX` (that one), `PREFIX/` (anything under it).
+    pub images: Vec<String>,
+}
+
+/// The images the built-in plugins run by default: allowed to every plugin, as the operator's
+/// own image is (what the admin installed). Any other image is the admin's to allow
+/// (`--plugin-allow PLUGIN:image=PATTERN`, or `*:image=...` for every plugin), whether a plugin
+/// renders it or a model's config asks for it (`spec.plugins.config.<step>.image`).
+pub const BUILTIN_IMAGES: &[&str] = &[
+    "tensorflow/serving:2.18.0",
+    "seldonio/mlserver:1.7.1-sklearn",
+    "hashicorp/http-echo:1.0",
+    "busybox:1.35",
+];
+
+/// The pattern that allows every image: what tools that do not know the admin's list use
+/// (`render`, `plugins test`), and an admin's explicit opt-out (`--plugin-allow '*:image=*'`).
+pub const ANY_IMAGE: &str = "*";
+
+/// Whether `image` is one `pattern` allows: `REPO` allows any tag or digest of that
+/// repository, `REPO:TAG` and `REPO@DIGEST` exactly that, `PREFIX/` every repository under it.
+pub fn image_allowed(pattern: &str, image: &str) -> bool {
+    if pattern == ANY_IMAGE {
+        return true;
+    }
+    if pattern.is_empty() {
+        return false;
+    }
+    if pattern.ends_with('/') {
+        return image.starts_with(pattern);
+    }
+    image == pattern
+        || (!pattern.contains('@')
+            && !last_segment_has_tag(pattern)
+            && image
+                .strip_prefix(pattern)
+                .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@')))
+}
+
+/// Whether a reference names a tag (a `:` after its last `/`, not a registry's port).
+fn last_segment_has_tag(reference: &str) -> bool {
+    reference
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
 }
 
 impl Allowances {
@@ -46,6 +93,11 @@ impl Allowances {
                 None if rule == "service-accounts" => allow.service_accounts = true,
                 None if rule == "downloader-overrides" => allow.downloader_overrides = true,
                 None if rule == "secrets" => allow.secrets = true,
+                Some(("image", pattern))
+                    if !pattern.is_empty() && !pattern.contains(char::is_whitespace) =>
+                {
+                    allow.images.push(pattern.to_string())
+                }
                 Some(("service-type", t))
                     if matches!(t, "NodePort" | "LoadBalancer" | "ExternalName") =>
                 {
@@ -53,7 +105,7 @@ impl Allowances {
                 }
                 _ => {
                     return Err(format!(
-                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides, secrets)"
+                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides, secrets, image=REPO|REPO:TAG|REPO@DIGEST|PREFIX/)"
                     ));
                 }
             }
@@ -67,6 +119,7 @@ impl Allowances {
         self.downloader_overrides |= other.downloader_overrides;
         self.secrets |= other.secrets;
         self.service_types.extend(other.service_types);
+        self.images.extend(other.images);
         self
     }
 }
@@ -141,6 +194,8 @@ pub struct HostAdditions<'a> {
     pub credentials_secret: Option<&'a str>,
     /// The labels of the model's serving pods: what a disruption budget may select.
     pub selector: &'a BTreeMap<String, String>,
+    /// Images every plugin may run: the operator's own, [`BUILTIN_IMAGES`] (exact references).
+    pub images: &'a [String],
 }
 
 /// Checks the plugin's `manifests` for `step` and returns them as objects with the host's
@@ -306,13 +361,12 @@ fn content_violations(
     allow: &Allowances,
     host: &HostAdditions<'_>,
 ) -> Vec<String> {
-    let credentials = host.credentials_secret;
     let spec = value.get("spec").unwrap_or(&Value::Null);
     match kind {
         "PodDisruptionBudget" => disruption_budget_violations(spec, host.selector),
-        "Pod" => pod_violations(spec, allow, credentials),
+        "Pod" => pod_violations(spec, allow, host),
         "Deployment" | "Job" => match spec.pointer("/template/spec") {
-            Some(pod) => pod_violations(pod, allow, credentials),
+            Some(pod) => pod_violations(pod, allow, host),
             None => vec![format!("{kind} without spec.template.spec")],
         },
         "Service" => {
@@ -384,7 +438,8 @@ fn disruption_budget_violations(spec: &Value, selector: &BTreeMap<String, String
     out
 }
 
-fn pod_violations(pod: &Value, allow: &Allowances, credentials: Option<&str>) -> Vec<String> {
+fn pod_violations(pod: &Value, allow: &Allowances, host: &HostAdditions<'_>) -> Vec<String> {
+    let credentials = host.credentials_secret;
     let mut out = Vec::new();
     if !allow.secrets {
         out.extend(
@@ -424,6 +479,33 @@ fn pod_violations(pod: &Value, allow: &Allowances, credentials: Option<&str>) ->
             .into_iter()
             .map(|v| format!("violates the restricted Pod Security Standard: {v}")),
     );
+    out.extend(image_violations(pod, allow, host.images));
+    out
+}
+
+/// Every container image of `pod` that neither the host's images nor the plugin's allowances
+/// allow.
+fn image_violations(pod: &Value, allow: &Allowances, host_images: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in pod
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+            let allowed = host_images.iter().any(|i| i == image)
+                || allow.images.iter().any(|p| image_allowed(p, image));
+            if !allowed {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+                out.push(format!(
+                    "container {name:?} runs image {image:?}, which the admin has not allowed: the operator's image, the built-in plugins' ({}) and what --plugin-allow PLUGIN:image=PATTERN allows",
+                    BUILTIN_IMAGES.join(", ")
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -695,6 +777,9 @@ mod tests {
     use serde_json::json;
 
     const NO_SELECTOR: &BTreeMap<String, String> = &BTreeMap::new();
+    /// The images the host allows in these tests (the operator's, as the runtime adds it).
+    static TEST_IMAGES: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["i".to_string(), "op".to_string()]);
 
     fn run(step: Step, objects: &[Value]) -> Result<Vec<DynamicObject>, PluginError> {
         let labels = BTreeMap::from([("mlmodel.dev/model".to_string(), "m".to_string())]);
@@ -715,6 +800,7 @@ mod tests {
             readiness_gate: None,
             credentials_secret: None,
             selector: &selector,
+            images: &TEST_IMAGES,
         };
         let manifests: Vec<String> = objects.iter().map(Value::to_string).collect();
         check(
@@ -795,6 +881,7 @@ mod tests {
         let labels = BTreeMap::new();
         let host = HostAdditions {
             selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -894,6 +981,7 @@ mod tests {
         let labels = BTreeMap::new();
         let host = HostAdditions {
             selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -939,6 +1027,7 @@ mod tests {
         let labels = BTreeMap::new();
         let host = HostAdditions {
             selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -1108,6 +1197,7 @@ mod tests {
         let labels = BTreeMap::new();
         let host = |credentials: Option<&'static str>| HostAdditions {
             selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -1344,6 +1434,7 @@ mod tests {
         let labels = BTreeMap::new();
         let host = HostAdditions {
             selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
             namespace: "ns",
             labels: &labels,
             owner: None,
@@ -1399,6 +1490,53 @@ mod tests {
             "selector": {"matchLabels": {"app.kubernetes.io/instance": "m", "extra": "x"}}}});
         let objs = run(Step::Serve, &[budget]).expect("allowed");
         assert_eq!(objs[0].metadata.namespace.as_deref(), Some("ns"));
+    }
+
+    #[test]
+    fn images_run_only_as_the_admin_allows() {
+        for (pattern, image, allowed) in [
+            ("ghcr.io/acme/", "ghcr.io/acme/triton:24.1", true),
+            ("ghcr.io/acme/", "ghcr.io/acme-evil/triton:1", false),
+            ("ghcr.io/acme/triton", "ghcr.io/acme/triton:24.1", true),
+            ("ghcr.io/acme/triton", "ghcr.io/acme/triton@sha256:ab", true),
+            ("ghcr.io/acme/triton", "ghcr.io/acme/tritonx:1", false),
+            (
+                "ghcr.io/acme/triton:24.1",
+                "ghcr.io/acme/triton:24.2",
+                false,
+            ),
+            (
+                "ghcr.io/acme/triton:24.1",
+                "ghcr.io/acme/triton:24.1@sha256:ab",
+                false,
+            ),
+            ("localhost:5000/m", "localhost:5000/m:1", true),
+            ("localhost:5000/m:1", "localhost:5000/m:1", true),
+            ("", "anything", false),
+            ("*", "anything:1", true),
+        ] {
+            assert_eq!(
+                image_allowed(pattern, image),
+                allowed,
+                "{pattern} / {image}"
+            );
+        }
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example/miner:1");
+        let err = run(Step::Serve, std::slice::from_ref(&d)).unwrap_err();
+        assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
+        assert!(err.to_string().contains("evil.example/miner:1"), "{err}");
+        let (_, allow) = Allowances::parse_flag("p:image=evil.example/").unwrap();
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: NO_SELECTOR,
+            owner: None,
+            readiness_gate: None,
+            credentials_secret: None,
+            selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
+        };
+        check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).expect("allowed");
     }
 
     #[test]

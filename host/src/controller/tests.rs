@@ -859,3 +859,30 @@ async fn replicas_on_a_read_write_once_claim_each_download_in_their_pod() {
     let shared = names::revision(&model, "download-job", crate::api::StorageMode::Shared);
     assert_ne!(status["download"]["revision"], shared, "{status}");
 }
+
+/// A model author may not run an image the admin never allowed through a plugin's config:
+/// nothing is applied, and the status says which image and how the admin allows it.
+#[tokio::test]
+async fn an_image_the_admin_never_allowed_is_refused_before_anything_is_applied() {
+    let mut model = echo_model();
+    let config =
+        serde_json::json!({"download": {"image": "attacker.example/mlmodel-operator:dev"}});
+    model.spec.plugins =
+        Some(serde_json::from_value(serde_json::json!({ "config": config })).unwrap());
+    let calls = reconcile_once(
+        &model,
+        &Cluster::default(),
+        vec![Expect::status_patch(&model), Expect::event(NS)],
+    )
+    .await;
+    assert!(calls.iter().all(|c| !c.unexpected), "{calls:#?}");
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["reason"], "ForbiddenPluginOutput", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("attacker.example/mlmodel-operator:dev")
+            && message.contains("--plugin-allow"),
+        "{message}"
+    );
+}

@@ -82,9 +82,19 @@ async fn happy_path_echo_tensorflow_and_sklearn_samples() {
         // Every owned object: controller owner reference to the model, and the host's labels.
         let objects = env.owned_objects(&m).await;
         let kinds: Vec<&str> = objects.iter().map(|o| o.0.as_str()).collect();
-        for kind in ["PersistentVolumeClaim", "Job", "Deployment", "Service"] {
-            assert!(kinds.contains(&kind), "{sample}: no {kind} in {kinds:?}");
+        // Two replicas (the tensorflow sample) on a ReadWriteOnce claim: each pod downloads,
+        // and a disruption budget keeps one serving through a drain.
+        let per_pod =
+            st.storage.as_ref().map(|s| s.mode) == Some(mlmodel_operator::api::StorageMode::PerPod);
+        let want: &[&str] = if per_pod {
+            &["Deployment", "Service", "PodDisruptionBudget"]
+        } else {
+            &["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+        };
+        for kind in want {
+            assert!(kinds.contains(kind), "{sample}: no {kind} in {kinds:?}");
         }
+        assert_eq!(per_pod, m.spec.replicas > 1, "{sample}: {:?}", st.storage);
         for (kind, meta) in &objects {
             let owner = meta
                 .owner_references

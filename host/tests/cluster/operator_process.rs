@@ -499,6 +499,8 @@ async fn a_plugin_configmap_update_is_reloaded_without_restart() {
             &format!("--namespace={}", env.ns),
             &format!("--plugin-dir={}", mount.path().display()),
             "--replace-builtin=echo-server",
+            // The replacement runs its own image: the admin allows it.
+            "--plugin-allow=echo-server:image=registry.example/alt-echo",
         ],
     );
     let pid = op.pid();

@@ -487,7 +487,17 @@ async fn real_download_failures_show_the_downloaders_message() {
 async fn real_server_failures_are_reported_from_the_kubelet() {
     let data = model_bytes(3, 4096);
     let server = FileServer::start(vec![("/model.bin", data)]);
-    let env = real_env("real-srvfail").await;
+    // The admin allows the local registry's images to file-server (the image below is not there).
+    let (_, allow) = mlmodel_operator::plugins::policy::Allowances::parse_flag(
+        "file-server:image=localhost:23500/",
+    )
+    .unwrap();
+    let opts = RuntimeOptions {
+        operator_image: common::operator_image(),
+        allowances: [("file-server".to_string(), allow)].into(),
+        ..RuntimeOptions::default()
+    };
+    let env = Env::start_with("real-srvfail", common::RESTRICTED, common::REAL_NODE, opts).await;
     env.create(file_model(
         "nopull",
         &server.url("/model.bin"),

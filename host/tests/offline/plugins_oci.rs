@@ -205,6 +205,15 @@ fn a_registry_plugin_renders_and_may_replace_a_builtin_only_when_allowed() {
     assert!(err.contains("--replace-builtin echo-server"), "{err}");
 
     opts.replace_builtins = BTreeSet::from(["echo-server".to_string()]);
+    // The replacement runs its own image: the admin allows it.
+    opts.allowances = [(
+        "echo-server".to_string(),
+        mlmodel_operator::plugins::policy::Allowances {
+            images: vec!["registry.example/alt-echo".into()],
+            ..Default::default()
+        },
+    )]
+    .into();
     let rt = Runtime::new(opts).unwrap();
     let m = model("m", "echo", &[]);
     let p = select(&rt, Step::Serve, &m).unwrap();

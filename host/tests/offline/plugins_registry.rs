@@ -199,6 +199,15 @@ fn directory_plugin_replaces_builtin_and_reload_follows_the_files() {
     let opts = RuntimeOptions {
         plugin_dirs: vec![dir.path().to_path_buf()],
         replace_builtins: BTreeSet::from(["echo-server".to_string()]),
+        // The replacement runs its own image: the admin allows it.
+        allowances: [(
+            "echo-server".to_string(),
+            mlmodel_operator::plugins::policy::Allowances {
+                images: vec!["registry.example/alt-echo".into()],
+                ..Default::default()
+            },
+        )]
+        .into(),
         ..options()
     };
     let rt = Runtime::new(opts).unwrap();
