@@ -394,6 +394,7 @@ impl Env {
             "Deployment",
             "Service",
             "ConfigMap",
+            "PodDisruptionBudget",
             "Pod",
         ] {
             let ar = api_resource(kind).unwrap();
