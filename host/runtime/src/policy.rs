@@ -4,11 +4,14 @@
 //! the model's namespace (or name none), not be cluster-scoped, and decode as its Kubernetes type
 //! (a `replicas: "two"` is refused here, naming the field, not by the API server at apply time). What it asks for is checked
 //! too, whatever the namespace's labels say: pod templates meet the `restricted` Pod Security
-//! Standard, run as the namespace's default ServiceAccount and are not bound to a node; Services
-//! are ClusterIP without external IPs; claims do not pick a volume or a data source. The admin
-//! can widen the ServiceAccount and Service-type rules per plugin ([`Allowances`]). The host then
-//! sets the namespace, the owner reference and its labels, overriding whatever the plugin put
-//! there.
+//! Standard, run as the namespace's default ServiceAccount, run only images the admin allowed
+//! ([`BUILTIN_IMAGES`], the operator's, [`Allowances::images`]), reach no Secret but the model's
+//! credentials, and are not bound to a node; Services are ClusterIP without external IPs; claims
+//! do not pick a volume or a data source; disruption budgets cover the model's own pods and let
+//! one go. The admin widens these per plugin ([`Allowances`]). The host then sets the namespace,
+//! the owner reference and its labels, overriding whatever the plugin put there, and adds what
+//! serving pods need on a cluster of many nodes (spread, a stop that answers while it leaves,
+//! leaving a lost node after 30 s) where the plugin says nothing of it.
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DynamicObject, TypeMeta};
 use serde_json::Value;
