@@ -367,11 +367,16 @@ class Model:
         elif self.kind == "crash":
             config["serve"] = {"podLabels": {FAIL: "crashloop"},
                                "podAnnotations": {MESSAGE: "simulated crash"}}
+        spec = {"modelURL": self.url(), "storageSize": "100Mi", "framework": "echo",
+                "replicas": self.replicas, "expose": True, "plugins": {"config": config}}
+        if self.kind == "dlfail":
+            # kwok fails the download Job's pod by its label: a Job, whatever the replicas (per-pod
+            # storage would download in the serving pods, which kwok starts as it finds them).
+            spec["storageMode"] = "Shared"
         return {
             "apiVersion": "mlmodel.dev/v1alpha1", "kind": "MLModel",
             "metadata": {"name": self.name, "annotations": {SERVE_PLUGIN: self.serve_plugin}},
-            "spec": {"modelURL": self.url(), "storageSize": "100Mi", "framework": "echo",
-                     "replicas": self.replicas, "expose": True, "plugins": {"config": config}},
+            "spec": spec,
         }
 
     def expected(self):

@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Vec::new()
         },
+        ..Allowances::default()
     };
     let text = String::from_utf8_lossy(rest);
     let manifests: Vec<String> = text.split(SEPARATOR).map(str::to_string).collect();
@@ -214,6 +215,27 @@ fn check_pod(pod: &PodSpec, allow: &Allowances) {
         let image = image.unwrap_or_default();
         assert!(image_ok(image, allow), "the image {image:?} runs unallowed");
     }
+    // No allowance opens scheduling here: only a bounded lost-node toleration passes.
+    for t in pod.tolerations.iter().flatten() {
+        let key = t.key.as_deref().unwrap_or_default();
+        assert!(
+            matches!(key, "node.kubernetes.io/not-ready" | "node.kubernetes.io/unreachable")
+                && t.effect.as_deref() == Some("NoExecute")
+                && t.toleration_seconds.is_some(),
+            "the toleration {t:?} was accepted"
+        );
+    }
+    for (what, name) in [
+        ("priorityClassName", &pod.priority_class_name),
+        ("runtimeClassName", &pod.runtime_class_name),
+    ] {
+        assert!(name.as_deref().unwrap_or_default().is_empty(), "{what} {name:?} accepted");
+    }
+    assert!(
+        matches!(pod.scheduler_name.as_deref(), None | Some("") | Some("default-scheduler")),
+        "schedulerName {:?} accepted",
+        pod.scheduler_name
+    );
     if !allow.secrets {
         // Every Secret name anywhere in the pod spec: only the model's credentials may be one.
         let v = serde_json::to_value(pod).unwrap();

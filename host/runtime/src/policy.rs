@@ -37,6 +37,12 @@ pub struct Allowances {
     /// [`image_allowed`] reads a pattern: `REPO` (any tag or digest of it), `REPO:TAG` or
     /// `REPO@sha256:HEX` (that one), `PREFIX/` (anything under it).
     pub images: Vec<String>,
+    /// Taint keys its pods may tolerate (the nodes the admin opened to it); `*` any.
+    pub tolerations: Vec<String>,
+    /// PriorityClasses, RuntimeClasses and schedulers its pods may name.
+    pub priority_classes: Vec<String>,
+    pub runtime_classes: Vec<String>,
+    pub schedulers: Vec<String>,
 }
 
 /// The images the built-in plugins run by default: allowed to every plugin, as the operator's
@@ -101,6 +107,14 @@ impl Allowances {
                 {
                     allow.images.push(pattern.to_string())
                 }
+                Some(("toleration", key)) if !key.is_empty() => allow.tolerations.push(key.into()),
+                Some(("priority-class", name)) if !name.is_empty() => {
+                    allow.priority_classes.push(name.into())
+                }
+                Some(("runtime-class", name)) if !name.is_empty() => {
+                    allow.runtime_classes.push(name.into())
+                }
+                Some(("scheduler", name)) if !name.is_empty() => allow.schedulers.push(name.into()),
                 Some(("service-type", t))
                     if matches!(t, "NodePort" | "LoadBalancer" | "ExternalName") =>
                 {
@@ -108,7 +122,7 @@ impl Allowances {
                 }
                 _ => {
                     return Err(format!(
-                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides, secrets, image=REPO|REPO:TAG|REPO@DIGEST|PREFIX/)"
+                        "{text:?}: unknown rule {rule:?} (service-accounts, service-type=NodePort|LoadBalancer|ExternalName, downloader-overrides, secrets, image=REPO|REPO:TAG|REPO@DIGEST|PREFIX/, toleration=KEY, priority-class=NAME, runtime-class=NAME, scheduler=NAME)"
                     ));
                 }
             }
@@ -123,6 +137,10 @@ impl Allowances {
         self.secrets |= other.secrets;
         self.service_types.extend(other.service_types);
         self.images.extend(other.images);
+        self.tolerations.extend(other.tolerations);
+        self.priority_classes.extend(other.priority_classes);
+        self.runtime_classes.extend(other.runtime_classes);
+        self.schedulers.extend(other.schedulers);
         self
     }
 }
@@ -290,6 +308,15 @@ pub fn check(
                 host.namespace
             )));
         }
+        if value
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+        {
+            return Err(forbidden(
+                "objects must not set metadata.finalizers: one that nobody removes holds the object, and the model's deletion, forever".into(),
+            ));
+        }
         if let Some(problem) = type_error(kind, &value) {
             return Err(invalid(object, problem));
         }
@@ -367,9 +394,21 @@ fn content_violations(
     let spec = value.get("spec").unwrap_or(&Value::Null);
     match kind {
         "PodDisruptionBudget" => disruption_budget_violations(spec, host.selector),
-        "Pod" => pod_violations(spec, allow, host),
+        "Pod" => {
+            let mut out = pod_violations(spec, allow, host);
+            out.extend(apparmor_annotation_violations(
+                value.pointer("/metadata/annotations"),
+            ));
+            out
+        }
         "Deployment" | "Job" => match spec.pointer("/template/spec") {
-            Some(pod) => pod_violations(pod, allow, host),
+            Some(pod) => {
+                let mut out = pod_violations(pod, allow, host);
+                out.extend(apparmor_annotation_violations(
+                    spec.pointer("/template/metadata/annotations"),
+                ));
+                out
+            }
             None => vec![format!("{kind} without spec.template.spec")],
         },
         "Service" => {
@@ -392,15 +431,7 @@ fn content_violations(
             }
             out
         }
-        "PersistentVolumeClaim" => ["volumeName", "dataSource", "dataSourceRef"]
-            .into_iter()
-            .filter(|k| spec.get(*k).is_some_and(|v| !v.is_null()))
-            .map(|k| {
-                format!(
-                    "claims must not set spec.{k} (it would bind an existing volume or copy data)"
-                )
-            })
-            .collect(),
+        "PersistentVolumeClaim" => claim_violations(spec, "claims"),
         _ => Vec::new(),
     }
 }
@@ -441,9 +472,124 @@ fn disruption_budget_violations(spec: &Value, selector: &BTreeMap<String, String
     out
 }
 
+/// A claim (or an ephemeral volume's claim template) binds no volume that exists and copies no
+/// data: `volumeName`, `selector` (a label match on existing volumes), an empty
+/// `storageClassName` (only pre-made volumes of no class), `dataSource`, `dataSourceRef`.
+fn claim_violations(spec: &Value, what: &str) -> Vec<String> {
+    let mut out: Vec<String> = ["volumeName", "selector", "dataSource", "dataSourceRef"]
+        .into_iter()
+        .filter(|k| spec.get(*k).is_some_and(|v| !v.is_null()))
+        .map(|k| {
+            format!("{what} must not set spec.{k} (it would bind an existing volume or copy data)")
+        })
+        .collect();
+    if spec.get("storageClassName").and_then(Value::as_str) == Some("") {
+        out.push(format!(
+            "{what} must not set an empty spec.storageClassName (it binds only existing volumes of no class)"
+        ));
+    }
+    out
+}
+
+/// Where a pod may run and what it may push aside is the admin's: tolerations (the nodes a
+/// taint keeps for others), priority classes (preemption, `system-node-critical`), runtime
+/// classes and schedulers, each unless allowed for the plugin. The standard tolerations of a
+/// node that stops reporting (`not-ready`, `unreachable`, `NoExecute`, with a bound) stay open.
+/// Node selectors and affinities only narrow where a pod may go: taints keep the rest closed.
+fn scheduling_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in pod
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+        let lost_node = matches!(
+            key,
+            "node.kubernetes.io/not-ready" | "node.kubernetes.io/unreachable"
+        ) && t.get("effect").and_then(Value::as_str) == Some("NoExecute")
+            && t.get("tolerationSeconds").is_some_and(Value::is_i64);
+        let allowed = allow
+            .tolerations
+            .iter()
+            .any(|a| a == "*" || (!key.is_empty() && a == key));
+        if !lost_node && !allowed {
+            let what = if key.is_empty() {
+                "every taint".to_string()
+            } else {
+                format!("the taint {key:?}")
+            };
+            out.push(format!(
+                "a toleration of {what}: the nodes a taint keeps are the admin's to open (--plugin-allow PLUGIN:toleration=KEY)"
+            ));
+        }
+    }
+    for (field, allowed, rule) in [
+        (
+            "priorityClassName",
+            &allow.priority_classes,
+            "priority-class",
+        ),
+        ("runtimeClassName", &allow.runtime_classes, "runtime-class"),
+        ("schedulerName", &allow.schedulers, "scheduler"),
+    ] {
+        let Some(name) = pod
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        else {
+            continue;
+        };
+        if field == "schedulerName" && name == "default-scheduler" {
+            continue;
+        }
+        if !allowed.iter().any(|a| a == name) {
+            out.push(format!(
+                "{field} {name:?} is the admin's to allow (--plugin-allow PLUGIN:{rule}={name})"
+            ));
+        }
+    }
+    for v in pod
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(spec) = v.pointer("/ephemeral/volumeClaimTemplate/spec") {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
+            out.extend(claim_violations(
+                spec,
+                &format!("ephemeral volume {name:?}"),
+            ));
+        }
+    }
+    out
+}
+
+/// AppArmor by the annotations the kubelet still reads
+/// (`container.apparmor.security.beta.kubernetes.io/<container>`): `runtime/default` or a
+/// `localhost/` profile, as the restricted standard says; never `unconfined`.
+fn apparmor_annotation_violations(annotations: Option<&Value>) -> Vec<String> {
+    const PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+    let mut out = Vec::new();
+    for (key, value) in annotations.and_then(Value::as_object).into_iter().flatten() {
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        let v = value.as_str().unwrap_or_default();
+        if v != "runtime/default" && !v.starts_with("localhost/") {
+            out.push(format!(
+                "violates the restricted Pod Security Standard: annotation {key}={v:?} (runtime/default or localhost/<profile> only)"
+            ));
+        }
+    }
+    out
+}
+
 fn pod_violations(pod: &Value, allow: &Allowances, host: &HostAdditions<'_>) -> Vec<String> {
     let credentials = host.credentials_secret;
-    let mut out = Vec::new();
+    let mut out = scheduling_violations(pod, allow);
     if !allow.secrets {
         out.extend(
             secret_references(pod)
@@ -1540,6 +1686,44 @@ mod tests {
             images: &TEST_IMAGES,
         };
         check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).expect("allowed");
+    }
+
+    #[test]
+    fn the_admin_opens_tolerations_and_classes_per_plugin() {
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["tolerations"] =
+            json!([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]);
+        d["spec"]["template"]["spec"]["priorityClassName"] = json!("models-high");
+        d["spec"]["template"]["spec"]["runtimeClassName"] = json!("gvisor");
+        let err = run(Step::Serve, std::slice::from_ref(&d))
+            .unwrap_err()
+            .to_string();
+        for rule in [
+            "toleration=KEY",
+            "priority-class=models-high",
+            "runtime-class=gvisor",
+        ] {
+            assert!(err.contains(rule), "{rule}: {err}");
+        }
+        let (_, allow) = Allowances::parse_flag(
+            "p:toleration=gpu,priority-class=models-high,runtime-class=gvisor",
+        )
+        .unwrap();
+        let host = HostAdditions {
+            namespace: "ns",
+            labels: NO_SELECTOR,
+            owner: None,
+            readiness_gate: None,
+            credentials_secret: None,
+            selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
+        };
+        check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).expect("allowed");
+        // A node lost, with a bound: open to every plugin.
+        let mut lost = deployment();
+        lost["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]);
+        run(Step::Serve, &[lost]).expect("a bounded lost-node toleration");
     }
 
     #[test]
