@@ -22,21 +22,45 @@ pub struct Forbidden {
 /// AWS's IPv6 instance metadata endpoint.
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
+/// Alibaba Cloud's (and others') instance metadata endpoint, outside link-local.
+const ALIBABA_METADATA: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
+
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden_v4(v4);
+            // An IPv4 address inside an IPv6 one reaches that IPv4 host: mapped and compatible
+            // (::ffff:a.b.c.d, ::a.b.c.d), NAT64's well-known prefix (64:ff9b::/96, RFC 6052)
+            // and 6to4 (2002:AABB:CCDD::/48).
+            let s = v6.segments();
+            let embedded = if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                Some(Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ))
+            } else if s[0] == 0x2002 {
+                Some(Ipv4Addr::new(
+                    (s[1] >> 8) as u8,
+                    s[1] as u8,
+                    (s[2] >> 8) as u8,
+                    s[2] as u8,
+                ))
+            } else {
+                v6.to_ipv4()
+            };
+            if embedded.is_some_and(is_forbidden_v4) {
+                return true;
             }
             // fe80::/10 is IPv6 link-local.
-            v6 == AWS_METADATA_V6 || (v6.segments()[0] & 0xffc0) == 0xfe80
+            v6 == AWS_METADATA_V6 || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
 
 fn is_forbidden_v4(v4: Ipv4Addr) -> bool {
-    v4.is_link_local()
+    v4.is_link_local() || v4 == ALIBABA_METADATA
 }
 
 /// Checks an IP literal host in a URL (a resolver never sees those).
@@ -148,10 +172,25 @@ mod tests {
             "fd00:ec2::254",
             "fe80::1",
             "::ffff:169.254.169.254",
+            // Found beyond link-local: Alibaba's metadata, and link-local inside IPv6 through
+            // NAT64, 6to4 and the deprecated IPv4-compatible form.
+            "100.100.100.200",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::169.254.169.254",
         ] {
             assert!(is_forbidden(ip(a)), "{a} should be refused");
         }
-        for a in ["127.0.0.1", "10.0.0.1", "::1", "8.8.8.8", "fd00:ec2::253"] {
+        for a in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "::1",
+            "8.8.8.8",
+            "fd00:ec2::253",
+            "100.100.100.201",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_forbidden(ip(a)), "{a} should be allowed");
         }
     }

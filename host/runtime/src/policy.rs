@@ -148,13 +148,29 @@ impl Allowances {
 /// Downloader flags that turn a guard off: an admin's decision, not a model author's (who could
 /// otherwise pass them through a plugin's config, e.g. `extraArgs`).
 pub const GUARD_FLAGS: &[&str] = &["--allow-link-local"];
-/// Variables that send the downloader (and the credentials it holds) to another endpoint.
+/// Variables that send the downloader (and the credentials it holds) to another endpoint, or
+/// through a proxy that sees and resolves for it, or make it trust another CA: matched in any
+/// case (HTTP libraries read `https_proxy` too), plus every `AWS_ENDPOINT_URL_<SERVICE>`.
 pub const ENDPOINT_VARIABLES: &[&str] = &[
     "HF_ENDPOINT",
     "AWS_ENDPOINT",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 ];
+
+/// Whether `name` is one of [`ENDPOINT_VARIABLES`] (any case) or another
+/// `AWS_ENDPOINT_URL_<SERVICE>`.
+pub fn is_endpoint_variable(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ENDPOINT_VARIABLES.contains(&upper.as_str()) || upper.starts_with("AWS_ENDPOINT_URL")
+}
 
 /// Violations listed in one refusal (the rest are counted).
 const MAX_LISTED: usize = 4;
@@ -745,9 +761,22 @@ fn downloader_overrides(pod: &Value) -> Vec<String> {
         }
         for var in c.get("env").and_then(Value::as_array).into_iter().flatten() {
             let var = var.get("name").and_then(Value::as_str).unwrap_or_default();
-            if ENDPOINT_VARIABLES.contains(&var) {
+            if is_endpoint_variable(var) {
                 out.push(format!(
                     "container {name:?} sets {var}, which sends downloads and their credentials elsewhere: only the admin may allow it for this plugin"
+                ));
+            }
+        }
+        // A ConfigMap's keys become variables unseen here: any of them could be one of those.
+        for from in c
+            .get("envFrom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cm) = from.pointer("/configMapRef/name").and_then(Value::as_str) {
+                out.push(format!(
+                    "container {name:?} takes its environment from the ConfigMap {cm:?}, which could set the downloader's endpoints or proxies: only the admin may allow it for this plugin"
                 ));
             }
         }
@@ -1724,6 +1753,33 @@ mod tests {
         lost["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable",
             "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]);
         run(Step::Serve, &[lost]).expect("a bounded lost-node toleration");
+    }
+
+    #[test]
+    fn the_downloader_is_not_sent_elsewhere_by_any_name_or_a_config_map() {
+        for var in [
+            "AWS_ENDPOINT_URL_STS",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "SSL_CERT_FILE",
+            "AWS_ENDPOINT_URL_SSO",
+        ] {
+            let mut j = job();
+            j["spec"]["template"]["spec"]["containers"][0]["env"] =
+                json!([{"name": var, "value": "http://attacker.example"}]);
+            let err = run(Step::Download, &[j]).unwrap_err().to_string();
+            assert!(
+                err.contains(var) && err.contains("elsewhere"),
+                "{var}: {err}"
+            );
+        }
+        let mut j = job();
+        j["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{"configMapRef": {"name": "endpoints"}}]);
+        let err = run(Step::Download, &[j]).unwrap_err().to_string();
+        assert!(err.contains("ConfigMap \"endpoints\""), "{err}");
+        assert!(!is_endpoint_variable("AWS_REGION"));
     }
 
     #[test]
