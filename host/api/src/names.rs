@@ -61,6 +61,30 @@ pub fn label_value(model: &str) -> String {
     }
 }
 
+/// What another model of the namespace must not share with `model`: its object names of every
+/// suffix that does not depend on a revision, and the label value its pods are selected by.
+/// Names are cut and hashed only when they must be, so a model literally named like another's
+/// hashed form (`my-model-72da0a9e` beside `my.model`, or a 63-character name beside a longer
+/// one) derives the same; the operator refuses the younger of two such models.
+pub fn identity(model: &str) -> std::collections::BTreeSet<String> {
+    ["", "server", "config"]
+        .into_iter()
+        .map(|suffix| format!("{suffix}:{}", object_name(model, suffix)))
+        .chain([format!("label:{}", label_value(model))])
+        .collect()
+}
+
+/// Whether every name of `model` is the model's name itself with its suffix (no cut, no hash):
+/// two such models of different names never share one ([`identity`] need not be compared).
+pub fn is_plain(model: &str) -> bool {
+    model.len() + "-server".len() <= MAX_LABEL
+        && model.starts_with(|c: char| c.is_ascii_lowercase())
+        && !model.ends_with('-')
+        && model
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// The names a plugin is told to use, one per object it is expected to render.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,6 +209,23 @@ mod tests {
             let l = label_value(model);
             assert!(l.len() <= 63, "{l}");
         }
+    }
+
+    #[test]
+    fn twins_by_derivation_are_found_and_plain_names_are_not_twins() {
+        // `my.model` is cut and hashed; a model literally named like the result is its twin.
+        let hashed = object_name("my.model", "");
+        assert!(hashed.starts_with("my-model-"), "{hashed}");
+        assert!(!identity("my.model").is_disjoint(&identity(&hashed)));
+        // A 63-character name is its own label; a longer one sharing its start is hashed to a
+        // label that a literal model name can equal.
+        let long = format!("{}.x", "l".repeat(70));
+        let twin = label_value(&long);
+        assert!(!identity(&long).is_disjoint(&identity(&twin)));
+        // Plain names: a Deployment `a-server` and a Service `a-server` are different kinds.
+        assert!(is_plain("a") && is_plain("a-server"));
+        assert!(identity("a").is_disjoint(&identity("a-server")));
+        assert!(!is_plain("my.model") && !is_plain(&"p".repeat(60)));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Context {
     /// Which plugin each model gets (the operator's defaults per step).
     pub selection: Selection,
     pub stores: Stores,
+    /// The models of the watched namespaces (the controller's cache): two models whose names
+    /// derive the same object names or labels are told apart by it.
+    pub models: kube::runtime::reflector::Store<MLModel>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Running downloads' figures, read from their logs.

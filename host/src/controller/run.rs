@@ -272,7 +272,9 @@ pub async fn run_controllers(
         let progressed_rx = futures::stream::unfold(progressed_rx, |mut rx| async move {
             rx.recv().await.map(|model| (model, rx))
         });
+        let (models, writer) = reflector::store();
         let ctx = Arc::new(Context {
+            models: models.clone(),
             recorder: Recorder::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client: client.clone(),
             runtime: runtime.clone(),
@@ -282,7 +284,6 @@ pub async fn run_controllers(
             progress: tracker,
             memory: Default::default(),
         });
-        let (models, writer) = reflector::store();
         // The cache drops managed fields (nothing reads them). A model is reconciled when what
         // its owner controls changes (spec, labels, annotations: the plugin choice), not when
         // only its status does: that is the operator's own write, and reconciling on it would

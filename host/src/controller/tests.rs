@@ -120,10 +120,16 @@ struct Kept {
     metrics: Arc<Metrics>,
     /// The plugins (default: the built-ins).
     runtime: Option<Runtime>,
+    /// The models the controller's cache holds (default: none).
+    models: Option<kube::runtime::reflector::Store<MLModel>>,
 }
 
 fn context_sharing(client: Client, cluster: &Cluster, memory: Memory, kept: &Kept) -> Arc<Context> {
     Arc::new(Context {
+        models: kept
+            .models
+            .clone()
+            .unwrap_or_else(|| kube::runtime::reflector::store().0),
         recorder: Recorder::new(client.clone(), MANAGER, None),
         client,
         runtime: kept.runtime.clone().unwrap_or_else(runtime),
@@ -885,4 +891,67 @@ async fn an_image_the_admin_never_allowed_is_refused_before_anything_is_applied(
             && message.contains("--plugin-allow"),
         "{message}"
     );
+}
+
+/// Two models whose names derive the same names (`my.model` and its hashed form, literally):
+/// the younger applies nothing and says which model it clashes with; the older is untouched.
+#[tokio::test]
+async fn a_model_named_like_anothers_derived_names_is_refused_before_anything_is_applied() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut older = echo_model();
+    older.metadata.name = Some("my.model".into());
+    older.metadata.uid = Some("00000000-0000-0000-0000-00000000000a".into());
+    older.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap(),
+    ));
+    let mut younger = echo_model();
+    younger.metadata.name = Some(names::object_name("my.model", ""));
+    younger.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap(),
+    ));
+    let (store, mut writer) = kube::runtime::reflector::store();
+    for m in [&older, &younger] {
+        writer.apply_watcher_event(&watcher::Event::Apply(m.clone()));
+    }
+    let kept = Kept {
+        models: Some(store),
+        ..Kept::default()
+    };
+    let (client, api) = FakeApi::start(vec![Expect::status_patch(&younger), Expect::event(NS)]);
+    let ctx = context_sharing(client, &Cluster::default(), Memory::default(), &kept);
+    reconcile(Arc::new(younger.clone()), ctx)
+        .await
+        .expect("reconcile");
+    let calls: Vec<Call> = api
+        .verify()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect();
+    assert!(calls.iter().all(|c| !c.unexpected), "{calls:#?}");
+    let status = &calls[0].body["status"];
+    assert_eq!(status["reason"], "NameConflict", "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("\"my.model\""),
+        "{status}"
+    );
+    // The older model goes on: its download step is applied.
+    let revision = names::revision(&older, "download-job", crate::api::StorageMode::Shared);
+    let n = names::Names::new("my.model", &revision);
+    let (client, api) = FakeApi::start(vec![
+        create(format!(
+            "/api/v1/namespaces/{NS}/persistentvolumeclaims/{}",
+            n.volume
+        )),
+        create(format!("/apis/batch/v1/namespaces/{NS}/jobs/{}", n.job)),
+        Expect::status_patch(&older),
+    ]);
+    let ctx = context_sharing(client, &Cluster::default(), Memory::default(), &kept);
+    reconcile(Arc::new(older), ctx).await.expect("reconcile");
+    let calls: Vec<Call> = api
+        .verify()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect();
+    assert!(calls.iter().all(|c| !c.unexpected), "{calls:#?}");
+    assert_eq!(calls[0].body["kind"], "PersistentVolumeClaim");
 }
