@@ -218,6 +218,26 @@ fn check_selinux(sc: &Value, who: &str, out: &mut Vec<String>) {
     }
 }
 
+/// AppArmor by the annotations the kubelet still reads
+/// (`container.apparmor.security.beta.kubernetes.io/<container>`): `runtime/default` or a
+/// `localhost/` profile, as the restricted standard says; never `unconfined`.
+pub fn restricted_annotation_violations(annotations: Option<&Value>) -> Vec<String> {
+    const PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+    let mut out = Vec::new();
+    for (key, value) in annotations.and_then(Value::as_object).into_iter().flatten() {
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        let v = value.as_str().unwrap_or_default();
+        if v != "runtime/default" && !v.starts_with("localhost/") {
+            out.push(format!(
+                "violates the restricted Pod Security Standard: annotation {key}={v:?} (runtime/default or localhost/<profile> only)"
+            ));
+        }
+    }
+    out
+}
+
 fn check_apparmor(sc: &Value, who: &str, out: &mut Vec<String>) {
     if let Some(t) = sc.pointer("/appArmorProfile/type").and_then(Value::as_str)
         && !matches!(t, "RuntimeDefault" | "Localhost")

@@ -17,7 +17,7 @@ use kube::api::{DynamicObject, TypeMeta};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::podsecurity::restricted_violations;
+use super::podsecurity::{restricted_annotation_violations, restricted_violations};
 use super::{PluginError, Step};
 
 /// What the cluster admin allows one plugin beyond the defaults.
@@ -412,7 +412,7 @@ fn content_violations(
         "PodDisruptionBudget" => disruption_budget_violations(spec, host.selector),
         "Pod" => {
             let mut out = pod_violations(spec, allow, host);
-            out.extend(apparmor_annotation_violations(
+            out.extend(restricted_annotation_violations(
                 value.pointer("/metadata/annotations"),
             ));
             out
@@ -420,7 +420,7 @@ fn content_violations(
         "Deployment" | "Job" => match spec.pointer("/template/spec") {
             Some(pod) => {
                 let mut out = pod_violations(pod, allow, host);
-                out.extend(apparmor_annotation_violations(
+                out.extend(restricted_annotation_violations(
                     spec.pointer("/template/metadata/annotations"),
                 ));
                 out
@@ -577,26 +577,6 @@ fn scheduling_violations(pod: &Value, allow: &Allowances) -> Vec<String> {
             out.extend(claim_violations(
                 spec,
                 &format!("ephemeral volume {name:?}"),
-            ));
-        }
-    }
-    out
-}
-
-/// AppArmor by the annotations the kubelet still reads
-/// (`container.apparmor.security.beta.kubernetes.io/<container>`): `runtime/default` or a
-/// `localhost/` profile, as the restricted standard says; never `unconfined`.
-fn apparmor_annotation_violations(annotations: Option<&Value>) -> Vec<String> {
-    const PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
-    let mut out = Vec::new();
-    for (key, value) in annotations.and_then(Value::as_object).into_iter().flatten() {
-        if !key.starts_with(PREFIX) {
-            continue;
-        }
-        let v = value.as_str().unwrap_or_default();
-        if v != "runtime/default" && !v.starts_with("localhost/") {
-            out.push(format!(
-                "violates the restricted Pod Security Standard: annotation {key}={v:?} (runtime/default or localhost/<profile> only)"
             ));
         }
     }
@@ -958,6 +938,19 @@ mod tests {
     /// The images the host allows in these tests (the operator's, as the runtime adds it).
     static TEST_IMAGES: std::sync::LazyLock<Vec<String>> =
         std::sync::LazyLock::new(|| vec!["i".to_string(), "op".to_string()]);
+
+    /// The host's part with no labels, owner or selector: for checks under other allowances.
+    fn bare_host() -> HostAdditions<'static> {
+        HostAdditions {
+            namespace: "ns",
+            labels: NO_SELECTOR,
+            owner: None,
+            readiness_gate: None,
+            credentials_secret: None,
+            selector: NO_SELECTOR,
+            images: &TEST_IMAGES,
+        }
+    }
 
     fn run(step: Step, objects: &[Value]) -> Result<Vec<DynamicObject>, PluginError> {
         let labels = BTreeMap::from([("mlmodel.dev/model".to_string(), "m".to_string())]);
@@ -1705,16 +1698,15 @@ mod tests {
         assert_eq!(err.reason().as_str(), "ForbiddenPluginOutput");
         assert!(err.to_string().contains("evil.example/miner:1"), "{err}");
         let (_, allow) = Allowances::parse_flag("p:image=evil.example/").unwrap();
-        let host = HostAdditions {
-            namespace: "ns",
-            labels: NO_SELECTOR,
-            owner: None,
-            readiness_gate: None,
-            credentials_secret: None,
-            selector: NO_SELECTOR,
-            images: &TEST_IMAGES,
-        };
-        check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).expect("allowed");
+        check(
+            "p",
+            Step::Serve,
+            &[d.to_string()],
+            1 << 20,
+            &bare_host(),
+            &allow,
+        )
+        .expect("allowed");
     }
 
     #[test]
@@ -1738,16 +1730,15 @@ mod tests {
             "p:toleration=gpu,priority-class=models-high,runtime-class=gvisor",
         )
         .unwrap();
-        let host = HostAdditions {
-            namespace: "ns",
-            labels: NO_SELECTOR,
-            owner: None,
-            readiness_gate: None,
-            credentials_secret: None,
-            selector: NO_SELECTOR,
-            images: &TEST_IMAGES,
-        };
-        check("p", Step::Serve, &[d.to_string()], 1 << 20, &host, &allow).expect("allowed");
+        check(
+            "p",
+            Step::Serve,
+            &[d.to_string()],
+            1 << 20,
+            &bare_host(),
+            &allow,
+        )
+        .expect("allowed");
         // A node lost, with a bound: open to every plugin.
         let mut lost = deployment();
         lost["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable",

@@ -210,6 +210,40 @@ async fn pods_on_two_real_nodes_reach_each_other_and_a_service_over_both() {
     }
 }
 
+/// A namespace (restricted) whose pods tolerate both real nodes and go where `node_selector`
+/// says, with an in-process controller giving download Jobs the locally built operator image.
+async fn two_node_env(prefix: &str, node_selector: &str) -> crate::common::flow::Env {
+    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let annotations = [
+        ("scheduler.alpha.kubernetes.io/node-selector", node_selector),
+        (
+            "scheduler.alpha.kubernetes.io/defaultTolerations",
+            tolerations,
+        ),
+    ];
+    let opts = mlmodel_operator::plugins::RuntimeOptions {
+        operator_image: common::operator_image(),
+        ..Default::default()
+    };
+    crate::common::flow::Env::start_with(prefix, common::RESTRICTED, &annotations, opts).await
+}
+
+/// The nodes of `model`'s serving pods that are not leaving, sorted.
+async fn serving_nodes(pods: &Api<Pod>, model: &str) -> Vec<String> {
+    let selector = format!("mlmodel.dev/model={model},mlmodel.dev/step=serve");
+    let mut nodes: Vec<String> = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    nodes.sort();
+    nodes
+}
+
 /// Tests that stop a component of the second node, or count on it, run one at a time.
 static SECOND_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -240,24 +274,7 @@ async fn a_model_whose_node_is_lost_is_degraded_then_ready_again() {
     let (_, second) = real_nodes(&client).await;
     let node2 = hostname(&second);
     let selector = format!("kubernetes.io/hostname={node2}");
-    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    let annotations = [
-        (
-            "scheduler.alpha.kubernetes.io/node-selector",
-            selector.as_str(),
-        ),
-        (
-            "scheduler.alpha.kubernetes.io/defaultTolerations",
-            tolerations,
-        ),
-    ];
-    let opts = mlmodel_operator::plugins::RuntimeOptions {
-        operator_image: common::operator_image(),
-        ..Default::default()
-    };
-    let env =
-        crate::common::flow::Env::start_with("real-lost", common::RESTRICTED, &annotations, opts)
-            .await;
+    let env = two_node_env("real-lost", &selector).await;
     let data = crate::real_node::model_bytes(7, 64 * 1024);
     let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
     let mut model = crate::real_node::file_model("lost", &server.url("/m.bin"), None, json!({}));
@@ -364,24 +381,7 @@ fn node_of_address(ip: &std::net::IpAddr) -> u8 {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn replicas_on_read_write_once_storage_spread_over_nodes_and_a_drain_drops_no_request() {
-    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    let annotations = [
-        (
-            "scheduler.alpha.kubernetes.io/node-selector",
-            "mlmodel.dev/real-node=true",
-        ),
-        (
-            "scheduler.alpha.kubernetes.io/defaultTolerations",
-            tolerations,
-        ),
-    ];
-    let opts = mlmodel_operator::plugins::RuntimeOptions {
-        operator_image: common::operator_image(),
-        ..Default::default()
-    };
-    let env =
-        crate::common::flow::Env::start_with("spread", common::RESTRICTED, &annotations, opts)
-            .await;
+    let env = two_node_env("spread", "mlmodel.dev/real-node=true").await;
     let data = crate::real_node::model_bytes(9, 1024 * 1024 + 3);
     let sha = crate::real_node::sha256_hex(&data);
     let server = crate::real_node::FileServer::start(vec![("/m.bin", data.clone())]);
@@ -617,15 +617,7 @@ async fn replicas_on_read_write_once_storage_spread_over_nodes_and_a_drain_drops
         "the model said Degraded 1/2 while a replica was away: {seen:?}"
     );
     assert_eq!(again.replicas_ready.as_deref(), Some("2/2"));
-    let now_on: Vec<String> = pods
-        .list(&serving)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| p.spec.unwrap().node_name.unwrap())
-        .collect();
+    let now_on = serving_nodes(&pods, "spread").await;
     assert!(
         now_on.iter().all(|n| *n == n1),
         "the replicas left the drained node: {now_on:?}"
@@ -666,24 +658,7 @@ impl Drop for ComponentsBack {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
-    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    let annotations = [
-        (
-            "scheduler.alpha.kubernetes.io/node-selector",
-            "mlmodel.dev/real-node=true",
-        ),
-        (
-            "scheduler.alpha.kubernetes.io/defaultTolerations",
-            tolerations,
-        ),
-    ];
-    let opts = mlmodel_operator::plugins::RuntimeOptions {
-        operator_image: common::operator_image(),
-        ..Default::default()
-    };
-    let env =
-        crate::common::flow::Env::start_with("lost-two", common::RESTRICTED, &annotations, opts)
-            .await;
+    let env = two_node_env("lost-two", "mlmodel.dev/real-node=true").await;
     let data = crate::real_node::model_bytes(11, 256 * 1024);
     let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
     let mut model = crate::real_node::file_model("away", &server.url("/m.bin"), None, json!({}));
@@ -701,21 +676,7 @@ async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &env.ns);
-    let serving = ListParams::default().labels("mlmodel.dev/model=away,mlmodel.dev/step=serve");
-    let live_nodes = || async {
-        let mut nodes: Vec<String> = pods
-            .list(&serving)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.spec?.node_name)
-            .collect();
-        nodes.sort();
-        nodes
-    };
-    let before = live_nodes().await;
+    let before = serving_nodes(&pods, "away").await;
     assert!(
         before.len() == 2 && before[0] != before[1],
         "a replica on each node: {before:?}"
@@ -759,7 +720,7 @@ async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
             Duration::from_secs(240),
             || async {
                 let st = env.get("away").await.status?;
-                let on = live_nodes().await;
+                let on = serving_nodes(&pods, "away").await;
                 (st.phase == Some(mlmodel_operator::api::Phase::Ready)
                     && st.replicas_ready.as_deref() == Some("2/2")
                     && on.iter().all(|n| *n == n1))
@@ -783,24 +744,7 @@ async fn a_replica_on_a_lost_node_is_replaced_on_the_other_node() {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_shared_node_bound_claim_holds_every_replica_on_its_node() {
-    let tolerations = r#"[{"key":"mlmodel.dev/real-node","operator":"Exists","effect":"NoSchedule"},{"key":"mlmodel.dev/second-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    let annotations = [
-        (
-            "scheduler.alpha.kubernetes.io/node-selector",
-            "mlmodel.dev/real-node=true",
-        ),
-        (
-            "scheduler.alpha.kubernetes.io/defaultTolerations",
-            tolerations,
-        ),
-    ];
-    let opts = mlmodel_operator::plugins::RuntimeOptions {
-        operator_image: common::operator_image(),
-        ..Default::default()
-    };
-    let env =
-        crate::common::flow::Env::start_with("shared", common::RESTRICTED, &annotations, opts)
-            .await;
+    let env = two_node_env("shared", "mlmodel.dev/real-node=true").await;
     let data = crate::real_node::model_bytes(13, 64 * 1024);
     let server = crate::real_node::FileServer::start(vec![("/m.bin", data)]);
     let mut model = crate::real_node::file_model("one", &server.url("/m.bin"), None, json!({}));
@@ -819,14 +763,8 @@ async fn a_shared_node_bound_claim_holds_every_replica_on_its_node() {
     assert_eq!(storage.reason, "spec.storageMode");
     assert_eq!(server.gets_of("/m.bin").len(), 1, "one download in all");
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
-    let nodes: std::collections::BTreeSet<String> = pods
-        .list(&ListParams::default().labels("mlmodel.dev/model=one,mlmodel.dev/step=serve"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.spec?.node_name)
-        .collect();
+    let mut nodes = serving_nodes(&pods, "one").await;
+    nodes.dedup();
     println!("a shared local-path claim: both replicas on {nodes:?}");
     assert_eq!(
         nodes.len(),
